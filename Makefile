@@ -1,0 +1,36 @@
+# The two set-up commands in README.md are `make run` and `make test`; each
+# creates .venv itself on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PG_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+
+.PHONY: run test lint typecheck check bench faults catalog clean
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev,postgres]"
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/labledger demo
+
+test: $(BIN)/.installed
+	LABLEDGER_TEST_PG_URL=$${LABLEDGER_TEST_PG_URL-$(PG_URL)} $(BIN)/pytest -q
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check src tests benchmarks migrations
+	$(BIN)/ruff format --check src tests benchmarks migrations
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+bench: $(BIN)/.installed
+	$(BIN)/pip install -q -c constraints.txt -e ".[bench]"
+	LABLEDGER_BENCH_PG_URL=$${LABLEDGER_BENCH_PG_URL-$(PG_URL)} $(BIN)/python benchmarks/store_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

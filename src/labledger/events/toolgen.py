@@ -1,0 +1,198 @@
+"""ToolGen ⇄ RepairLab events: the tool-synthesis tournament (seed ``001_…``).
+
+ToolGen synthesizes a tool from a spec in an implementation style under annealed
+budgets and evaluates it; a failing tool is handed off to RepairLab, whose
+repaired version re-enters the tournament as a challenger. Code bundles and
+SBOMs are content-addressed blobs referenced by SHA-256; the queue directories
+and marker files of the seed are replaced by these events.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from labledger.events._base import Event, Record
+from labledger.events._types import (
+    Count,
+    Finite,
+    Int64,
+    Name,
+    NonNegative,
+    Path,
+    Positive,
+    PositiveCount,
+    Sha256,
+    Text,
+    Unit,
+)
+
+
+class ImplStyle(enum.StrEnum):
+    """Competing implementation strategies (``set`` is the baseline)."""
+
+    SET = "set"
+    TRIE = "trie"
+    LSH = "lsh"
+    SUFFIXARRAY = "suffixarray"
+
+
+class Lineage(enum.StrEnum):
+    """Where a tournament entry comes from."""
+
+    ORIGINAL = "original"
+    REPAIRLAB_FIXED = "repairlab_fixed"
+
+
+class RepairFailure(enum.StrEnum):
+    """Why a repair attempt failed."""
+
+    TIMEOUT = "timeout"
+    AGENT_ERROR = "agent_error"
+    TESTS_FAILED = "tests_failed"
+
+
+class Budgets(Record):
+    """Annealed resource budgets (epoch 0: 2000 ms / 128 MB, epoch 40: 1000 ms / 64 MB)."""
+
+    timeout_ms: Positive
+    memory_mb: Positive
+
+
+class FitnessComponents(Record):
+    """The weighted parts of fitness (weights from the D-REAM config)."""
+
+    correctness: Unit
+    safety: Unit
+    performance: Unit
+    robustness: Unit
+    documentation: Unit
+
+
+class HandoffMetrics(Record):
+    """The metrics a handoff carries to RepairLab."""
+
+    correctness: Unit
+    fitness: Finite
+
+
+class ToolSynthesized(Event):
+    """ToolGen produced a tool bundle for a spec."""
+
+    TYPE = "toolgen.ToolSynthesized"
+    VERSION = 1
+    SUBSYSTEM = "toolgen"
+
+    tool_id: Name
+    spec_id: Name
+    impl_style: ImplStyle
+    epoch: Count
+    anneal_temp: Positive
+    budgets: Budgets
+    code_sha256: Sha256
+    sbom_sha256: Sha256
+    license: Name = "MIT"
+    """The SPDX license identifier stamped on the generated code."""
+
+
+class ToolEvaluated(Event):
+    """A synthesized tool was tested and benchmarked against its budget."""
+
+    TYPE = "toolgen.ToolEvaluated"
+    VERSION = 1
+    SUBSYSTEM = "toolgen"
+
+    tool_id: Name
+    spec_id: Name
+    impl_style: ImplStyle
+    epoch: Count
+    correctness: Unit
+    median_ms: NonNegative | None
+    """Median of the benchmark runs; ``None`` when the tool did not run."""
+    budget_ms: Positive
+    performance: Unit
+    """``min(1, budget_ms / median_ms)``; 0 when the tool did not run."""
+    stability: Unit
+    """1.0 when both test runs agree, 0.5 when the tests are flaky."""
+    diversity_bonus: Unit
+    components: FitnessComponents
+    fitness: Finite
+
+
+class HandoffRequested(Event):
+    """ToolGen handed a failing tool to RepairLab (the seed's handoff file, as an event)."""
+
+    TYPE = "toolgen.HandoffRequested"
+    VERSION = 1
+    SUBSYSTEM = "toolgen"
+
+    handoff_id: Name
+    tool_id: Name
+    source: Name = "toolgen"
+    spec_path: Path
+    bundle_dir: Path
+    bundle_sha256: Sha256 | None = None
+    epoch: Count
+    impl_style: ImplStyle
+    reason: Name
+    """Why the tool was handed off, e.g. ``toolgen_incorrect``."""
+    metrics: HandoffMetrics
+
+
+class RepairAttempted(Event):
+    """RepairLab started repairing a handed-off tool."""
+
+    TYPE = "repairlab.RepairAttempted"
+    VERSION = 1
+    SUBSYSTEM = "repairlab"
+
+    handoff_id: Name
+    attempt: PositiveCount
+    agent: Name
+    timeout_s: Positive
+
+
+class RepairSucceeded(Event):
+    """A repair attempt produced a tool that passes its tests."""
+
+    TYPE = "repairlab.RepairSucceeded"
+    VERSION = 1
+    SUBSYSTEM = "repairlab"
+
+    handoff_id: Name
+    attempt: PositiveCount
+    repaired_code_sha256: Sha256
+    duration_s: NonNegative
+    log_sha256: Sha256 | None = None
+
+
+class RepairFailed(Event):
+    """A repair attempt gave up."""
+
+    TYPE = "repairlab.RepairFailed"
+    VERSION = 1
+    SUBSYSTEM = "repairlab"
+
+    handoff_id: Name
+    attempt: PositiveCount
+    failure: RepairFailure
+    exit_code: Int64 | None
+    duration_s: NonNegative
+    detail: Text = ""
+    log_sha256: Sha256 | None = None
+
+
+class ChallengerEntered(Event):
+    """A repaired tool re-entered the tournament against the originals."""
+
+    TYPE = "toolgen.ChallengerEntered"
+    VERSION = 1
+    SUBSYSTEM = "toolgen"
+
+    tool_id: Name
+    spec_id: Name
+    impl_style: ImplStyle
+    epoch: Count
+    lineage: Lineage
+    parent_tool_id: Name
+    handoff_id: Name
+    code_sha256: Sha256

@@ -1,0 +1,69 @@
+"""The log: append, read, integrity, blobs (DESIGN §2–3)."""
+
+from __future__ import annotations
+
+import os
+
+from labledger.store.base import (
+    ANY,
+    EXISTS,
+    NO_STREAM,
+    AppendResult,
+    EventStore,
+    ExpectedVersion,
+    NewEvent,
+    Problem,
+    RecordedEvent,
+    StreamAppend,
+    StreamInfo,
+    StreamState,
+    VerifyReport,
+)
+
+DEFAULT_URL = "sqlite:///labledger.db"
+
+
+def default_url() -> str:
+    """``LABLEDGER_DB`` if set, else ``./labledger.db``."""
+    return os.environ.get("LABLEDGER_DB") or DEFAULT_URL
+
+
+def open_store(url: str | None = None, *, read_only: bool = False) -> EventStore:
+    """Open an initialised store.
+
+    Raises:
+        SchemaNotInitialized: no schema, or not at this code's revision; the
+            message names the ``labledger init`` command to run.
+        StoreUnavailable: the database cannot be reached.
+    """
+    from labledger.store._sql import SqlEventStore
+
+    return SqlEventStore(url or default_url(), read_only=read_only)
+
+
+def init_store(url: str | None = None) -> str:
+    """Create or upgrade the schema to head (one migrator at a time). Returns the revision."""
+    from labledger.store._schema_admin import upgrade
+
+    return upgrade(url or default_url())
+
+
+__all__ = [
+    "ANY",
+    "DEFAULT_URL",
+    "EXISTS",
+    "NO_STREAM",
+    "AppendResult",
+    "EventStore",
+    "ExpectedVersion",
+    "NewEvent",
+    "Problem",
+    "RecordedEvent",
+    "StreamAppend",
+    "StreamInfo",
+    "StreamState",
+    "VerifyReport",
+    "default_url",
+    "init_store",
+    "open_store",
+]

@@ -1,0 +1,40 @@
+"""Running migrations against a URL with the dialect's settings and migrator lock."""
+
+from __future__ import annotations
+
+from sqlalchemy import exc as sa_exc
+
+from labledger.errors import LabledgerError
+from labledger.store import _migrate
+from labledger.store._dialect import dialect_for
+from labledger.store._sqlite import WRITE_OPTION
+
+
+def _migrate_url(url: str, target: str, *, downgrade: bool) -> str:
+    dialect = dialect_for(url)
+    engine = dialect.create_engine()
+    try:
+        with engine.connect() as conn:
+            conn = conn.execution_options(**{WRITE_OPTION: True})
+            with dialect.migration_lock(conn):
+                _migrate.run(conn, target, downgrade=downgrade)
+                conn.commit()
+            found = _migrate.current_revision(conn)
+    except LabledgerError:
+        raise
+    except (sa_exc.SQLAlchemyError, OSError) as exc:
+        mapped = dialect.translate(exc)
+        if mapped is None:
+            raise
+        raise mapped from exc
+    finally:
+        engine.dispose()
+    return found or "base"
+
+
+def upgrade(url: str, target: str = "head") -> str:
+    return _migrate_url(url, target, downgrade=False)
+
+
+def downgrade(url: str, target: str = "base") -> str:
+    return _migrate_url(url, target, downgrade=True)

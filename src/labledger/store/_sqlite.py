@@ -1,0 +1,116 @@
+"""SQLite: WAL, synchronous=FULL, one writer at a time through BEGIN IMMEDIATE.
+
+Appends open their transaction with ``BEGIN IMMEDIATE``: a deferred
+transaction that reads first and then writes cannot wait on the busy
+handler when another writer got there first (SQLite returns SQLITE_BUSY at
+once to avoid a deadlock), so racing writers would see "database is
+locked" whatever the busy timeout. Taking the write lock up front makes
+them queue instead. Readers use plain deferred transactions and never block
+writers in WAL mode.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
+
+from labledger.errors import LabledgerError, StoreBusy, StoreUnavailable
+from labledger.store._dialect import Dialect
+
+BUSY_TIMEOUT_S = 30.0
+WRITE_OPTION = "labledger_write"
+
+
+class SqliteDialect(Dialect):
+    name = "sqlite"
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        database = make_url(url).database
+        self.path = None if database in (None, "", ":memory:") else Path(database)
+
+    def exists(self) -> bool:
+        return self.path is None or self.path.exists()
+
+    def create_engine(self, *, read_only: bool = False) -> Engine:
+        engine = create_engine(
+            self.url,
+            connect_args={
+                "isolation_level": None,  # we issue BEGIN ourselves (see module doc)
+                "timeout": BUSY_TIMEOUT_S,
+                "check_same_thread": False,
+            },
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            if not read_only:
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            write = conn.get_execution_options().get(WRITE_OPTION, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+
+    def lock_for_append(self, conn: Connection) -> None:
+        # BEGIN IMMEDIATE (issued by the begin hook) already holds the one write lock.
+        if not conn.get_execution_options().get(WRITE_OPTION, False):
+            raise RuntimeError("append on a connection without the write option")
+
+    @contextmanager
+    def migration_lock(self, conn: Connection) -> Iterator[None]:
+        # Migrations run in one BEGIN IMMEDIATE transaction (transactional DDL),
+        # so a second migrator waits for the first and then finds head.
+        yield
+
+    def translate(self, exc: BaseException) -> LabledgerError | None:
+        orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+        if not isinstance(orig, sqlite3.Error):
+            return None
+        message = str(orig)
+        code = getattr(orig, "sqlite_errorcode", None)
+        lowered = message.lower()
+        where = self.path or "memory"
+        if code == sqlite3.SQLITE_FULL or "full" in lowered:
+            return StoreUnavailable(
+                f"the disk holding {where} is full ({message}); nothing was written. "
+                "Free space and retry."
+            )
+        if code == sqlite3.SQLITE_BUSY or "locked" in lowered:
+            return StoreBusy(
+                f"{where} stayed locked by another writer for {BUSY_TIMEOUT_S:.0f}s "
+                f"({message}); retry."
+            )
+        if code == sqlite3.SQLITE_READONLY or "readonly" in lowered or "read-only" in lowered:
+            return StoreUnavailable(
+                f"{where} is read-only ({message}); nothing was written. "
+                "Check file and directory permissions, or use --read-only to audit."
+            )
+        if "disk i/o error" in lowered or "unable to open" in lowered or (
+            code is not None and code & 0xFF in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN)
+        ):
+            return StoreUnavailable(
+                f"cannot write or open {where} ({message}): the disk may be full, "
+                "missing or failing; nothing was acknowledged."
+            )
+        if code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            from labledger.errors import CorruptionDetected
+
+            return CorruptionDetected(
+                f"{where} is damaged at the storage level ({message}); restore from a backup."
+            )
+        return None

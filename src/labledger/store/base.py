@@ -1,0 +1,254 @@
+"""The contract of the log: records, expected versions, and the store API.
+
+Guarantees (DESIGN §3), each checked by the conformance suite in
+``labledger.testing``:
+
+1. Append-only: the database refuses UPDATE/DELETE of events (triggers).
+2. An append to a stream is atomic and checked against an expected version;
+   a conflict writes nothing and carries the actual version.
+3. Idempotent ids: the same ids with the same content return the original
+   positions (``already_appended``); the same id with other content raises.
+4. Global positions are gap-free and strictly increasing in commit order.
+5. ``append`` returns only after a durable commit.
+6. Every record carries a checksum of all its stored fields and a hash-chain
+   link; ``verify`` names the first bad position.
+8. Envelope: id, stream, stream_version, position, type, schema_version,
+   recorded_at (UTC), correlation_id, causation_id, run_id, actor.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol, runtime_checkable
+
+import msgspec
+
+_json_encode = msgspec.json.Encoder(order="sorted").encode
+
+MAX_STREAM_LENGTH = 256
+MAX_TYPE_LENGTH = 128
+
+
+class StreamState(enum.Enum):
+    """Expected-version conditions that are not an exact version."""
+
+    ANY = "any"
+    NO_STREAM = "no_stream"
+    EXISTS = "exists"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+ANY = StreamState.ANY
+NO_STREAM = StreamState.NO_STREAM
+EXISTS = StreamState.EXISTS
+
+ExpectedVersion = int | StreamState
+"""Either an exact stream version (0-based; the first event is version 0) or a StreamState."""
+
+
+class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event on its way into the log.
+
+    ``data`` and ``metadata`` are the exact bytes to store (canonical JSON of an
+    object); use :meth:`from_json` to build them from Python objects.
+    """
+
+    type: str
+    data: bytes
+    id: str = msgspec.field(default_factory=lambda: str(uuid.uuid4()))
+    metadata: bytes = b"{}"
+    schema_version: int = 1
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    run_id: str | None = None
+    actor: str | None = None
+
+    @classmethod
+    def from_json(
+        cls,
+        type: str,
+        data: Any,
+        *,
+        id: str | uuid.UUID | None = None,
+        metadata: Any = None,
+        **envelope: Any,
+    ) -> NewEvent:
+        """Build an event from JSON-compatible objects, encoded canonically (sorted keys)."""
+        return cls(
+            type=type,
+            data=_json_encode(data),
+            id=str(uuid.UUID(str(id))) if id is not None else str(uuid.uuid4()),
+            metadata=_json_encode(metadata if metadata is not None else {}),
+            **envelope,
+        )
+
+
+@runtime_checkable
+class SupportsNewEvent(Protocol):
+    """Anything the store can append: typed events convert themselves (events layer)."""
+
+    def to_new_event(self) -> NewEvent: ...
+
+
+class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event as stored, with its envelope."""
+
+    position: int
+    stream: str
+    stream_version: int
+    id: str
+    type: str
+    schema_version: int
+    recorded_at_us: int
+    correlation_id: str | None
+    causation_id: str | None
+    run_id: str | None
+    actor: str | None
+    data: bytes
+    metadata: bytes
+
+    @property
+    def recorded_at(self) -> datetime:
+        """Commit-time wall clock of the appending process, UTC."""
+        return datetime.fromtimestamp(self.recorded_at_us / 1_000_000, tz=UTC)
+
+
+class AppendResult(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a batch landed. ``already_appended`` means nothing was written this time."""
+
+    stream: str
+    first_position: int
+    last_position: int
+    first_version: int
+    last_version: int
+    already_appended: bool = False
+
+
+class StreamAppend(msgspec.Struct, frozen=True):
+    """One stream's part of a (possibly multi-stream) atomic append."""
+
+    stream: str
+    events: Sequence[NewEvent]
+    expected_version: ExpectedVersion = ANY
+
+
+class StreamInfo(msgspec.Struct, frozen=True, kw_only=True):
+    stream: str
+    version: int
+    last_position: int
+
+
+class Problem(enum.Enum):
+    CHECKSUM = "checksum"
+    CHAIN = "chain"
+    GAP = "gap"
+    ORDER = "order"
+    INDEX = "index"
+
+
+class VerifyReport(msgspec.Struct, frozen=True, kw_only=True):
+    """Result of a full integrity scan."""
+
+    ok: bool
+    head: int
+    events_checked: int
+    head_hash: str
+    first_bad_position: int | None = None
+    problem: Problem | None = None
+    message: str = "ok"
+
+
+class EventStore(abc.ABC):
+    """The append-only log. Open one with :func:`labledger.store.open_store`."""
+
+    url: str
+
+    @abc.abstractmethod
+    def append(
+        self,
+        stream: str,
+        events: Sequence[NewEvent | SupportsNewEvent],
+        expected_version: ExpectedVersion = ANY,
+    ) -> AppendResult:
+        """Append a batch to one stream, atomically, after a durable commit.
+
+        Args:
+            stream: the stream name (1–256 characters, no NUL).
+            events: the batch, written in order with consecutive stream versions.
+            expected_version: an exact version, ``ANY``, ``NO_STREAM`` or ``EXISTS``.
+
+        Returns:
+            The positions and versions of the batch; ``already_appended`` is
+            true when every id was already stored with the same content.
+
+        Raises:
+            WrongExpectedVersion: the stream is elsewhere; nothing written.
+            IdempotencyConflict: an id is stored with other content.
+            InvalidEvent: a malformed event; nothing written.
+            StoreUnavailable: the commit could not be made durable.
+        """
+
+    @abc.abstractmethod
+    def append_many(self, parts: Sequence[StreamAppend]) -> list[AppendResult]:
+        """Append to several streams in one transaction: all parts land or none."""
+
+    @abc.abstractmethod
+    def read_stream(
+        self, stream: str, from_version: int = 0, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        """Events of one stream with version >= ``from_version``, in version order."""
+
+    @abc.abstractmethod
+    def read_all(
+        self, from_position: int = 0, *, batch_size: int = 1000, limit: int | None = None
+    ) -> Iterator[RecordedEvent]:
+        """Every event with position >= ``from_position``, in position order.
+
+        Streams in keyset pages of ``batch_size``: memory stays constant however
+        long the log. Events committed while iterating are included.
+        """
+
+    @abc.abstractmethod
+    def head(self) -> int:
+        """The last position in the log (0 when empty)."""
+
+    @abc.abstractmethod
+    def stream_version(self, stream: str) -> int:
+        """The stream's last version, or -1 when it has no events."""
+
+    @abc.abstractmethod
+    def streams(self, prefix: str = "") -> list[StreamInfo]:
+        """Streams whose name starts with ``prefix`` (a literal prefix, not a pattern)."""
+
+    @abc.abstractmethod
+    def put_blob(self, data: bytes) -> str:
+        """Store immutable bytes; returns their SHA-256 (hex). Storing twice is a no-op."""
+
+    @abc.abstractmethod
+    def get_blob(self, sha256: str) -> bytes:
+        """Bytes of a blob, verified against their hash.
+
+        Raises:
+            BlobNotFound: nothing stored under that hash.
+            CorruptionDetected: the stored bytes no longer hash to ``sha256``.
+        """
+
+    @abc.abstractmethod
+    def verify(self) -> VerifyReport:
+        """Scan the whole log: checksums, chain, gaps, stream order and index."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
