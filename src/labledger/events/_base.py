@@ -43,7 +43,7 @@ class Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """A frozen value nested inside an event (metrics, metadata, budgets...)."""
 
 
-class Event(Record):
+class Event(Record, frozen=True, kw_only=True):
     """Base of every typed event; subclasses register themselves on definition."""
 
     TYPE: ClassVar[str]
@@ -95,9 +95,17 @@ def _register(cls: type[Event]) -> None:
         other = _BY_KEY[(name, version)]
         raise TypeError(f"{name} v{version} is already registered by {other.__qualname__}")
     _BY_KEY[(name, version)] = cls
-    _DECODERS[cls] = msgspec.json.Decoder(cls)
-    if name not in _CURRENT or _CURRENT[name].VERSION < version:
+    if name not in _CURRENT or version > _CURRENT[name].VERSION:
         _CURRENT[name] = cls
+
+
+def _decoder(cls: type[Event]) -> msgspec.json.Decoder[Any]:
+    # Built on first use, then kept: msgspec cannot build a decoder for a struct
+    # while ``__init_subclass__`` is still defining it.
+    decoder = _DECODERS.get(cls)
+    if decoder is None:
+        decoder = _DECODERS[cls] = msgspec.json.Decoder(cls)
+    return decoder
 
 
 def register_upcaster(type_name: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
@@ -183,9 +191,9 @@ def canonical_bytes(event: Event) -> bytes:
             its type or range (NaN and infinity included).
     """
     cls = type(event)
-    decoder = _DECODERS.get(cls)
-    if decoder is None:
+    if _BY_KEY.get((getattr(cls, "TYPE", ""), getattr(cls, "VERSION", 0))) is not cls:
         raise InvalidEvent(f"{cls.__qualname__} is not a registered event class")
+    decoder = _decoder(cls)
     try:
         raw = _ENCODER.encode(event)
     except (TypeError, ValueError, msgspec.EncodeError) as exc:
@@ -213,7 +221,7 @@ def encode(event: Event) -> tuple[str, int, bytes]:
             are always written at the current version), or a field is invalid.
     """
     cls = type(event)
-    if _DECODERS.get(cls) is not None and _CURRENT[cls.TYPE] is not cls:
+    if _CURRENT.get(getattr(cls, "TYPE", "")) not in (None, cls):
         raise InvalidEvent(
             f"{cls.__qualname__} is {cls.TYPE} v{cls.VERSION}, an old version; "
             f"write v{_CURRENT[cls.TYPE].VERSION} ({_CURRENT[cls.TYPE].__qualname__})"
@@ -246,7 +254,7 @@ def decode(type_name: str, schema_version: int, data: bytes) -> Event:
             type_name=type_name,
         )
     try:
-        event: Event = _DECODERS[cls].decode(data)
+        event: Event = _decoder(cls).decode(data)
     except msgspec.DecodeError as exc:
         raise EventDecodeError(
             f"v{schema_version} payload does not decode: {exc}", type_name=type_name

@@ -1,4 +1,4 @@
-"""Constrained field types shared by every event module.
+r"""Constrained field types shared by every event module.
 
 msgspec does not validate on construction, only on decode; ``encode`` therefore
 round-trips every event through its decoder, and these ``Meta`` constraints are

@@ -40,7 +40,7 @@ class CapMetric(enum.StrEnum):
     OOM = "oom"
 
 
-class DreamManifest(Record):
+class DreamManifest(Record, frozen=True, kw_only=True):
     """What makes a D-REAM run reproducible; carried by its ``run.RunStarted``."""
 
     code_hash: Sha256
@@ -49,7 +49,7 @@ class DreamManifest(Record):
     rng_seed: Count
 
 
-class TrialKpis(Record):
+class TrialKpis(Record, frozen=True, kw_only=True):
     """One trial's KPIs; ``None`` where the machine cannot measure the value."""
 
     perf: Finite | None
@@ -60,7 +60,7 @@ class TrialKpis(Record):
     oom: Count | None
 
 
-class TrialRecorded(Event):
+class TrialRecorded(Event, frozen=True, kw_only=True):
     """One trial of one candidate genome in one (domain, regime)."""
 
     TYPE = "dream.TrialRecorded"
@@ -76,7 +76,7 @@ class TrialRecorded(Event):
     kpis: TrialKpis
 
 
-class BaselineRefreshRequested(Event):
+class BaselineRefreshRequested(Event, frozen=True, kw_only=True):
     """The (domain, regime) baseline is to be re-measured (``--refresh-baseline``)."""
 
     TYPE = "dream.BaselineRefreshRequested"
@@ -90,7 +90,7 @@ class BaselineRefreshRequested(Event):
     reason: Text = ""
 
 
-class SafetyCapExceeded(Event):
+class SafetyCapExceeded(Event, frozen=True, kw_only=True):
     """A trial crossed a safety cap; the candidate is unsafe (``score_v2`` = -inf)."""
 
     TYPE = "dream.SafetyCapExceeded"
@@ -109,7 +109,7 @@ class SafetyCapExceeded(Event):
     observed: Finite
 
 
-class GenerationCompleted(Event):
+class GenerationCompleted(Event, frozen=True, kw_only=True):
     """Every candidate of a generation in a domain has been measured."""
 
     TYPE = "dream.GenerationCompleted"

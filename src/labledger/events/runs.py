@@ -33,7 +33,7 @@ class RunOutcome(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-class RunStarted(Event):
+class RunStarted(Event, frozen=True, kw_only=True):
     """A run began: what runs, with which config and code, where."""
 
     TYPE = "run.RunStarted"
@@ -50,7 +50,7 @@ class RunStarted(Event):
     """D-REAM runs carry their reproducibility manifest here."""
 
 
-class Heartbeat(Event):
+class Heartbeat(Event, frozen=True, kw_only=True):
     """The run is alive."""
 
     TYPE = "run.Heartbeat"
@@ -63,7 +63,7 @@ class Heartbeat(Event):
     progress: Text = ""
 
 
-class RunFinished(Event):
+class RunFinished(Event, frozen=True, kw_only=True):
     """The run ended and said so itself."""
 
     TYPE = "run.RunFinished"
@@ -75,7 +75,7 @@ class RunFinished(Event):
     detail: Text = ""
 
 
-class RunAbandoned(Event):
+class RunAbandoned(Event, frozen=True, kw_only=True):
     """A reaper declared the run dead because its heartbeats stopped."""
 
     TYPE = "run.RunAbandoned"
@@ -89,7 +89,7 @@ class RunAbandoned(Event):
     reaper: Name
 
 
-class RunResumed(Event):
+class RunResumed(Event, frozen=True, kw_only=True):
     """A new attempt continues the run from a checkpoint of an earlier attempt.
 
     Events of ``resumes_attempt`` recorded after ``checkpoint_position`` (a

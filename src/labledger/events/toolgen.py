@@ -51,14 +51,14 @@ class RepairFailure(enum.StrEnum):
     TESTS_FAILED = "tests_failed"
 
 
-class Budgets(Record):
+class Budgets(Record, frozen=True, kw_only=True):
     """Annealed resource budgets (epoch 0: 2000 ms / 128 MB, epoch 40: 1000 ms / 64 MB)."""
 
     timeout_ms: Positive
     memory_mb: Positive
 
 
-class FitnessComponents(Record):
+class FitnessComponents(Record, frozen=True, kw_only=True):
     """The weighted parts of fitness (weights from the D-REAM config)."""
 
     correctness: Unit
@@ -68,14 +68,14 @@ class FitnessComponents(Record):
     documentation: Unit
 
 
-class HandoffMetrics(Record):
+class HandoffMetrics(Record, frozen=True, kw_only=True):
     """The metrics a handoff carries to RepairLab."""
 
     correctness: Unit
     fitness: Finite
 
 
-class ToolSynthesized(Event):
+class ToolSynthesized(Event, frozen=True, kw_only=True):
     """ToolGen produced a tool bundle for a spec."""
 
     TYPE = "toolgen.ToolSynthesized"
@@ -94,7 +94,7 @@ class ToolSynthesized(Event):
     """The SPDX license identifier stamped on the generated code."""
 
 
-class ToolEvaluated(Event):
+class ToolEvaluated(Event, frozen=True, kw_only=True):
     """A synthesized tool was tested and benchmarked against its budget."""
 
     TYPE = "toolgen.ToolEvaluated"
@@ -118,7 +118,7 @@ class ToolEvaluated(Event):
     fitness: Finite
 
 
-class HandoffRequested(Event):
+class HandoffRequested(Event, frozen=True, kw_only=True):
     """ToolGen handed a failing tool to RepairLab (the seed's handoff file, as an event)."""
 
     TYPE = "toolgen.HandoffRequested"
@@ -138,7 +138,7 @@ class HandoffRequested(Event):
     metrics: HandoffMetrics
 
 
-class RepairAttempted(Event):
+class RepairAttempted(Event, frozen=True, kw_only=True):
     """RepairLab started repairing a handed-off tool."""
 
     TYPE = "repairlab.RepairAttempted"
@@ -151,7 +151,7 @@ class RepairAttempted(Event):
     timeout_s: Positive
 
 
-class RepairSucceeded(Event):
+class RepairSucceeded(Event, frozen=True, kw_only=True):
     """A repair attempt produced a tool that passes its tests."""
 
     TYPE = "repairlab.RepairSucceeded"
@@ -165,7 +165,7 @@ class RepairSucceeded(Event):
     log_sha256: Sha256 | None = None
 
 
-class RepairFailed(Event):
+class RepairFailed(Event, frozen=True, kw_only=True):
     """A repair attempt gave up."""
 
     TYPE = "repairlab.RepairFailed"
@@ -181,7 +181,7 @@ class RepairFailed(Event):
     log_sha256: Sha256 | None = None
 
 
-class ChallengerEntered(Event):
+class ChallengerEntered(Event, frozen=True, kw_only=True):
     """A repaired tool re-entered the tournament against the originals."""
 
     TYPE = "toolgen.ChallengerEntered"

@@ -44,7 +44,7 @@ def run(conn: Connection, target: str = "head", *, downgrade: bool = False) -> N
 
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
-    cfg.set_main_option("version_locations", str(migrations_dir() / "versions"))
+    cfg.set_main_option("path_separator", "os")
     cfg.attributes["connection"] = conn
     if downgrade:
         command.downgrade(cfg, target)
@@ -59,6 +59,7 @@ def script_head() -> str:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.set_main_option("path_separator", "os")
     head = ScriptDirectory.from_config(cfg).get_current_head()
     assert head is not None
     return head

@@ -7,7 +7,10 @@ version seen per stream, which is checked against the stream index at the end.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, text
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection, Row, text
 
 from labledger.store._integrity import GENESIS, chain_link, record_checksum
 from labledger.store.base import Problem, VerifyReport
@@ -19,58 +22,75 @@ _SCAN = text(
 )
 
 
-def _bad(pos: int, checked: int, head_hash: bytes, problem: Problem, msg: str) -> VerifyReport:
-    return VerifyReport(
-        ok=False,
-        head=pos,
-        events_checked=checked,
-        head_hash=head_hash.hex(),
-        first_bad_position=pos,
-        problem=problem,
-        message=f"position {pos}: {msg}",
-    )
+class _Damage(Exception):
+    def __init__(self, position: int | None, problem: Problem, message: str) -> None:
+        self.position, self.problem, self.message = position, problem, message
 
 
 def verify_log(conn: Connection) -> VerifyReport:
-    expected_pos, link, checked = 1, GENESIS, 0
-    versions: dict[str, int] = {}
+    head = int(conn.execute(text("SELECT COALESCE(MAX(position), 0) FROM ll_events")).scalar_one())
+    scan = _Scan()
     result = conn.execution_options(stream_results=True, yield_per=2000).execute(_SCAN)
-    for row in result:
-        pos, version, stream = row[0], row[1], row[5]
-        data, metadata = bytes(row[11]), bytes(row[12])
-        stored_sum, stored_link = bytes(row[13]), bytes(row[14])
-        if pos != expected_pos:
-            what = "missing" if pos > expected_pos else "repeated"
-            return _bad(
-                expected_pos, checked, link, Problem.GAP,
-                f"expected position {expected_pos}, found {pos} (events {what})",
-            )
-        computed = record_checksum(
-            pos, version, row[2], row[3], row[4], stream, row[6],
-            row[7], row[8], row[9], row[10], data, metadata,
-        )
-        if computed != stored_sum:
-            return _bad(pos, checked, link, Problem.CHECKSUM,
-                        "checksum mismatch: the record's stored bytes were changed")
-        link = chain_link(link, computed)
-        if link != stored_link:
-            return _bad(pos, checked, link, Problem.CHAIN,
-                        "hash-chain link mismatch: records before it were removed, "
-                        "inserted or reordered")
-        if version != versions.get(stream, -1) + 1:
-            return _bad(pos, checked, link, Problem.ORDER,
-                        f"stream {stream!r} jumps from version {versions.get(stream, -1)} "
-                        f"to {version}")
-        versions[stream] = version
-        checked += 1
-        expected_pos += 1
-    result.close()
-    index = {r[0]: r[1] for r in conn.execute(text("SELECT stream, version FROM ll_streams"))}
-    if index != versions:
-        wrong = sorted(set(index.items()) ^ set(versions.items()))
+    try:
+        scan.walk(result)
+        index = {r[0]: r[1] for r in conn.execute(text("SELECT stream, version FROM ll_streams"))}
+        scan.check_index(index)
+    except _Damage as damage:
+        where = "" if damage.position is None else f"position {damage.position}: "
         return VerifyReport(
-            ok=False, head=checked, events_checked=checked, head_hash=link.hex(),
-            first_bad_position=None, problem=Problem.INDEX,
-            message=f"stream index disagrees with the log for {wrong[0][0]!r}",
+            ok=False,
+            head=head,
+            events_checked=scan.checked,
+            head_hash=scan.link.hex(),
+            first_bad_position=damage.position,
+            problem=damage.problem,
+            message=where + damage.message,
         )
-    return VerifyReport(ok=True, head=checked, events_checked=checked, head_hash=link.hex())
+    finally:
+        result.close()
+    return VerifyReport(ok=True, head=head, events_checked=scan.checked, head_hash=scan.link.hex())
+
+
+class _Scan:
+    def __init__(self) -> None:
+        self.link = GENESIS
+        self.checked = 0
+        self.versions: dict[str, int] = {}
+
+    def walk(self, rows: Iterable[Row[Any]]) -> None:
+        for row in rows:
+            pos, version, stream = row[0], row[1], row[5]
+            expected = self.checked + 1
+            if pos != expected:
+                what = "missing" if pos > expected else "repeated"
+                raise _Damage(expected, Problem.GAP,
+                              f"expected position {expected}, found {pos} (events {what})")
+            computed = record_checksum(
+                pos, version, row[2], row[3], row[4], stream, row[6],
+                row[7], row[8], row[9], row[10], bytes(row[11]), bytes(row[12]),
+            )
+            if computed != bytes(row[13]):
+                raise _Damage(pos, Problem.CHECKSUM,
+                              "checksum mismatch: the record's stored bytes were changed")
+            link = chain_link(self.link, computed)
+            if link != bytes(row[14]):
+                raise _Damage(pos, Problem.CHAIN, "hash-chain link mismatch: records before "
+                              "it were removed, inserted or reordered")
+            previous = self.versions.get(stream, -1)
+            if version != previous + 1:
+                raise _Damage(pos, Problem.ORDER,
+                              f"stream {stream!r} jumps from version {previous} to {version}")
+            self.versions[stream] = version
+            self.link = link
+            self.checked += 1
+
+    def check_index(self, index: dict[str, int]) -> None:
+        if index == self.versions:
+            return
+        stream = sorted(set(index.items()) ^ set(self.versions.items()))[0][0]
+        raise _Damage(
+            None, Problem.INDEX,
+            f"stream {stream!r} is at version {index.get(stream, -1)} in the stream index "
+            f"but {self.versions.get(stream, -1)} in the log: events were truncated or added "
+            "behind the store's back",
+        )

@@ -1,0 +1,94 @@
+"""Old event shapes and the upcasters that lift them, in one place.
+
+Stored bytes never change, so every shape ever written stays decodable: the old
+class is kept here, *frozen* — never edit a class in this module, add a new
+version instead. Its nested records are copies too, so later changes to the
+current records cannot change how old bytes decode. (Enums are shared: enum
+members are only ever added, never removed or renamed.)
+
+An upcaster takes the builtins form of a payload validated against version N
+and returns the builtins form of version N + 1; ``decode`` chains them and
+validates the result against the current class.
+
+To evolve a type: bump ``VERSION`` on the current class, move a copy of the old
+class here under a ``V<N>`` name, register an upcaster from N, regenerate the
+catalog (``python -m labledger.events.catalog --write``) and append golden
+records for the new version (the golden test says which are missing).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labledger.events._base import Event, Record, register_upcaster
+from labledger.events._types import Finite, Name, Text
+from labledger.events.telemetry import EventLevel, HealthStatus, TelemetryPriority
+
+# --- esper.TelemetryPacket v1 -> v2: priority moves out of the health indicators ----------
+
+
+class _SystemHealthV1(Record, frozen=True, kw_only=True):
+    status: HealthStatus
+    indicators: dict[Name, Text]
+
+
+class _TelemetryMetricV1(Record, frozen=True, kw_only=True):
+    name: Name
+    value: Finite
+    unit: Name | None = None
+
+
+class _TelemetryEventV1(Record, frozen=True, kw_only=True):
+    description: Name
+    level: EventLevel
+    attributes: dict[Name, Text]
+
+
+class TelemetryPacketV1(Event, frozen=True, kw_only=True):
+    """esper.TelemetryPacket v1: the priority was ``health.indicators["priority"]``."""
+
+    TYPE = "esper.TelemetryPacket"
+    VERSION = 1
+    SUBSYSTEM = "esper"
+
+    source: Name
+    health: _SystemHealthV1
+    metrics: list[_TelemetryMetricV1]
+    events: list[_TelemetryEventV1]
+
+
+_PRIORITY_PREFIX = "MESSAGE_PRIORITY_"
+
+
+def _v1_priority(raw: str | None, events: list[dict[str, Any]]) -> TelemetryPriority:
+    """The v2 priority of a v1 packet.
+
+    v1 producers wrote the indicator as ``"HIGH"``, ``"high"`` or the protobuf
+    name ``"MESSAGE_PRIORITY_HIGH"``. Packets without it were routed by
+    Weatherlight, which derived the priority from the packet's events (an ERROR
+    event resolved to HIGH, a CRITICAL one escalated to CRITICAL, seed
+    ``004_…``); the same rule is applied here so replay routes them as they were.
+    """
+    if raw is not None:
+        name = raw.strip().upper().removeprefix(_PRIORITY_PREFIX)
+        try:
+            return TelemetryPriority(name)
+        except ValueError:
+            raise ValueError(f"unknown v1 priority indicator {raw!r}") from None
+    levels = {event["level"] for event in events}
+    if EventLevel.CRITICAL in levels:
+        return TelemetryPriority.CRITICAL
+    if EventLevel.ERROR in levels:
+        return TelemetryPriority.HIGH
+    return TelemetryPriority.NORMAL
+
+
+@register_upcaster("esper.TelemetryPacket", 1)
+def _telemetry_priority_to_field(data: dict[str, Any]) -> dict[str, Any]:
+    indicators = dict(data["health"]["indicators"])
+    priority = _v1_priority(indicators.pop("priority", None), data["events"])
+    return {
+        **data,
+        "priority": priority.value,
+        "health": {**data["health"], "indicators": indicators},
+    }
