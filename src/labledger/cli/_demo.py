@@ -27,8 +27,13 @@ def run(url: str) -> int:
         trials = [
             ev(
                 "dream.TrialRecorded",
-                {"domain": "cpu", "regime": regime, "cand_id": f"c{c}", "trial_index": t,
-                 "kpis": {"perf": 100.0 + 7 * c + t, "p95_ms": 12.5 - c, "watts": None}},
+                {
+                    "domain": "cpu",
+                    "regime": regime,
+                    "cand_id": f"c{c}",
+                    "trial_index": t,
+                    "kpis": {"perf": 100.0 + 7 * c + t, "p95_ms": 12.5 - c, "watts": None},
+                },
                 run_id=run_id,
                 causation_id=started.id,
                 actor="demo",
@@ -48,7 +53,8 @@ def run(url: str) -> int:
             print(f"{info.stream:<32} {info.version:>7} {info.last_position:>13}")
         print(f"head position {store.head()}, blob {blob[:12]}…")
         status = "OK" if report.ok else f"FAILED: {report.message}"
-        print(f"verify: {status} ({report.events_checked} events, head hash "
-              f"{report.head_hash[:16]}…)")
+        print(
+            f"verify: {status} ({report.events_checked} events, head hash {report.head_hash[:16]}…)"
+        )
     sys.stdout.flush()
     return 0 if report.ok else 1

@@ -63,9 +63,7 @@ def parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise InvalidEvent(f"not valid UTF-8 at byte {exc.start}") from exc
     try:
-        value = json.loads(
-            text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant
-        )
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except RecursionError as exc:
         raise InvalidEvent(f"JSON nested deeper than {MAX_DEPTH} levels") from exc
     except json.JSONDecodeError as exc:

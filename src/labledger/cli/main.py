@@ -90,23 +90,26 @@ def _bounded_lines(stream: BinaryIO) -> Iterator[bytes]:
 
 
 def _line(e: RecordedEvent) -> bytes:
-    return _encode(
-        {
-            "position": e.position,
-            "stream": e.stream,
-            "version": e.stream_version,
-            "type": e.type,
-            "schema_version": e.schema_version,
-            "id": e.id,
-            "recorded_at": e.recorded_at.isoformat().replace("+00:00", "Z"),
-            "correlation_id": e.correlation_id,
-            "causation_id": e.causation_id,
-            "run_id": e.run_id,
-            "actor": e.actor,
-            "data": msgspec.Raw(e.data),
-            "metadata": msgspec.Raw(e.metadata),
-        }
-    ) + b"\n"
+    return (
+        _encode(
+            {
+                "position": e.position,
+                "stream": e.stream,
+                "version": e.stream_version,
+                "type": e.type,
+                "schema_version": e.schema_version,
+                "id": e.id,
+                "recorded_at": e.recorded_at.isoformat().replace("+00:00", "Z"),
+                "correlation_id": e.correlation_id,
+                "causation_id": e.causation_id,
+                "run_id": e.run_id,
+                "actor": e.actor,
+                "data": msgspec.Raw(e.data),
+                "metadata": msgspec.Raw(e.metadata),
+            }
+        )
+        + b"\n"
+    )
 
 
 def _write_lines(events: Iterator[RecordedEvent] | list[RecordedEvent]) -> None:
@@ -195,8 +198,11 @@ def _nonnegative(value: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="labledger", description="The event-sourced ledger of an ML lab.")
-    parser.add_argument("--db", default=None, help="database URL (default: $LABLEDGER_DB, "
-                        "then sqlite:///labledger.db)")
+    parser.add_argument(
+        "--db",
+        default=None,
+        help="database URL (default: $LABLEDGER_DB, then sqlite:///labledger.db)",
+    )
     parser.add_argument("--read-only", action="store_true", help="open the store read-only")
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 

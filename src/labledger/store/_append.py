@@ -25,6 +25,7 @@ from labledger.store.base import (
     MAX_STREAM_LENGTH,
     MAX_TYPE_LENGTH,
     AppendResult,
+    ExpectedVersion,
     NewEvent,
     RecordedEvent,
     StreamAppend,
@@ -32,7 +33,17 @@ from labledger.store.base import (
     SupportsNewEvent,
 )
 
-Request = Sequence[StreamAppend]
+
+@dataclass(frozen=True)
+class Part:
+    """A validated StreamAppend: canonical ids, plain NewEvents."""
+
+    stream: str
+    events: list[NewEvent]
+    expected_version: ExpectedVersion
+
+
+Request = Sequence[Part]
 Outcome = list[AppendResult] | LabledgerError
 
 
@@ -83,7 +94,7 @@ def normalize(event: NewEvent | SupportsNewEvent) -> NewEvent:
     return event
 
 
-def normalize_part(part: StreamAppend) -> StreamAppend:
+def normalize_part(part: StreamAppend) -> Part:
     _check_name("stream name", part.stream, MAX_STREAM_LENGTH)
     expected = part.expected_version
     if not isinstance(expected, StreamState) and (
@@ -100,7 +111,7 @@ def normalize_part(part: StreamAppend) -> StreamAppend:
         if e.id in seen:
             raise InvalidEvent(f"event id {e.id} appears twice in one batch")
         seen.add(e.id)
-    return StreamAppend(part.stream, events, expected)
+    return Part(part.stream, events, expected)
 
 
 @dataclass
@@ -135,7 +146,7 @@ def _same_content(stored: RecordedEvent, new: NewEvent, stream: str) -> str | No
     return None
 
 
-def _replayed(part: StreamAppend, state: LogState) -> AppendResult | None:
+def _replayed(part: Part, state: LogState) -> AppendResult | None:
     """The original result if every id of ``part`` is stored with the same content."""
     stored = [state.existing.get(e.id) for e in part.events]
     if all(s is None for s in stored):
@@ -160,7 +171,7 @@ def _replayed(part: StreamAppend, state: LogState) -> AppendResult | None:
     )
 
 
-def _check_expected(part: StreamAppend, current: int) -> None:
+def _check_expected(part: Part, current: int) -> None:
     expected = part.expected_version
     ok = (
         expected is StreamState.ANY
@@ -199,9 +210,19 @@ def plan(requests: Sequence[Request], state: LogState) -> Plan:
                     pos += 1
                     current += 1
                     checksum = record_checksum(
-                        pos, current, e.schema_version, state.recorded_at_us, e.id, part.stream,
-                        e.type, e.correlation_id, e.causation_id, e.run_id, e.actor,
-                        e.data, e.metadata,
+                        pos,
+                        current,
+                        e.schema_version,
+                        state.recorded_at_us,
+                        e.id,
+                        part.stream,
+                        e.type,
+                        e.correlation_id,
+                        e.causation_id,
+                        e.run_id,
+                        e.actor,
+                        e.data,
+                        e.metadata,
                     )
                     link = chain_link(link, checksum)
                     staged_rows.append(_row(pos, current, part.stream, e, state, checksum, link))
@@ -226,9 +247,7 @@ def plan(requests: Sequence[Request], state: LogState) -> Plan:
     return result
 
 
-def _version(
-    stream: str, staged: dict[str, tuple[int, int]], result: Plan, state: LogState
-) -> int:
+def _version(stream: str, staged: dict[str, tuple[int, int]], result: Plan, state: LogState) -> int:
     """The stream's version as this request sees it: its own parts, earlier requests, the log."""
     if stream in staged:
         return staged[stream][0]

@@ -62,9 +62,7 @@ _UPSERT_STREAM = text(
     "ON CONFLICT (stream) DO UPDATE SET version = excluded.version, "
     "last_position = excluded.last_position"
 )
-_READ_ALL = text(
-    f"SELECT {COLUMNS} FROM ll_events WHERE position >= :p ORDER BY position LIMIT :n"
-)
+_READ_ALL = text(f"SELECT {COLUMNS} FROM ll_events WHERE position >= :p ORDER BY position LIMIT :n")
 _READ_STREAM = text(
     f"SELECT {COLUMNS} FROM ll_events WHERE stream = :s AND stream_version >= :v "
     "ORDER BY stream_version LIMIT :n"
@@ -184,9 +182,7 @@ class SqlEventStore(EventStore):
     def _load_state(self, conn: Connection, requests: Sequence[Request]) -> LogState:
         head_row = conn.execute(_HEAD).first()
         streams = sorted({part.stream for request in requests for part in request})
-        versions = {
-            row[0]: row[1] for row in conn.execute(_VERSIONS, {"streams": streams})
-        }
+        versions = {row[0]: row[1] for row in conn.execute(_VERSIONS, {"streams": streams})}
         ids = [e.id for request in requests for part in request for e in part.events]
         existing: dict[str, RecordedEvent] = {}
         for i in range(0, len(ids), ID_CHUNK):
@@ -222,20 +218,25 @@ class SqlEventStore(EventStore):
         position = max(from_position, 0)
         while remaining > 0:
             size = min(batch_size, remaining)
-            page = self._read(
-                lambda c, p=position, n=size: [
-                    to_recorded(r) for r in c.execute(_READ_ALL, {"p": p, "n": n})
-                ]
-            )
+            page = self._read_page(position, size)
             yield from page
             if len(page) < size:
                 return
             remaining -= len(page)
             position = page[-1].position + 1
 
+    def _read_page(self, position: int, size: int) -> list[RecordedEvent]:
+        def page(conn: Connection) -> list[RecordedEvent]:
+            return [to_recorded(r) for r in conn.execute(_READ_ALL, {"p": position, "n": size})]
+
+        return self._read(page)
+
     def head(self) -> int:
-        return self._read(lambda c: int(c.execute(text(
-            "SELECT COALESCE(MAX(position), 0) FROM ll_events")).scalar_one()))
+        return self._read(
+            lambda c: int(
+                c.execute(text("SELECT COALESCE(MAX(position), 0) FROM ll_events")).scalar_one()
+            )
+        )
 
     def stream_version(self, stream: str) -> int:
         row = self._read(
@@ -264,9 +265,8 @@ class SqlEventStore(EventStore):
             "INSERT INTO ll_blobs (sha256, size, data) VALUES (:h, :n, :d) "
             "ON CONFLICT (sha256) DO NOTHING"
         )
-        with self._errors(), self.engine.connect() as conn:
-            with conn.begin():
-                conn.execute(sql, {"h": digest, "n": len(data), "d": bytes(data)})
+        with self._errors(), self.engine.connect() as conn, conn.begin():
+            conn.execute(sql, {"h": digest, "n": len(data), "d": bytes(data)})
         return digest
 
     def get_blob(self, sha256: str) -> bytes:

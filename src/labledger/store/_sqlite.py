@@ -34,6 +34,8 @@ class SqliteDialect(Dialect):
     def __init__(self, url: str) -> None:
         super().__init__(url)
         database = make_url(url).database
+        if database and database.startswith("file:"):  # URI filenames (mode=ro, immutable=1)
+            database = database.removeprefix("file:").split("?")[0]
         self.path = None if database in (None, "", ":memory:") else Path(database)
 
     def exists(self) -> bool:
@@ -100,8 +102,10 @@ class SqliteDialect(Dialect):
                 f"{where} is read-only ({message}); nothing was written. "
                 "Check file and directory permissions, or use --read-only to audit."
             )
-        if "disk i/o error" in lowered or "unable to open" in lowered or (
-            code is not None and code & 0xFF in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN)
+        if (
+            "disk i/o error" in lowered
+            or "unable to open" in lowered
+            or (code is not None and code & 0xFF in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN))
         ):
             return StoreUnavailable(
                 f"cannot write or open {where} ({message}): the disk may be full, "

@@ -7,10 +7,10 @@ version seen per stream, which is checked against the stream index at the end.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, text
+from sqlalchemy import Connection, text
 
 from labledger.store._integrity import GENESIS, chain_link, record_checksum
 from labledger.store.base import Problem, VerifyReport
@@ -57,29 +57,53 @@ class _Scan:
         self.checked = 0
         self.versions: dict[str, int] = {}
 
-    def walk(self, rows: Iterable[Row[Any]]) -> None:
+    def walk(self, rows: Iterable[Sequence[Any]]) -> None:
         for row in rows:
             pos, version, stream = row[0], row[1], row[5]
             expected = self.checked + 1
             if pos != expected:
                 what = "missing" if pos > expected else "repeated"
-                raise _Damage(expected, Problem.GAP,
-                              f"expected position {expected}, found {pos} (events {what})")
+                raise _Damage(
+                    expected,
+                    Problem.GAP,
+                    f"expected position {expected}, found {pos} (events {what})",
+                )
             computed = record_checksum(
-                pos, version, row[2], row[3], row[4], stream, row[6],
-                row[7], row[8], row[9], row[10], bytes(row[11]), bytes(row[12]),
+                pos,
+                version,
+                row[2],
+                row[3],
+                row[4],
+                stream,
+                row[6],
+                row[7],
+                row[8],
+                row[9],
+                row[10],
+                bytes(row[11]),
+                bytes(row[12]),
             )
             if computed != bytes(row[13]):
-                raise _Damage(pos, Problem.CHECKSUM,
-                              "checksum mismatch: the record's stored bytes were changed")
+                raise _Damage(
+                    pos,
+                    Problem.CHECKSUM,
+                    "checksum mismatch: the record's stored bytes were changed",
+                )
             link = chain_link(self.link, computed)
             if link != bytes(row[14]):
-                raise _Damage(pos, Problem.CHAIN, "hash-chain link mismatch: records before "
-                              "it were removed, inserted or reordered")
+                raise _Damage(
+                    pos,
+                    Problem.CHAIN,
+                    "hash-chain link mismatch: records before "
+                    "it were removed, inserted or reordered",
+                )
             previous = self.versions.get(stream, -1)
             if version != previous + 1:
-                raise _Damage(pos, Problem.ORDER,
-                              f"stream {stream!r} jumps from version {previous} to {version}")
+                raise _Damage(
+                    pos,
+                    Problem.ORDER,
+                    f"stream {stream!r} jumps from version {previous} to {version}",
+                )
             self.versions[stream] = version
             self.link = link
             self.checked += 1
@@ -89,7 +113,8 @@ class _Scan:
             return
         stream = sorted(set(index.items()) ^ set(self.versions.items()))[0][0]
         raise _Damage(
-            None, Problem.INDEX,
+            None,
+            Problem.INDEX,
             f"stream {stream!r} is at version {index.get(stream, -1)} in the stream index "
             f"but {self.versions.get(stream, -1)} in the log: events were truncated or added "
             "behind the store's back",

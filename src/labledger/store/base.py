@@ -134,7 +134,7 @@ class StreamAppend(msgspec.Struct, frozen=True):
     """One stream's part of a (possibly multi-stream) atomic append."""
 
     stream: str
-    events: Sequence[NewEvent]
+    events: Sequence[NewEvent | SupportsNewEvent]
     expected_version: ExpectedVersion = ANY
 
 

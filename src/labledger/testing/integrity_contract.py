@@ -26,8 +26,9 @@ def _fill(store: EventStore, n: int = 10) -> None:
         store.append(FIVE_STREAMS[i % 5], [ev(i, run_id="r", actor="a")])
 
 
-def _tamper_and_verify(store: EventStore, backend: Backend, url: str, sql: str,
-                       **params: object) -> tuple[int | None, Problem | None]:
+def _tamper_and_verify(
+    store: EventStore, backend: Backend, url: str, sql: str, **params: object
+) -> tuple[int | None, Problem | None]:
     with backend.tamper(url) as conn:
         conn.execute(sa.text(sql), params)
     report = store.verify()
@@ -47,8 +48,19 @@ class IntegrityContract(BackendFixtures):
 
     @pytest.mark.parametrize(
         "column",
-        ["data", "metadata", "checksum", "chain", "stream", "type", "event_id", "actor",
-         "stream_version", "schema_version", "recorded_at"],
+        [
+            "data",
+            "metadata",
+            "checksum",
+            "chain",
+            "stream",
+            "type",
+            "event_id",
+            "actor",
+            "stream_version",
+            "schema_version",
+            "recorded_at",
+        ],
     )
     def test_flipped_field_names_its_position(
         self, store: EventStore, backend: Backend, url: str, column: str
@@ -56,8 +68,9 @@ class IntegrityContract(BackendFixtures):
         _fill(store)
         engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
         with engine.connect() as c:
-            value = c.execute(sa.text(f"SELECT {column} FROM ll_events WHERE position = 6")
-                              ).scalar_one()
+            value = c.execute(
+                sa.text(f"SELECT {column} FROM ll_events WHERE position = 6")
+            ).scalar_one()
         engine.dispose()
         if isinstance(value, int):
             changed: object = value + 1
@@ -70,23 +83,25 @@ class IntegrityContract(BackendFixtures):
         if column == "stream_version":
             changed = value + 7  # stays unique within the stream
         bad, problem = _tamper_and_verify(
-            store, backend, url, f"UPDATE ll_events SET {column} = :v WHERE position = 6",
-            v=changed)
+            store, backend, url, f"UPDATE ll_events SET {column} = :v WHERE position = 6", v=changed
+        )
         assert bad == 6
         assert problem is (Problem.CHAIN if column == "chain" else Problem.CHECKSUM)
 
     def test_deleted_row_is_a_gap(self, store: EventStore, backend: Backend, url: str) -> None:
         _fill(store)
-        bad, problem = _tamper_and_verify(store, backend, url,
-                                          "DELETE FROM ll_events WHERE position = 4")
+        bad, problem = _tamper_and_verify(
+            store, backend, url, "DELETE FROM ll_events WHERE position = 4"
+        )
         assert (bad, problem) == (4, Problem.GAP)
 
     def test_truncated_tail_is_reported_by_the_index(
         self, store: EventStore, backend: Backend, url: str
     ) -> None:
         _fill(store)
-        report_bad, problem = _tamper_and_verify(store, backend, url,
-                                                 "DELETE FROM ll_events WHERE position = 10")
+        _, problem = _tamper_and_verify(
+            store, backend, url, "DELETE FROM ll_events WHERE position = 10"
+        )
         assert problem is Problem.INDEX
 
     def test_swapped_rows_are_detected_at_the_first(
@@ -94,22 +109,23 @@ class IntegrityContract(BackendFixtures):
     ) -> None:
         _fill(store)
         with backend.tamper(url) as conn:
-            conn.execute(sa.text("UPDATE ll_events SET position = position + 1000 "
-                                 "WHERE position IN (3, 7)"))
+            conn.execute(
+                sa.text("UPDATE ll_events SET position = position + 1000 WHERE position IN (3, 7)")
+            )
             conn.execute(sa.text("UPDATE ll_events SET position = 7 WHERE position = 1003"))
             conn.execute(sa.text("UPDATE ll_events SET position = 3 WHERE position = 1007"))
         report = store.verify()
         assert (report.ok, report.first_bad_position) == (False, 3)
 
-    def test_inserted_row_is_detected(
-        self, store: EventStore, backend: Backend, url: str
-    ) -> None:
+    def test_inserted_row_is_detected(self, store: EventStore, backend: Backend, url: str) -> None:
         _fill(store)
         with backend.tamper(url) as conn:
-            conn.execute(sa.text("UPDATE ll_events SET position = position + 1000 "
-                                 "WHERE position >= 5"))
-            conn.execute(sa.text("UPDATE ll_events SET position = position - 999 "
-                                 "WHERE position > 1000"))
+            conn.execute(
+                sa.text("UPDATE ll_events SET position = position + 1000 WHERE position >= 5")
+            )
+            conn.execute(
+                sa.text("UPDATE ll_events SET position = position - 999 WHERE position > 1000")
+            )
         report = store.verify()
         assert not report.ok and report.first_bad_position == 5
 
@@ -132,7 +148,7 @@ class SchemaContract(BackendFixtures):
 
     def test_open_without_init_tells_what_to_run(self, backend: Backend) -> None:
         url = backend.fresh_url()
-        with pytest.raises(SchemaNotInitialized, match="labledger --db .* init"):
+        with pytest.raises(SchemaNotInitialized, match=r"labledger --db .* init"):
             open_store(url)
 
     def test_open_behind_head_is_refused(self, backend: Backend) -> None:

@@ -57,8 +57,10 @@ class BackendFixtures:
 
 class AppendContract(BackendFixtures):
     def test_batch_lands_in_order_with_envelope(self, store: EventStore) -> None:
-        batch = [ev(i, correlation_id="corr", causation_id="cause", run_id="r1", actor="me")
-                 for i in range(3)]
+        batch = [
+            ev(i, correlation_id="corr", causation_id="cause", run_id="r1", actor="me")
+            for i in range(3)
+        ]
         result = store.append("s", batch, NO_STREAM)
         assert (result.first_position, result.last_position) == (1, 3)
         assert (result.first_version, result.last_version) == (0, 2)
@@ -68,7 +70,11 @@ class AppendContract(BackendFixtures):
         assert (first.stream, first.stream_version, first.position) == ("s", 0, 1)
         assert (first.type, first.schema_version) == ("test.Happened", 1)
         assert (first.correlation_id, first.causation_id, first.run_id, first.actor) == (
-            "corr", "cause", "r1", "me")
+            "corr",
+            "cause",
+            "r1",
+            "me",
+        )
         assert first.data == batch[0].data and first.metadata == batch[0].metadata
         assert first.recorded_at.tzinfo is not None
 
@@ -107,8 +113,10 @@ class AppendContract(BackendFixtures):
         store.append("other", [ev(9)])
         again = store.append("s", batch, NO_STREAM)
         assert again.already_appended and not first.already_appended
-        assert (again.first_position, again.last_position) == (first.first_position,
-                                                                first.last_position)
+        assert (again.first_position, again.last_position) == (
+            first.first_position,
+            first.last_position,
+        )
         assert store.head() == 3
 
     def test_same_id_other_content_is_a_conflict(self, store: EventStore) -> None:
@@ -154,20 +162,23 @@ class AppendContract(BackendFixtures):
     def test_multi_stream_append_is_all_or_nothing(self, store: EventStore) -> None:
         store.append("b", [ev()])
         with pytest.raises(WrongExpectedVersion):
-            store.append_many([StreamAppend("a", [ev(1)], NO_STREAM),
-                               StreamAppend("b", [ev(2)], NO_STREAM)])
+            store.append_many(
+                [StreamAppend("a", [ev(1)], NO_STREAM), StreamAppend("b", [ev(2)], NO_STREAM)]
+            )
         assert store.head() == 1 and store.stream_version("a") == -1
-        results = store.append_many([StreamAppend("a", [ev(3)], NO_STREAM),
-                                     StreamAppend("b", [ev(4), ev(5)], 0)])
+        results = store.append_many(
+            [StreamAppend("a", [ev(3)], NO_STREAM), StreamAppend("b", [ev(4), ev(5)], 0)]
+        )
         assert [(r.stream, r.first_position, r.last_position) for r in results] == [
-            ("a", 2, 2), ("b", 3, 4)]
+            ("a", 2, 2),
+            ("b", 3, 4),
+        ]
 
     def test_positions_are_gap_free_from_one(self, store: EventStore) -> None:
         for i in range(20):
             store.append(f"s{i % 3}", [ev(i)] * 1 if i % 2 else [ev(i), ev(i + 100)])
         positions = [e.position for e in store.read_all()]
-        assert positions == list(range(1, len(positions) + 1)) == list(
-            range(1, store.head() + 1))
+        assert positions == list(range(1, len(positions) + 1)) == list(range(1, store.head() + 1))
 
     def test_database_refuses_update_and_delete(self, store: EventStore, url: str) -> None:
         store.append("s", [ev()])
@@ -215,8 +226,7 @@ class ReadContract(BackendFixtures):
     def test_read_all_memory_is_constant(self, store: EventStore) -> None:
         payload = {"blob": "x" * 2000}
         for i in range(40):
-            store.append("s", [NewEvent.from_json("t.Big", payload | {"i": i})
-                               for _ in range(100)])
+            store.append("s", [NewEvent.from_json("t.Big", payload | {"i": i}) for _ in range(100)])
         tracemalloc.start()
         count = sum(1 for _ in store.read_all(batch_size=200))
         _, peak = tracemalloc.get_traced_memory()
@@ -246,9 +256,7 @@ class BlobContract(BackendFixtures):
         with pytest.raises(BlobNotFound):
             store.get_blob("0" * 64)
 
-    def test_damaged_blob_is_detected(
-        self, store: EventStore, backend: Backend, url: str
-    ) -> None:
+    def test_damaged_blob_is_detected(self, store: EventStore, backend: Backend, url: str) -> None:
         sha = store.put_blob(b"kernel bytes")
         with backend.tamper(url) as conn:
             conn.execute(sa.text("UPDATE ll_blobs SET data = :d"), {"d": b"kernel bytez"})
