@@ -15,6 +15,9 @@ from sqlalchemy import Connection, Engine
 
 from labledger.errors import LabledgerError
 
+WRITE_OPTION = "labledger_write"
+"""Execution option marking a connection whose transactions will append."""
+
 
 class Dialect(abc.ABC):
     name: str

@@ -6,8 +6,7 @@ from sqlalchemy import exc as sa_exc
 
 from labledger.errors import LabledgerError
 from labledger.store import _migrate
-from labledger.store._dialect import dialect_for
-from labledger.store._sqlite import WRITE_OPTION
+from labledger.store._dialect import WRITE_OPTION, dialect_for
 
 
 def _migrate_url(url: str, target: str, *, downgrade: bool) -> str:

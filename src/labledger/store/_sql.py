@@ -21,8 +21,7 @@ from labledger.errors import (
 )
 from labledger.store import _migrate
 from labledger.store._append import LogState, Outcome, Request, normalize_part, plan
-from labledger.store._dialect import Dialect, dialect_for
-from labledger.store._sqlite import WRITE_OPTION
+from labledger.store._dialect import WRITE_OPTION, Dialect, dialect_for
 from labledger.store._verify import verify_log
 from labledger.store.base import (
     ANY,

@@ -22,10 +22,9 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 from labledger.errors import LabledgerError, StoreBusy, StoreUnavailable
-from labledger.store._dialect import Dialect
+from labledger.store._dialect import WRITE_OPTION, Dialect
 
 BUSY_TIMEOUT_S = 30.0
-WRITE_OPTION = "labledger_write"
 
 
 class SqliteDialect(Dialect):
