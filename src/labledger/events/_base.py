@@ -74,8 +74,7 @@ def check_type_name(name: str) -> None:
     """
     if len(name) > TYPE_NAME_MAX_LENGTH:
         raise InvalidEvent(
-            f"event type name is {len(name)} characters long; the limit is "
-            f"{TYPE_NAME_MAX_LENGTH}"
+            f"event type name is {len(name)} characters long; the limit is {TYPE_NAME_MAX_LENGTH}"
         )
     if _TYPE_NAME_RE.fullmatch(name) is None:
         raise InvalidEvent(
@@ -177,6 +176,11 @@ def all_versions() -> list[type[Event]]:
     return [_BY_KEY[key] for key in sorted(_BY_KEY)]
 
 
+def _is_registered(cls: type[Event]) -> bool:
+    key = (getattr(cls, "TYPE", ""), getattr(cls, "VERSION", 0))
+    return _BY_KEY.get(key) is cls
+
+
 def canonical_bytes(event: Event) -> bytes:
     """The canonical JSON payload of a registered event of any version.
 
@@ -191,7 +195,7 @@ def canonical_bytes(event: Event) -> bytes:
             its type or range (NaN and infinity included).
     """
     cls = type(event)
-    if _BY_KEY.get((getattr(cls, "TYPE", ""), getattr(cls, "VERSION", 0))) is not cls:
+    if not _is_registered(cls):
         raise InvalidEvent(f"{cls.__qualname__} is not a registered event class")
     decoder = _decoder(cls)
     try:
@@ -221,12 +225,13 @@ def encode(event: Event) -> tuple[str, int, bytes]:
             are always written at the current version), or a field is invalid.
     """
     cls = type(event)
-    if _CURRENT.get(getattr(cls, "TYPE", "")) not in (None, cls):
+    if _is_registered(cls) and _CURRENT[cls.TYPE] is not cls:
         raise InvalidEvent(
             f"{cls.__qualname__} is {cls.TYPE} v{cls.VERSION}, an old version; "
             f"write v{_CURRENT[cls.TYPE].VERSION} ({_CURRENT[cls.TYPE].__qualname__})"
         )
-    return cls.TYPE, cls.VERSION, canonical_bytes(event)
+    payload = canonical_bytes(event)
+    return cls.TYPE, cls.VERSION, payload
 
 
 def decode(type_name: str, schema_version: int, data: bytes) -> Event:

@@ -24,9 +24,7 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
 Finite = Annotated[float, msgspec.Meta(ge=-_FMAX, le=_FMAX, description="A finite number.")]
-NonNegative = Annotated[
-    float, msgspec.Meta(ge=0.0, le=_FMAX, description="A finite number >= 0.")
-]
+NonNegative = Annotated[float, msgspec.Meta(ge=0.0, le=_FMAX, description="A finite number >= 0.")]
 Positive = Annotated[float, msgspec.Meta(gt=0.0, le=_FMAX, description="A finite number > 0.")]
 Unit = Annotated[float, msgspec.Meta(ge=0.0, le=1.0, description="A fraction in [0, 1].")]
 
