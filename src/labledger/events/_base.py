@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from labledger.errors import EventDecodeError, InvalidEvent, UnknownEventType
+from labledger.store.base import NewEvent
 
 TYPE_NAME_PATTERN = r"^[a-z][a-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$"
 """A well-formed namespaced type name: a lowercase namespace, then dotted names."""
@@ -54,6 +55,33 @@ class Event(Record, frozen=True, kw_only=True):
         super().__init_subclass__(**kwargs)
         if "TYPE" in cls.__dict__:
             _register(cls)
+
+    def to_new_event(
+        self,
+        *,
+        id: str | None = None,
+        metadata: bytes = b"{}",
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        run_id: str | None = None,
+        actor: str | None = None,
+    ) -> NewEvent:
+        """This event, validated and canonically encoded, ready for ``store.append``.
+
+        The store calls it with no arguments; pass envelope fields to set them.
+        """
+        type_name, version, data = encode(self)
+        return NewEvent(
+            type=type_name,
+            schema_version=version,
+            data=data,
+            metadata=metadata,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            run_id=run_id,
+            actor=actor,
+            **({"id": id} if id is not None else {}),
+        )
 
 
 _ENCODER = msgspec.json.Encoder(order="sorted")

@@ -19,6 +19,7 @@ from labledger.store.base import (
     StreamState,
     VerifyReport,
 )
+from labledger.store.hooks import CommandClaim, Gate, NonceStats
 
 DEFAULT_URL = "sqlite:///labledger.db"
 
@@ -28,8 +29,10 @@ def default_url() -> str:
     return os.environ.get("LABLEDGER_DB") or DEFAULT_URL
 
 
-def open_store(url: str | None = None, *, read_only: bool = False) -> EventStore:
-    """Open an initialised store.
+def open_store(
+    url: str | None = None, *, read_only: bool = False, gate: Gate | None = None
+) -> EventStore:
+    """Open an initialised store (raw: no typed validation unless a ``gate`` is given).
 
     Raises:
         SchemaNotInitialized: no schema, or not at this code's revision; the
@@ -38,7 +41,7 @@ def open_store(url: str | None = None, *, read_only: bool = False) -> EventStore
     """
     from labledger.store._sql import SqlEventStore
 
-    return SqlEventStore(url or default_url(), read_only=read_only)
+    return SqlEventStore(url or default_url(), read_only=read_only, gate=gate)
 
 
 def init_store(url: str | None = None) -> str:
@@ -54,9 +57,12 @@ __all__ = [
     "EXISTS",
     "NO_STREAM",
     "AppendResult",
+    "CommandClaim",
     "EventStore",
     "ExpectedVersion",
+    "Gate",
     "NewEvent",
+    "NonceStats",
     "Problem",
     "RecordedEvent",
     "StreamAppend",

@@ -1,117 +1,32 @@
-"""Planning an append: ids, expected versions, positions, checksums and links.
+"""Planning an append: ids, expected versions, command claims, positions and links.
 
 A write transaction may carry several independent requests (group commit);
 each is planned against the state the earlier ones left, and a request that
-fails (conflict, bad id) gets its own error without disturbing the others.
-Nothing here talks to the database: ``_sql.py`` loads the state, calls
-:func:`plan`, and inserts the rows.
+fails (conflict, reused id, refused command) gets its own error without
+disturbing the others. A refused command is replaced by its rejection
+record. Nothing here talks to the database: ``_sql.py`` loads the state
+under the write lock, calls :func:`plan`, and inserts the rows.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from labledger.errors import (
+    CommandRejected,
     IdempotencyConflict,
-    InvalidEvent,
     LabledgerError,
     WrongExpectedVersion,
 )
 from labledger.store._integrity import chain_link, record_checksum
-from labledger.store.base import (
-    MAX_STREAM_LENGTH,
-    MAX_TYPE_LENGTH,
-    AppendResult,
-    ExpectedVersion,
-    NewEvent,
-    RecordedEvent,
-    StreamAppend,
-    StreamState,
-    SupportsNewEvent,
-)
-
-
-@dataclass(frozen=True)
-class Part:
-    """A validated StreamAppend: canonical ids, plain NewEvents."""
-
-    stream: str
-    events: list[NewEvent]
-    expected_version: ExpectedVersion
-
+from labledger.store._validate import Part
+from labledger.store.base import ANY, AppendResult, NewEvent, RecordedEvent, StreamState
+from labledger.store.hooks import CommandClaim, Gate
 
 Request = Sequence[Part]
 Outcome = list[AppendResult] | LabledgerError
-
-
-def _check_name(kind: str, value: str, limit: int) -> None:
-    if not isinstance(value, str) or not value:
-        raise InvalidEvent(f"{kind} must be a non-empty string")
-    if len(value) > limit:
-        raise InvalidEvent(f"{kind} is {len(value)} characters long; the limit is {limit}")
-    if "\x00" in value:
-        raise InvalidEvent(f"{kind} contains a NUL character")
-    try:
-        value.encode()
-    except UnicodeEncodeError as exc:
-        raise InvalidEvent(f"{kind} is not valid UTF-8 text") from exc
-
-
-def normalize(event: NewEvent | SupportsNewEvent) -> NewEvent:
-    """Validate one event's envelope and return it with a canonical id."""
-    if not isinstance(event, NewEvent):
-        if not isinstance(event, SupportsNewEvent):
-            raise InvalidEvent(f"cannot append a {type(event).__name__}: not an event")
-        event = event.to_new_event()
-    _check_name("event type", event.type, MAX_TYPE_LENGTH)
-    if not isinstance(event.data, bytes) or not isinstance(event.metadata, bytes):
-        raise InvalidEvent("event data and metadata must be bytes of a JSON object")
-    if not (0 < event.schema_version < 2**31):
-        raise InvalidEvent(f"schema_version {event.schema_version} is out of range")
-    for name in ("correlation_id", "causation_id", "run_id", "actor"):
-        value = getattr(event, name)
-        if value is not None:
-            _check_name(name, value, MAX_STREAM_LENGTH)
-    try:
-        canonical = str(uuid.UUID(event.id))
-    except (ValueError, AttributeError, TypeError) as exc:
-        raise InvalidEvent(f"event id {event.id!r} is not a UUID") from exc
-    if canonical != event.id:
-        event = NewEvent(
-            type=event.type,
-            data=event.data,
-            id=canonical,
-            metadata=event.metadata,
-            schema_version=event.schema_version,
-            correlation_id=event.correlation_id,
-            causation_id=event.causation_id,
-            run_id=event.run_id,
-            actor=event.actor,
-        )
-    return event
-
-
-def normalize_part(part: StreamAppend) -> Part:
-    _check_name("stream name", part.stream, MAX_STREAM_LENGTH)
-    expected = part.expected_version
-    if not isinstance(expected, StreamState) and (
-        not isinstance(expected, int) or isinstance(expected, bool) or expected < 0
-    ):
-        raise InvalidEvent(
-            f"expected version {expected!r} must be any, no_stream, exists or a version >= 0"
-        )
-    if not part.events:
-        raise InvalidEvent(f"nothing to append to stream {part.stream!r}")
-    events = [normalize(e) for e in part.events]
-    seen: set[str] = set()
-    for e in events:
-        if e.id in seen:
-            raise InvalidEvent(f"event id {e.id} appears twice in one batch")
-        seen.add(e.id)
-    return Part(part.stream, events, expected)
 
 
 @dataclass
@@ -123,6 +38,15 @@ class LogState:
     versions: dict[str, int]
     existing: dict[str, RecordedEvent]
     recorded_at_us: int
+    nonces_seen: set[str] = field(default_factory=set)
+    nonce_horizon_us: int = 0
+    lookup: Callable[[str], int] | None = None
+    """Loads the version of a stream not loaded up front (rejection records' stream)."""
+
+    def version(self, stream: str) -> int:
+        if stream not in self.versions and self.lookup is not None:
+            self.versions[stream] = self.lookup(stream)
+        return self.versions.get(stream, -1)
 
 
 @dataclass
@@ -131,16 +55,179 @@ class Plan:
     rows: list[dict[str, Any]] = field(default_factory=list)
     versions: dict[str, tuple[int, int]] = field(default_factory=dict)  # stream: (version, pos)
     new_ids: set[str] = field(default_factory=set)
+    nonces: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _Refused(Exception):
+    def __init__(self, refusals: list[tuple[NewEvent, CommandClaim, str, str]]) -> None:
+        self.refusals = refusals
+
+
+@dataclass
+class _Staged:
+    """One request's effect, merged into the plan only if the whole request succeeds."""
+
+    head: int
+    link: bytes
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    versions: dict[str, tuple[int, int]] = field(default_factory=dict)
+    ids: set[str] = field(default_factory=set)
+    nonces: list[dict[str, Any]] = field(default_factory=list)
+    results: list[AppendResult] = field(default_factory=list)
+
+
+def plan(requests: Sequence[Request], state: LogState, gate: Gate | None = None) -> Plan:
+    """Plan every request in order; failed requests leave ``state`` untouched."""
+    result = Plan()
+    head, link = state.head, state.chain
+    for request in requests:
+        staged = _Staged(head, link)
+        try:
+            for part in request:
+                _plan_part(part, state, result, staged)
+        except _Refused as refused:
+            assert gate is not None  # claims only come from a gate
+            staged = _Staged(head, link)
+            outcome: Outcome = _plan_rejections(refused, state, result, staged, gate)
+        except LabledgerError as exc:
+            result.outcomes.append(exc)
+            continue
+        else:
+            outcome = staged.results
+        head, link = staged.head, staged.link
+        result.rows.extend(staged.rows)
+        result.versions.update(staged.versions)
+        result.new_ids |= staged.ids
+        result.nonces.extend(staged.nonces)
+        result.outcomes.append(outcome)
+    return result
+
+
+def _plan_part(part: Part, state: LogState, result: Plan, staged: _Staged) -> None:
+    replay = _replayed(part, state)
+    if replay is not None:
+        staged.results.append(replay)
+        return
+    for e in part.events:
+        if e.id in result.new_ids or e.id in staged.ids:
+            raise IdempotencyConflict(e.id, "another request in the same commit")
+    staged.ids.update(e.id for e in part.events)
+    _check_claims(part, state, result, staged)
+    current = _version(part.stream, staged, result, state)
+    _check_expected(part, current)
+    first_pos = staged.head + 1
+    for e, claim in zip(part.events, part.claims, strict=True):
+        current += 1
+        _stage_row(part.stream, current, e, state, staged)
+        if claim is not None:
+            staged.nonces.append(_nonce_row(claim, staged.head))
+    staged.versions[part.stream] = (current, staged.head)
+    staged.results.append(
+        AppendResult(
+            stream=part.stream,
+            first_position=first_pos,
+            last_position=staged.head,
+            first_version=current - len(part.events) + 1,
+            last_version=current,
+        )
+    )
+
+
+def _stage_row(stream: str, version: int, e: NewEvent, state: LogState, staged: _Staged) -> None:
+    staged.head += 1
+    pos = staged.head
+    checksum = record_checksum(
+        pos, version, e.schema_version, state.recorded_at_us, e.id, stream, e.type,
+        e.correlation_id, e.causation_id, e.run_id, e.actor, e.data, e.metadata,
+    )  # fmt: skip
+    staged.link = chain_link(staged.link, checksum)
+    staged.rows.append(
+        {
+            "position": pos,
+            "event_id": e.id,
+            "stream": stream,
+            "stream_version": version,
+            "type": e.type,
+            "schema_version": e.schema_version,
+            "recorded_at": state.recorded_at_us,
+            "correlation_id": e.correlation_id,
+            "causation_id": e.causation_id,
+            "run_id": e.run_id,
+            "actor": e.actor,
+            "data": e.data,
+            "metadata": e.metadata,
+            "checksum": checksum,
+            "chain": staged.link,
+        }
+    )
+
+
+def _check_claims(part: Part, state: LogState, result: Plan, staged: _Staged) -> None:
+    """Freshness against the commit clock, the nonce ledger and nonces earlier in this commit."""
+    refusals = []
+    pending = {n["nonce"] for n in result.nonces} | {n["nonce"] for n in staged.nonces}
+    now = state.recorded_at_us
+    for e, claim in zip(part.events, part.claims, strict=True):
+        if claim is None:
+            continue
+        problem = claim.refusal
+        if problem is None:
+            problem = _freshness(claim, now, state.nonce_horizon_us)
+        if problem is None and (claim.nonce in state.nonces_seen or claim.nonce in pending):
+            problem = ("replayed_nonce", f"nonce {claim.nonce!r} was already used")
+        if problem is not None:
+            refusals.append((e, claim, *problem))
+        pending.add(claim.nonce or "")
+    if refusals:
+        raise _Refused(refusals)
+
+
+def _freshness(claim: CommandClaim, now_us: int, horizon_us: int) -> tuple[str, str] | None:
+    age = now_us - claim.issued_at_us
+    if age > claim.window_us:
+        return (
+            "stale",
+            f"issued {age / 1e6:.3f}s ago; the freshness window is {claim.window_us / 1e6:.3f}s",
+        )
+    if -age > claim.window_us:
+        return (
+            "future",
+            f"issued {-age / 1e6:.3f}s in the future; the freshness window is "
+            f"{claim.window_us / 1e6:.3f}s",
+        )
+    if claim.issued_at_us <= horizon_us:
+        return "stale", "issued before the nonce ledger's horizon (older nonces were evicted)"
+    return None
+
+
+def _nonce_row(claim: CommandClaim, position: int) -> dict[str, Any]:
+    return {
+        "nonce": claim.nonce,
+        "key_id": claim.key_id or "",
+        "issued_at": claim.issued_at_us,
+        "expires_at": claim.issued_at_us + claim.window_us,
+        "position": position,
+    }
+
+
+def _plan_rejections(
+    refused: _Refused, state: LogState, result: Plan, staged: _Staged, gate: Gate
+) -> CommandRejected:
+    """Record why each command of a refused request was refused; the request fails."""
+    for e, claim, reason, detail in refused.refusals:
+        stream, record = gate.rejection(e, claim, reason, detail)
+        part = Part(stream, [record], ANY, [None])
+        _plan_part(part, state, result, staged)
+    _, _, reason, detail = refused.refusals[0]
+    return CommandRejected(reason, detail, position=staged.head)
 
 
 def _same_content(stored: RecordedEvent, new: NewEvent, stream: str) -> str | None:
     """None when ``new`` repeats ``stored``; otherwise what differs."""
     if stored.stream != stream:
         return f"stream {stored.stream!r} (not {stream!r})"
-    for name in ("type", "schema_version", "data", "metadata"):
-        if getattr(stored, name) != getattr(new, name):
-            return f"a different {name}"
-    for name in ("correlation_id", "causation_id", "run_id", "actor"):
+    for name in ("type", "schema_version", "data", "metadata", "correlation_id",
+                 "causation_id", "run_id", "actor"):  # fmt: skip
         if getattr(stored, name) != getattr(new, name):
             return f"a different {name}"
     return None
@@ -156,17 +243,16 @@ def _replayed(part: Part, state: LogState) -> AppendResult | None:
             raise IdempotencyConflict(e.id, "only part of this batch (the rest is new)")
         if (diff := _same_content(s, e, part.stream)) is not None:
             raise IdempotencyConflict(e.id, diff)
-    versions = [s.stream_version for s in stored if s is not None]
+    found = [s for s in stored if s is not None]
+    versions = [s.stream_version for s in found]
     if versions != list(range(versions[0], versions[0] + len(versions))):
         raise IdempotencyConflict(part.events[0].id, "these ids in another order")
-    first, last = stored[0], stored[-1]
-    assert first is not None and last is not None
     return AppendResult(
         stream=part.stream,
-        first_position=first.position,
-        last_position=last.position,
-        first_version=first.stream_version,
-        last_version=last.stream_version,
+        first_position=found[0].position,
+        last_position=found[-1].position,
+        first_version=found[0].stream_version,
+        last_version=found[-1].stream_version,
         already_appended=True,
     )
 
@@ -183,102 +269,10 @@ def _check_expected(part: Part, current: int) -> None:
         raise WrongExpectedVersion(part.stream, expected, current)
 
 
-def plan(requests: Sequence[Request], state: LogState) -> Plan:
-    """Plan every request in order; failed requests leave ``state`` untouched."""
-    result = Plan()
-    head, chain = state.head, state.chain
-    for request in requests:
-        staged_rows: list[dict[str, Any]] = []
-        staged_versions: dict[str, tuple[int, int]] = {}
-        results: list[AppendResult] = []
-        staged_ids: set[str] = set()
-        pos, link = head, chain
-        try:
-            for part in request:
-                replay = _replayed(part, state)
-                if replay is not None:
-                    results.append(replay)
-                    continue
-                for e in part.events:
-                    if e.id in result.new_ids or e.id in staged_ids:
-                        raise IdempotencyConflict(e.id, "another request in the same commit")
-                staged_ids.update(e.id for e in part.events)
-                current = _version(part.stream, staged_versions, result, state)
-                _check_expected(part, current)
-                first_pos, first_version = pos + 1, current + 1
-                for e in part.events:
-                    pos += 1
-                    current += 1
-                    checksum = record_checksum(
-                        pos,
-                        current,
-                        e.schema_version,
-                        state.recorded_at_us,
-                        e.id,
-                        part.stream,
-                        e.type,
-                        e.correlation_id,
-                        e.causation_id,
-                        e.run_id,
-                        e.actor,
-                        e.data,
-                        e.metadata,
-                    )
-                    link = chain_link(link, checksum)
-                    staged_rows.append(_row(pos, current, part.stream, e, state, checksum, link))
-                staged_versions[part.stream] = (current, pos)
-                results.append(
-                    AppendResult(
-                        stream=part.stream,
-                        first_position=first_pos,
-                        last_position=pos,
-                        first_version=first_version,
-                        last_version=current,
-                    )
-                )
-        except LabledgerError as exc:
-            result.outcomes.append(exc)
-            continue
-        head, chain = pos, link
-        result.rows.extend(staged_rows)
-        result.versions.update(staged_versions)
-        result.new_ids |= staged_ids
-        result.outcomes.append(results)
-    return result
-
-
-def _version(stream: str, staged: dict[str, tuple[int, int]], result: Plan, state: LogState) -> int:
+def _version(stream: str, staged: _Staged, result: Plan, state: LogState) -> int:
     """The stream's version as this request sees it: its own parts, earlier requests, the log."""
-    if stream in staged:
-        return staged[stream][0]
+    if stream in staged.versions:
+        return staged.versions[stream][0]
     if stream in result.versions:
         return result.versions[stream][0]
-    return state.versions.get(stream, -1)
-
-
-def _row(
-    pos: int,
-    version: int,
-    stream: str,
-    e: NewEvent,
-    state: LogState,
-    checksum: bytes,
-    link: bytes,
-) -> dict[str, Any]:
-    return {
-        "position": pos,
-        "event_id": e.id,
-        "stream": stream,
-        "stream_version": version,
-        "type": e.type,
-        "schema_version": e.schema_version,
-        "recorded_at": state.recorded_at_us,
-        "correlation_id": e.correlation_id,
-        "causation_id": e.causation_id,
-        "run_id": e.run_id,
-        "actor": e.actor,
-        "data": e.data,
-        "metadata": e.metadata,
-        "checksum": checksum,
-        "chain": link,
-    }
+    return state.version(stream)

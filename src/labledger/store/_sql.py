@@ -19,9 +19,10 @@ from labledger.errors import (
     SchemaNotInitialized,
     StoreUnavailable,
 )
-from labledger.store import _migrate
-from labledger.store._append import LogState, Outcome, Request, normalize_part, plan
+from labledger.store import _migrate, _nonces
+from labledger.store._append import LogState, Outcome, Request, plan
 from labledger.store._dialect import WRITE_OPTION, Dialect, dialect_for
+from labledger.store._validate import normalize_part
 from labledger.store._verify import verify_log
 from labledger.store.base import (
     ANY,
@@ -35,6 +36,7 @@ from labledger.store.base import (
     SupportsNewEvent,
     VerifyReport,
 )
+from labledger.store.hooks import Gate, NonceStats
 
 T = TypeVar("T")
 
@@ -46,6 +48,7 @@ _HEAD = text("SELECT position, chain FROM ll_events ORDER BY position DESC LIMIT
 _VERSIONS = text("SELECT stream, version FROM ll_streams WHERE stream IN :streams").bindparams(
     bindparam("streams", expanding=True)
 )
+_VERSION = text("SELECT version FROM ll_streams WHERE stream = :s")
 _BY_IDS = text(f"SELECT {COLUMNS} FROM ll_events WHERE event_id IN :ids").bindparams(
     bindparam("ids", expanding=True)
 )
@@ -90,10 +93,21 @@ def to_recorded(row: Sequence[Any]) -> RecordedEvent:
 class SqlEventStore(EventStore):
     """The log on SQLite or PostgreSQL. Thread-safe; one instance per process is enough."""
 
-    def __init__(self, url: str, *, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        read_only: bool = False,
+        gate: Gate | None = None,
+        clock: Callable[[], int] = time.time_ns,
+        max_nonces: int = _nonces.DEFAULT_MAX_NONCES,
+    ) -> None:
         self.dialect: Dialect = dialect_for(url)
         self.url = url
         self.read_only = read_only
+        self.gate = gate
+        self.clock = clock
+        self.max_nonces = max_nonces
         if not self.dialect.exists():
             raise SchemaNotInitialized(url, None, _migrate.HEAD_REVISION)
         self.engine = self.dialect.create_engine(read_only=read_only)
@@ -144,7 +158,7 @@ class SqlEventStore(EventStore):
         return self.append_many([StreamAppend(stream, list(events), expected_version)])[0]
 
     def append_many(self, parts: Sequence[StreamAppend]) -> list[AppendResult]:
-        request = [normalize_part(p) for p in parts]
+        request = [normalize_part(p, self.gate) for p in parts]
         if not request:
             raise InvalidEvent("nothing to append")
         outcome = self.commit_requests([request])[0]
@@ -165,7 +179,9 @@ class SqlEventStore(EventStore):
             with conn.begin():
                 self.dialect.lock_for_append(conn)
                 state = self._load_state(conn, requests)
-                planned = plan(requests, state)
+                planned = plan(requests, state, self.gate)
+                if planned.nonces:
+                    _nonces.record(conn, planned.nonces, state.recorded_at_us, self.max_nonces)
                 if planned.rows:
                     conn.execute(_INSERT, planned.rows)
                     conn.execute(
@@ -187,13 +203,20 @@ class SqlEventStore(EventStore):
         for i in range(0, len(ids), ID_CHUNK):
             for row in conn.execute(_BY_IDS, {"ids": ids[i : i + ID_CHUNK]}):
                 existing[row[3]] = to_recorded(row)
-        return LogState(
+        state = LogState(
             head=head_row[0] if head_row else 0,
             chain=bytes(head_row[1]) if head_row else bytes(32),
             versions=versions,
             existing=existing,
-            recorded_at_us=time.time_ns() // 1000,
+            recorded_at_us=self.clock() // 1000,
+            lookup=lambda stream: self._stream_version(conn, stream),
         )
+        nonces = [
+            c.nonce for r in requests for p in r for c in p.claims if c is not None and c.nonce
+        ]
+        if nonces:
+            state.nonces_seen, state.nonce_horizon_us = _nonces.seen(conn, nonces)
+        return state
 
     # -- reading --------------------------------------------------------------
 
@@ -238,11 +261,11 @@ class SqlEventStore(EventStore):
         )
 
     def stream_version(self, stream: str) -> int:
-        row = self._read(
-            lambda c: c.execute(
-                text("SELECT version FROM ll_streams WHERE stream = :s"), {"s": stream}
-            ).first()
-        )
+        return self._read(lambda c: self._stream_version(c, stream))
+
+    @staticmethod
+    def _stream_version(conn: Connection, stream: str) -> int:
+        row = conn.execute(_VERSION, {"s": stream}).first()
         return -1 if row is None else int(row[0])
 
     def streams(self, prefix: str = "") -> list[StreamInfo]:
@@ -280,6 +303,10 @@ class SqlEventStore(EventStore):
         if hashlib.sha256(data).hexdigest() != sha256.lower():
             raise CorruptionDetected(f"blob {sha256} no longer matches its hash; restore it")
         return data
+
+    def nonce_stats(self) -> NonceStats:
+        """Size, expiries, evictions and horizon of the nonce ledger."""
+        return self._read(_nonces.stats)
 
     # -- integrity -----------------------------------------------------------------
 

@@ -23,9 +23,12 @@ import enum
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import msgspec
+
+if TYPE_CHECKING:
+    from labledger.store.hooks import NonceStats
 
 _json_encode = msgspec.json.Encoder(order="sorted").encode
 
@@ -238,6 +241,10 @@ class EventStore(abc.ABC):
             BlobNotFound: nothing stored under that hash.
             CorruptionDetected: the stored bytes no longer hash to ``sha256``.
         """
+
+    @abc.abstractmethod
+    def nonce_stats(self) -> NonceStats:
+        """Size, expiries, evictions and horizon of the nonce ledger (signed commands)."""
 
     @abc.abstractmethod
     def verify(self) -> VerifyReport:

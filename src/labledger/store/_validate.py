@@ -1,0 +1,91 @@
+"""Validating what callers hand to ``append``, before any transaction starts."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import msgspec
+
+from labledger.errors import InvalidEvent
+from labledger.store.base import (
+    MAX_STREAM_LENGTH,
+    MAX_TYPE_LENGTH,
+    ExpectedVersion,
+    NewEvent,
+    StreamAppend,
+    StreamState,
+    SupportsNewEvent,
+)
+from labledger.store.hooks import CommandClaim, Gate
+
+
+@dataclass(frozen=True)
+class Part:
+    """A validated StreamAppend: canonical ids, plain NewEvents, command claims."""
+
+    stream: str
+    events: list[NewEvent]
+    expected_version: ExpectedVersion
+    claims: list[CommandClaim | None]
+
+
+def _check_name(kind: str, value: str, limit: int) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidEvent(f"{kind} must be a non-empty string")
+    if len(value) > limit:
+        raise InvalidEvent(f"{kind} is {len(value)} characters long; the limit is {limit}")
+    if "\x00" in value:
+        raise InvalidEvent(f"{kind} contains a NUL character")
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:
+        raise InvalidEvent(f"{kind} is not valid UTF-8 text") from exc
+
+
+def normalize(event: NewEvent | SupportsNewEvent) -> NewEvent:
+    """Validate one event's envelope and return it with a canonical id."""
+    if not isinstance(event, NewEvent):
+        if not isinstance(event, SupportsNewEvent):
+            raise InvalidEvent(f"cannot append a {type(event).__name__}: not an event")
+        event = event.to_new_event()
+    _check_name("event type", event.type, MAX_TYPE_LENGTH)
+    if not isinstance(event.data, bytes) or not isinstance(event.metadata, bytes):
+        raise InvalidEvent("event data and metadata must be bytes of a JSON object")
+    if not (0 < event.schema_version < 2**31):
+        raise InvalidEvent(f"schema_version {event.schema_version} is out of range")
+    for name in ("correlation_id", "causation_id", "run_id", "actor"):
+        value = getattr(event, name)
+        if value is not None:
+            _check_name(name, value, MAX_STREAM_LENGTH)
+    try:
+        canonical = str(uuid.UUID(event.id))
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise InvalidEvent(f"event id {event.id!r} is not a UUID") from exc
+    if canonical != event.id:
+        event = msgspec.structs.replace(event, id=canonical)
+    return event
+
+
+def normalize_part(part: StreamAppend, gate: Gate | None = None) -> Part:
+    _check_name("stream name", part.stream, MAX_STREAM_LENGTH)
+    expected = part.expected_version
+    if not isinstance(expected, StreamState) and (
+        not isinstance(expected, int) or isinstance(expected, bool) or expected < 0
+    ):
+        raise InvalidEvent(
+            f"expected version {expected!r} must be any, no_stream, exists or a version >= 0"
+        )
+    if not part.events:
+        raise InvalidEvent(f"nothing to append to stream {part.stream!r}")
+    events = [normalize(e) for e in part.events]
+    claims: list[CommandClaim | None] = [None] * len(events)
+    if gate is not None:
+        for i, e in enumerate(events):
+            events[i], claims[i] = gate.prepare(e)
+    seen: set[str] = set()
+    for e in events:
+        if e.id in seen:
+            raise InvalidEvent(f"event id {e.id} appears twice in one batch")
+        seen.add(e.id)
+    return Part(part.stream, events, expected, claims)
