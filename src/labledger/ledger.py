@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from labledger.security.gate import LabGate
 from labledger.security.keyring import KeyRing
 from labledger.store import EventStore, open_store
@@ -13,6 +15,8 @@ def open_ledger(
     strict: bool = True,
     keyring: KeyRing | None = None,
     read_only: bool = False,
+    clock: Callable[[], int] | None = None,
+    max_nonces: int | None = None,
 ) -> EventStore:
     """Open a store that validates known types, verifies signed commands, and (strict)
     refuses unknown types. Keys come from ``keyring`` or the environment/key file.
@@ -21,4 +25,4 @@ def open_ledger(
         SchemaNotInitialized, StoreUnavailable: as :func:`labledger.store.open_store`.
     """
     gate = LabGate(keyring if keyring is not None else KeyRing.from_env(), strict=strict)
-    return open_store(url, read_only=read_only, gate=gate)
+    return open_store(url, read_only=read_only, gate=gate, clock=clock, max_nonces=max_nonces)

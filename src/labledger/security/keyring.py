@@ -60,7 +60,8 @@ class KeyRing:
         env = os.environ if environ is None else environ
         ring = cls()
         path = Path(env.get(KEY_FILE_ENV) or DEFAULT_KEY_FILE)
-        if env.get(KEY_FILE_ENV) or path.exists():
+        if path.exists():
+            # No key file is an empty ring: signed commands are then refused (unknown_key).
             ring = load(path)
         for item in filter(None, (env.get(KEYS_ENV) or "").split(",")):
             kid, _, hexsecret = item.strip().partition(":")
@@ -83,7 +84,7 @@ def _unhex(kid: str, value: str) -> bytes:
 
 
 def load(path: Path) -> KeyRing:
-    """Read a key file; a missing file is an empty ring only if it was never asked for."""
+    """Read a key file."""
     try:
         doc = json.loads(path.read_text())
         keys = {kid: _unhex(kid, value) for kid, value in doc["keys"].items()}

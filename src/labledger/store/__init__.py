@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 from labledger.store.base import (
     ANY,
@@ -30,7 +32,12 @@ def default_url() -> str:
 
 
 def open_store(
-    url: str | None = None, *, read_only: bool = False, gate: Gate | None = None
+    url: str | None = None,
+    *,
+    read_only: bool = False,
+    gate: Gate | None = None,
+    clock: Callable[[], int] | None = None,
+    max_nonces: int | None = None,
 ) -> EventStore:
     """Open an initialised store (raw: no typed validation unless a ``gate`` is given).
 
@@ -41,7 +48,12 @@ def open_store(
     """
     from labledger.store._sql import SqlEventStore
 
-    return SqlEventStore(url or default_url(), read_only=read_only, gate=gate)
+    options: dict[str, Any] = {}
+    if clock is not None:
+        options["clock"] = clock  # nanoseconds since the epoch, like time.time_ns
+    if max_nonces is not None:
+        options["max_nonces"] = max_nonces
+    return SqlEventStore(url or default_url(), read_only=read_only, gate=gate, **options)
 
 
 def init_store(url: str | None = None) -> str:

@@ -42,8 +42,8 @@ def record(conn: Connection, rows: list[dict[str, Any]], now_us: int, max_size: 
     ).rowcount
     size = conn.execute(
         text(
-            "UPDATE ll_nonce_stats SET size = size + :added, expired = expired + :expired "
-            "WHERE id = 1 RETURNING size"
+            "UPDATE ll_nonce_stats SET size = size + :added - :expired, "
+            "expired = expired + :expired WHERE id = 1 RETURNING size"
         ),
         {"added": len(rows), "expired": expired},
     ).scalar_one()
