@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from labledger.testing.security_contract import CommandSecurityContract, TypedEventsContract
+from labledger.testing.security_contract import (
+    CommandSecurityContract,
+    RawInputContract,
+    TypedEventsContract,
+)
 
 
 class TestSqliteCommandSecurity(CommandSecurityContract):
@@ -18,4 +22,12 @@ class TestSqliteTypedEvents(TypedEventsContract):
 
 
 class TestPostgresTypedEvents(TypedEventsContract):
+    backend_fixture = "postgres_backend"
+
+
+class TestSqliteRawInput(RawInputContract):
+    backend_fixture = "sqlite_backend"
+
+
+class TestPostgresRawInput(RawInputContract):
     backend_fixture = "postgres_backend"

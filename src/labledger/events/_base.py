@@ -292,6 +292,8 @@ def decode(type_name: str, schema_version: int, data: bytes) -> Event:
         raise EventDecodeError(
             f"v{schema_version} payload does not decode: {exc}", type_name=type_name
         ) from exc
+    except RecursionError as exc:  # msgspec's own limit, near depth 1,000
+        raise EventDecodeError("payload is nested too deeply", type_name=type_name) from exc
     current = _CURRENT[type_name]
     return event if cls is current else _upcast(event, current)
 

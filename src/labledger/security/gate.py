@@ -19,6 +19,7 @@ import msgspec
 
 from labledger.errors import EventDecodeError, InvalidEvent
 from labledger.events import _base as registry
+from labledger.events.raw import MAX_DOCUMENT_BYTES, parse_json
 from labledger.events.security import (
     CommandRejected,
     RejectReason,
@@ -41,6 +42,13 @@ class LabGate:
         self.strict = strict
 
     def prepare(self, event: NewEvent) -> tuple[NewEvent, CommandClaim | None]:
+        size = len(event.data) + len(event.metadata)
+        if size > MAX_DOCUMENT_BYTES:  # refused before any decoding
+            raise InvalidEvent(
+                f"{event.type}: {size} bytes of data and metadata; the limit is "
+                f"{MAX_DOCUMENT_BYTES}. Store large artifacts as blobs and reference their sha256."
+            )
+        _check_object("metadata", event.type, event.metadata)
         if not registry.is_known(event.type):
             if self.strict:
                 raise InvalidEvent(
@@ -48,6 +56,7 @@ class LabGate:
                     "default); see `labledger catalog` for the known types"
                 )
             registry.check_type_name(event.type)
+            _check_object("data", event.type, event.data)
             return event, None
         cls = registry.event_class(event.type)
         if issubclass(cls, SignedCommand) and event.schema_version == cls.VERSION:
@@ -108,6 +117,18 @@ class LabGate:
             actor=GATE_ACTOR,
         )
         return REJECTIONS_STREAM, new
+
+
+def _check_object(name: str, type_name: str, raw: bytes) -> None:
+    """Untyped payloads still carry well-formed JSON objects, under the documented limits."""
+    if raw == b"{}":
+        return
+    try:
+        doc = parse_json(raw)
+    except InvalidEvent as exc:
+        raise InvalidEvent(f"{type_name}: {name}: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise InvalidEvent(f"{type_name}: {name} must be a JSON object")
 
 
 def _micros(moment: object) -> int:

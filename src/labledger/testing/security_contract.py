@@ -239,3 +239,44 @@ class TypedEventsContract(SecurityFixtures):
         event = example_events()[0].to_new_event()
         with pytest.raises(InvalidEvent):
             strict.append("s", [msgspec.structs.replace(event, schema_version=99)])
+
+
+class RawInputContract(SecurityFixtures):
+    """Hostile raw input through the Python API: a clear error, the log byte-for-byte unchanged."""
+
+    @pytest.fixture
+    def raw(self, url: str, ring: KeyRing) -> Iterator[EventStore]:
+        with open_ledger(url, keyring=ring, strict=False) as store:
+            store.append("seed", [NewEvent.from_json("mylab.Seeded", {"ok": True})])
+            yield store
+
+    @pytest.mark.parametrize(
+        ("type_name", "data"),
+        [
+            ("mylab.Big", b'{"x": "' + b"a" * (1 << 20) + b'"}'),
+            ("mylab.Deep", b'{"a":' * 100 + b"1" + b"}" * 100),
+            ("mylab.Deeper", b'{"a":' + b"[" * 3000 + b"]" * 3000 + b"}"),
+            ("mylab.Huge", b'{"n": 99999999999999999999999}'),
+            ("mylab.NaN", b'{"n": NaN}'),
+            ("mylab.Utf8", b'{"s": "\xc3\x28"}'),
+            ("mylab.Dup", b'{"a": 1, "a": 2}'),
+            ("mylab.List", b"[]"),
+            ("mylab.Garbage", b"{'single': 'quotes'}"),
+            ("run.Heartbeat", b'{"seq":' + b"[" * 3000 + b"]" * 3000 + b"}"),
+            ("bad type", b"{}"),
+            ("x.Y'; DROP TABLE ll_events; --", b"{}"),
+        ],
+    )
+    def test_hostile_payload_is_refused_and_log_unchanged(
+        self, raw: EventStore, type_name: str, data: bytes
+    ) -> None:
+        before = _fingerprint(raw)
+        with pytest.raises(InvalidEvent):
+            raw.append("s", [NewEvent(type=type_name, data=data)])
+        assert _fingerprint(raw) == before
+
+    def test_injection_shaped_names_are_just_names(self, raw: EventStore) -> None:
+        name = "s'; DELETE FROM ll_events; --"
+        raw.append(name, [NewEvent.from_json("mylab.Note", {"q": "%_' OR 1=1"})])
+        assert raw.read_stream(name)[0].data == b'{"q":"%_\' OR 1=1"}'
+        assert raw.verify().ok and raw.head() == 2
