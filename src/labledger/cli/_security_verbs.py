@@ -12,10 +12,10 @@ from typing import Any
 
 import msgspec
 
-from labledger.cli._input import parse_json
 from labledger.errors import EventDecodeError, InvalidEvent, UsageError
 from labledger.events import _base as registry
 from labledger.events.catalog import build_catalog, check_catalog, schema_path, write_catalog
+from labledger.events.raw import parse_json
 from labledger.events.security import SignedCommand
 from labledger.security import keyring as keys
 from labledger.security.signing import sign
