@@ -40,7 +40,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_ll_nonce_stats"),
         sa.CheckConstraint("id = 1", name="ck_ll_nonce_stats_single_row"),
     )
-    op.execute("INSERT INTO ll_nonce_stats (id, size, expired, evicted, horizon) VALUES (1, 0, 0, 0, 0)")
+    op.execute(
+        "INSERT INTO ll_nonce_stats (id, size, expired, evicted, horizon) VALUES (1, 0, 0, 0, 0)"
+    )
 
 
 def downgrade() -> None:

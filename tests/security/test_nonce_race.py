@@ -50,10 +50,12 @@ def test_concurrent_replay_admits_exactly_one(
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER, url, data.decode(), str(start), SECRET.hex()],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for _ in range(PROCESSES)
-    ]  # fmt: skip
+    ]
     outputs = [p.communicate(timeout=120) for p in procs]
     verdicts = sorted(out.strip() for out, _ in outputs)
     assert verdicts == ["REJECTED replayed_nonce"] * (PROCESSES - 1) + ["WON"], outputs

@@ -58,10 +58,12 @@ def cmd_sign(args: argparse.Namespace) -> int:
     window = dt.timedelta(seconds=args.window)
     data = dict(doc["data"])
     data["security"] = {
-        "signature": "", "nonce": "pending", "key_id": kid or "none",
+        "signature": "",
+        "nonce": "pending",
+        "key_id": kid or "none",
         "issued_at": dt.datetime.now(dt.UTC).isoformat(),
         "freshness_window": msgspec.json.decode(_encode(window)),
-    }  # fmt: skip
+    }
     try:
         command = registry.decode(type_name, cls.VERSION, _encode(data))
     except EventDecodeError as exc:
@@ -103,8 +105,9 @@ def _summary(cls: type[registry.Event]) -> str:
 def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("keys", help="manage the command-signing key ring")
     p.add_argument("keys_verb", choices=["new", "list"])
-    p.add_argument("--key-file", default=None, help="default: $LABLEDGER_KEY_FILE or "
-                   "./labledger.keys")  # fmt: skip
+    p.add_argument(
+        "--key-file", default=None, help="default: $LABLEDGER_KEY_FILE or ./labledger.keys"
+    )
     p = sub.add_parser("sign", help="sign one command read from stdin (JSON line)")
     p.add_argument("--key-id", default=None, help="default: the active key")
     p.add_argument("--window", type=float, default=60.0, help="freshness window, seconds")

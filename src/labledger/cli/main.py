@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import msgspec
 
-from labledger.cli import _demo, _security_verbs
+from labledger.cli import _demo, _project_verbs, _security_verbs
 from labledger.cli._input import MAX_LINE_BYTES, events_from_lines
 from labledger.errors import (
     CommandRejected,
@@ -41,6 +41,11 @@ from labledger.store import (
 )
 
 OK, INTEGRITY, USAGE, CONFLICT, REJECTED, UNAVAILABLE = 0, 1, 2, 3, 4, 5
+
+# Verb groups in modules of their own: each has ``add_parsers(sub)`` and marks its
+# parsers with ``set_defaults(store_handler=f)`` (f(args, store) -> exit code) or
+# ``set_defaults(plain_handler=f)`` (f(args) -> exit code).
+EXTENSIONS = [_project_verbs]
 
 _encode = msgspec.json.Encoder().encode
 
@@ -223,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("verify", help="full integrity scan; exit 1 on the first bad record")
     sub.add_parser("demo", help="initialise, append a sample run, verify, summarise")
     _security_verbs.add_parsers(sub)
+    for module in EXTENSIONS:
+        module.add_parsers(sub)
     return parser
 
 
@@ -251,12 +258,14 @@ def run(argv: Sequence[str] | None = None) -> int:
         return USAGE
     args.db = args.db or default_url()
     try:
-        if args.verb in PLAIN_VERBS:
-            return PLAIN_VERBS[args.verb](args)
+        plain = PLAIN_VERBS.get(args.verb) or getattr(args, "plain_handler", None)
+        if plain is not None:
+            return int(plain(args))
+        handler = STORE_VERBS.get(args.verb) or args.store_handler
         # The raw JSON path: known types are validated against the catalog and
         # signed commands verified; other well-formed namespaced types pass.
         with open_ledger(args.db, strict=False, read_only=args.read_only) as store:
-            return STORE_VERBS[args.verb](args, store)
+            return int(handler(args, store))
     except LabledgerError as exc:
         print(f"labledger: {exc}", file=sys.stderr)
         return exit_code(exc)

@@ -79,9 +79,12 @@ class LabGate:
     ) -> tuple[NewEvent, CommandClaim | None]:
         if _lacks_security(event.data):
             claim = CommandClaim(
-                nonce=None, key_id=None, issued_at_us=0, window_us=0,
+                nonce=None,
+                key_id=None,
+                issued_at_us=0,
+                window_us=0,
                 refusal=(RejectReason.MISSING_SIGNATURE.value, "no security block"),
-            )  # fmt: skip
+            )
             return event, claim
         event = self._validated(event)
         command = registry.decode(event.type, event.schema_version, event.data)

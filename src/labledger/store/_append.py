@@ -137,9 +137,20 @@ def _stage_row(stream: str, version: int, e: NewEvent, state: LogState, staged: 
     staged.head += 1
     pos = staged.head
     checksum = record_checksum(
-        pos, version, e.schema_version, state.recorded_at_us, e.id, stream, e.type,
-        e.correlation_id, e.causation_id, e.run_id, e.actor, e.data, e.metadata,
-    )  # fmt: skip
+        pos,
+        version,
+        e.schema_version,
+        state.recorded_at_us,
+        e.id,
+        stream,
+        e.type,
+        e.correlation_id,
+        e.causation_id,
+        e.run_id,
+        e.actor,
+        e.data,
+        e.metadata,
+    )
     staged.link = chain_link(staged.link, checksum)
     staged.rows.append(
         {
@@ -226,8 +237,16 @@ def _same_content(stored: RecordedEvent, new: NewEvent, stream: str) -> str | No
     """None when ``new`` repeats ``stored``; otherwise what differs."""
     if stored.stream != stream:
         return f"stream {stored.stream!r} (not {stream!r})"
-    for name in ("type", "schema_version", "data", "metadata", "correlation_id",
-                 "causation_id", "run_id", "actor"):  # fmt: skip
+    for name in (
+        "type",
+        "schema_version",
+        "data",
+        "metadata",
+        "correlation_id",
+        "causation_id",
+        "run_id",
+        "actor",
+    ):
         if getattr(stored, name) != getattr(new, name):
             return f"a different {name}"
     return None

@@ -19,6 +19,17 @@ WRITE_OPTION = "labledger_write"
 """Execution option marking a connection whose transactions will append."""
 
 
+class AppendWaiter(abc.ABC):
+    """Blocks until the log may have grown (spurious wake-ups are fine; missed ones are not)."""
+
+    @abc.abstractmethod
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds; True if something changed (or may have)."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
 class Dialect(abc.ABC):
     name: str
 
@@ -44,6 +55,13 @@ class Dialect(abc.ABC):
     @contextmanager
     def migration_lock(self, conn: Connection) -> Iterator[None]:
         """Hold off other migrators for the duration of an upgrade."""
+
+    def notify_appended(self, conn: Connection, head: int) -> None:  # noqa: B027
+        """Tell subscribers, at commit, that the log grew (no-op where they poll)."""
+
+    @abc.abstractmethod
+    def waiter(self, engine: Engine) -> AppendWaiter:
+        """A blocking wake-up source for subscribers following live appends."""
 
     @abc.abstractmethod
     def translate(self, exc: BaseException) -> LabledgerError | None:

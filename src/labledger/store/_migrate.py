@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import Connection, text
 from sqlalchemy import exc as sa_exc
 
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 VERSION_TABLE = "labledger_alembic_version"
 
 

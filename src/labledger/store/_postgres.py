@@ -24,7 +24,9 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 from labledger.errors import CorruptionDetected, LabledgerError, StoreUnavailable
-from labledger.store._dialect import Dialect
+from labledger.store._dialect import AppendWaiter, Dialect
+
+CHANNEL_SQL = "'labledger_' || current_schema()"
 
 APPEND_LOCK = 0x11ED6E  # first half of the advisory key: "labledger appends"
 MIGRATE_LOCK = 0x11ED6F  # "labledger migrations"
@@ -82,6 +84,13 @@ class PostgresDialect(Dialect):
             )
             conn.commit()
 
+    def notify_appended(self, conn: Connection, head: int) -> None:
+        # Delivered at commit, only if the transaction commits.
+        conn.execute(text(f"SELECT pg_notify({CHANNEL_SQL}, :head)"), {"head": str(head)})
+
+    def waiter(self, engine: Engine) -> AppendWaiter:
+        return PostgresWaiter(engine)
+
     def translate(self, exc: BaseException) -> LabledgerError | None:
         import psycopg
 
@@ -103,3 +112,23 @@ class PostgresDialect(Dialect):
                 "is the server running? Nothing was acknowledged."
             )
         return None
+
+
+class PostgresWaiter(AppendWaiter):
+    """LISTEN on the ledger's channel; appends NOTIFY it at commit."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._raw = engine.raw_connection()
+        self._conn: Any = self._raw.driver_connection
+        assert self._conn is not None
+        self._conn.autocommit = True
+        channel = self._conn.execute(f"SELECT {CHANNEL_SQL}").fetchone()[0]
+        self._conn.execute(f'LISTEN "{channel}"')
+
+    def wait(self, timeout: float) -> bool:
+        for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+            return True
+        return False
+
+    def close(self) -> None:
+        self._raw.close()

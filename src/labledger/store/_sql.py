@@ -21,7 +21,7 @@ from labledger.errors import (
 )
 from labledger.store import _migrate, _nonces
 from labledger.store._append import LogState, Outcome, Request, plan
-from labledger.store._dialect import WRITE_OPTION, Dialect, dialect_for
+from labledger.store._dialect import WRITE_OPTION, AppendWaiter, Dialect, dialect_for
 from labledger.store._validate import normalize_part
 from labledger.store._verify import verify_log
 from labledger.store.base import (
@@ -147,6 +147,9 @@ class SqlEventStore(EventStore):
     def close(self) -> None:
         self.engine.dispose()
 
+    def waiter(self) -> AppendWaiter:
+        return self.dialect.waiter(self.engine)
+
     # -- appending ----------------------------------------------------------
 
     def append(
@@ -184,6 +187,7 @@ class SqlEventStore(EventStore):
                     _nonces.record(conn, planned.nonces, state.recorded_at_us, self.max_nonces)
                 if planned.rows:
                     conn.execute(_INSERT, planned.rows)
+                    self.dialect.notify_appended(conn, planned.rows[-1]["position"])
                     conn.execute(
                         _UPSERT_STREAM,
                         [

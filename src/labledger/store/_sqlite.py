@@ -22,7 +22,9 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 from labledger.errors import LabledgerError, StoreBusy, StoreUnavailable
-from labledger.store._dialect import WRITE_OPTION, Dialect
+from labledger.store._dialect import WRITE_OPTION, AppendWaiter, Dialect
+
+POLL_INTERVAL_S = 0.005
 
 BUSY_TIMEOUT_S = 30.0
 
@@ -78,6 +80,9 @@ class SqliteDialect(Dialect):
         # so a second migrator waits for the first and then finds head.
         yield
 
+    def waiter(self, engine: Engine) -> AppendWaiter:
+        return SqliteWaiter(engine)
+
     def translate(self, exc: BaseException) -> LabledgerError | None:
         orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
         if not isinstance(orig, sqlite3.Error):
@@ -117,3 +122,42 @@ class SqliteDialect(Dialect):
                 f"{where} is damaged at the storage level ({message}); restore from a backup."
             )
         return None
+
+
+class SqliteWaiter(AppendWaiter):
+    """Cheap change polling: ``PRAGMA data_version`` moves when another connection commits.
+
+    It reads a counter in shared memory, not the database, so polling every
+    few milliseconds costs next to nothing.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        import time
+
+        self._sleep = time.sleep
+        self._monotonic = time.monotonic
+        self._raw = engine.raw_connection()
+        self._version = self._data_version()
+
+    def _data_version(self) -> int:
+        cur = self._raw.cursor()
+        try:
+            cur.execute("PRAGMA data_version")
+            row = cur.fetchone()
+        finally:
+            cur.close()
+        return int(row[0]) if row else 0
+
+    def wait(self, timeout: float) -> bool:
+        deadline = self._monotonic() + timeout
+        while True:
+            version = self._data_version()
+            if version != self._version:
+                self._version = version
+                return True
+            if self._monotonic() >= deadline:
+                return False
+            self._sleep(POLL_INTERVAL_S)
+
+    def close(self) -> None:
+        self._raw.close()

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import msgspec
 
 if TYPE_CHECKING:
+    from labledger.store._dialect import AppendWaiter
     from labledger.store.hooks import NonceStats
 
 _json_encode = msgspec.json.Encoder(order="sorted").encode
@@ -249,6 +250,10 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     def verify(self) -> VerifyReport:
         """Scan the whole log: checksums, chain, gaps, stream order and index."""
+
+    @abc.abstractmethod
+    def waiter(self) -> AppendWaiter:
+        """A wake-up source for following live appends (see ``store.subscribe``)."""
 
     @abc.abstractmethod
     def close(self) -> None:

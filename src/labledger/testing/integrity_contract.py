@@ -167,7 +167,7 @@ class SchemaContract(BackendFixtures):
         engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
         names = set(sa.inspect(engine).get_table_names())
         engine.dispose()
-        assert not names & {"ll_events", "ll_streams", "ll_blobs", "ll_nonces", "ll_nonce_stats"}
+        assert not names & {"ll_events", "ll_streams", "ll_blobs", "ll_nonces", "ll_projections"}
         assert init_store(url) == HEAD_REVISION
         with open_store(url) as store:
             assert store.head() == 0

@@ -87,14 +87,17 @@ class CommandSecurityContract(SecurityFixtures):
         ("reason", "make"),
         [
             ("missing_signature", lambda ring: command()),
-            ("bad_signature", lambda ring: msgspec.structs.replace(
-                sign(command(), ring, now=T0), command_id="forged")),
-            ("unknown_key", lambda ring: sign(
-                command(), KeyRing({"ghost": b"g" * 32}), now=T0)),
+            (
+                "bad_signature",
+                lambda ring: msgspec.structs.replace(
+                    sign(command(), ring, now=T0), command_id="forged"
+                ),
+            ),
+            ("unknown_key", lambda ring: sign(command(), KeyRing({"ghost": b"g" * 32}), now=T0)),
             ("stale", lambda ring: sign(command(), ring, now=T0 - dt.timedelta(seconds=61))),
             ("future", lambda ring: sign(command(), ring, now=T0 + dt.timedelta(seconds=61))),
         ],
-    )  # fmt: skip
+    )
     def test_refused_commands_leave_a_rejection_and_nothing_else(
         self, ledger: EventStore, ring: KeyRing, reason: str, make: object
     ) -> None:

@@ -1,0 +1,327 @@
+"""Running projections: catch up, follow, rebuild into shadow tables, build as of a position.
+
+Read models are never written inside the append transaction: a projection
+batch is its own transaction, after the events are durable, so appends stay
+fast and cannot deadlock on a read model. Each batch commits its rows and
+its checkpoint together (see ``checkpoint.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Protocol
+
+import anyio
+import anyio.to_thread
+from sqlalchemy import Connection
+
+from labledger.errors import ProjectionError
+from labledger.events.typed import decode_record
+from labledger.projections import checkpoint as cps
+from labledger.projections.base import Projection, TableSet, Tx
+from labledger.projections.checkpoint import Checkpoint, CheckpointMoved
+from labledger.projections.state_hash import state_hash
+from labledger.store._dialect import WRITE_OPTION
+from labledger.store._sql import SqlEventStore
+from labledger.store.base import EventStore, RecordedEvent
+
+
+class LogSource(Protocol):
+    """Where events come from: a store, or a view of one (e.g. truncated at a position)."""
+
+    def head(self) -> int: ...
+
+    def read_all(
+        self, from_position: int = 0, *, batch_size: int = 1000, limit: int | None = None
+    ) -> Iterator[RecordedEvent]: ...
+
+
+Progress = Callable[[int, int], None]
+"""Called with (events done, events to do) as a long operation advances."""
+
+DEFAULT_BATCH = 500
+
+
+class ProjectionEngine:
+    """Projections over ``source``'s log, with tables in ``target`` (default: the same database)."""
+
+    def __init__(
+        self,
+        source: EventStore | LogSource,
+        projections: Sequence[Projection],
+        *,
+        target: SqlEventStore | None = None,
+        batch_size: int = DEFAULT_BATCH,
+    ) -> None:
+        self.source = source
+        self.target = target if target is not None else _sql(source)
+        self.projections = {p.name: p for p in projections}
+        self.batch_size = batch_size
+        self._tables: dict[tuple[str, int, int], TableSet] = {}
+
+    def get(self, name: str) -> Projection:
+        try:
+            return self.projections[name]
+        except KeyError:
+            known = ", ".join(sorted(self.projections))
+            raise ProjectionError(f"no projection {name!r}; known: {known}") from None
+
+    # -- transactions ------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.target._errors(), self.target.engine.connect() as conn:
+            conn = conn.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def read(self, name: str) -> Iterator[Tx]:
+        """A consistent read of one projection: the old state or the new, never half a swap."""
+        proj = self.get(name)
+        with self.target._errors(), self.target.engine.connect() as conn:
+            conn = (
+                conn.execution_options(isolation_level="REPEATABLE READ")
+                if (conn.dialect.name == "postgresql")
+                else conn
+            )
+            with conn.begin():
+                cp = cps.load(conn, name)
+                if cp is None or cp.version != proj.version:
+                    raise ProjectionError(
+                        f"projection {name!r} has not been built at version {proj.version}: "
+                        f"run `labledger project run {name}`"
+                    )
+                yield Tx(conn, self.tables(proj, cp.version, cp.generation))
+
+    def tables(self, proj: Projection, version: int, generation: int) -> TableSet:
+        key = (proj.name, version, generation)
+        if key not in self._tables:
+            tables = TableSet(proj.name, version, generation)
+            proj.define(tables)
+            self._tables[key] = tables
+        return self._tables[key]
+
+    # -- catching up -------------------------------------------------------------
+
+    def ensure(self, proj: Projection, progress: Progress | None = None) -> Checkpoint:
+        """The checkpoint, creating the tables on first use and rebuilding on a version bump."""
+        with self._write() as conn:
+            cp = cps.load(conn, proj.name)
+            if cp is None:
+                cp = Checkpoint(
+                    name=proj.name,
+                    version=proj.version,
+                    generation=1,
+                    position=0,
+                    events_applied=0,
+                    updated_at_us=_now_us(),
+                )
+                tables = self.tables(proj, cp.version, cp.generation)
+                tables.metadata.drop_all(conn)
+                tables.metadata.create_all(conn)
+                cps.create(conn, cp)
+                return cp
+        if cp.version != proj.version:
+            return self.rebuild(proj.name, progress)
+        return cp
+
+    def catch_up(
+        self, name: str, *, until: int | None = None, progress: Progress | None = None
+    ) -> Checkpoint:
+        """Apply every event after the checkpoint (up to ``until``), batch by batch."""
+        proj = self.get(name)
+        cp = self.ensure(proj, progress)
+        return self._fill(proj, cp, until=until, progress=progress)
+
+    def run(
+        self, names: Sequence[str] | None = None, progress: Progress | None = None
+    ) -> dict[str, Checkpoint]:
+        return {n: self.catch_up(n, progress=progress) for n in (names or sorted(self.projections))}
+
+    def _fill(
+        self, proj: Projection, cp: Checkpoint, *, until: int | None, progress: Progress | None
+    ) -> Checkpoint:
+        head = self.source.head() if until is None else until
+        total, done = max(0, head - cp.position), 0
+        batch: list[RecordedEvent] = []
+        for record in self.source.read_all(cp.position + 1, batch_size=self.batch_size):
+            if until is not None and record.position > until:
+                break
+            batch.append(record)
+            if len(batch) >= self.batch_size:
+                cp = self._apply_batch(proj, cp, batch)
+                done += len(batch)
+                batch = []
+                if progress:
+                    progress(done, max(total, done))
+        if batch:
+            cp = self._apply_batch(proj, cp, batch)
+            done += len(batch)
+        if progress:
+            progress(done, max(total, done))
+        return cp
+
+    def _apply_batch(
+        self, proj: Projection, cp: Checkpoint, records: list[RecordedEvent]
+    ) -> Checkpoint:
+        wanted = proj.type_names()
+        with self._write() as conn:
+            tx = Tx(conn, self.tables(proj, cp.version, cp.generation))
+            applied = 0
+            for record in records:
+                if record.type in wanted:
+                    proj.apply(tx, decode_record(record))
+                    applied += 1
+            new = Checkpoint(
+                name=cp.name,
+                version=cp.version,
+                generation=cp.generation,
+                position=records[-1].position,
+                events_applied=cp.events_applied + applied,
+                updated_at_us=_now_us(),
+            )
+            cps.advance(conn, cp, new)
+        return new
+
+    # -- following ---------------------------------------------------------------
+
+    async def follow(
+        self, names: Sequence[str] | None = None, stop: anyio.Event | None = None
+    ) -> None:
+        """Catch up, then apply new events as they are appended, until ``stop`` is set."""
+        chosen = list(names or sorted(self.projections))
+        waiter = _sql(self.source).waiter()
+        try:
+            while stop is None or not stop.is_set():
+                for name in chosen:
+                    try:
+                        await anyio.to_thread.run_sync(self.catch_up, name)
+                    except CheckpointMoved:
+                        continue  # another runner or a rebuild moved it: reload next round
+                await anyio.to_thread.run_sync(waiter.wait, 0.5, abandon_on_cancel=True)
+        finally:
+            waiter.close()
+
+    # -- rebuilding ----------------------------------------------------------------
+
+    def rebuild(self, name: str, progress: Progress | None = None) -> Checkpoint:
+        """Build the projection from zero into new tables, then swap them in atomically."""
+        proj = self.get(name)
+        with self._write() as conn:
+            old = cps.load(conn, name)
+        if old is None:
+            return self.catch_up(name, progress=progress)
+        shadow = Checkpoint(
+            name=name,
+            version=proj.version,
+            generation=old.generation + 1,
+            position=0,
+            events_applied=0,
+            updated_at_us=_now_us(),
+        )
+        tables = self.tables(proj, shadow.version, shadow.generation)
+        with self._write() as conn:
+            tables.metadata.drop_all(conn)  # leftovers of an interrupted rebuild
+            tables.metadata.create_all(conn)
+        shadow = self._fill_shadow(proj, shadow, progress)
+        with self._write() as conn:
+            shadow = self._swap(conn, proj, old, shadow)
+        self._drop_generations_before(proj, old.generation)
+        return shadow
+
+    def _fill_shadow(
+        self, proj: Projection, shadow: Checkpoint, progress: Progress | None
+    ) -> Checkpoint:
+        # The shadow is not in ll_projections yet: apply batches without a checkpoint
+        # row; an interrupted rebuild starts again from zero.
+        head = self.source.head()
+        wanted, done = proj.type_names(), 0
+        tables = self.tables(proj, shadow.version, shadow.generation)
+        batch: list[RecordedEvent] = []
+
+        def flush() -> None:
+            nonlocal shadow, done
+            with self._write() as conn:
+                tx = Tx(conn, tables)
+                applied = 0
+                for record in batch:
+                    if record.type in wanted:
+                        proj.apply(tx, decode_record(record))
+                        applied += 1
+            shadow = Checkpoint(
+                name=shadow.name,
+                version=shadow.version,
+                generation=shadow.generation,
+                position=batch[-1].position,
+                events_applied=shadow.events_applied + applied,
+                updated_at_us=_now_us(),
+            )
+            done += len(batch)
+            batch.clear()
+            if progress:
+                progress(done, max(head, done))
+
+        for record in self.source.read_all(1, batch_size=self.batch_size):
+            batch.append(record)
+            if len(batch) >= self.batch_size:
+                flush()
+        if batch:
+            flush()
+        return shadow
+
+    def _swap(
+        self, conn: Connection, proj: Projection, old: Checkpoint, shadow: Checkpoint
+    ) -> Checkpoint:
+        tx = Tx(conn, self.tables(proj, shadow.version, shadow.generation))
+        wanted, applied, position = proj.type_names(), shadow.events_applied, shadow.position
+        for record in self.source.read_all(position + 1, batch_size=self.batch_size):
+            if record.type in wanted:
+                proj.apply(tx, decode_record(record))
+                applied += 1
+            position = record.position
+        current = cps.load(conn, proj.name)
+        if current is None or current.generation != old.generation:
+            raise CheckpointMoved(f"projection {proj.name!r} was rebuilt concurrently")
+        new = Checkpoint(
+            name=proj.name,
+            version=shadow.version,
+            generation=shadow.generation,
+            position=position,
+            events_applied=applied,
+            updated_at_us=_now_us(),
+        )
+        cps.advance(conn, current, new)
+        return new
+
+    def _drop_generations_before(self, proj: Projection, keep_from: int) -> None:
+        """Drop generations older than the previous one: a reader that looked up the
+        previous generation just before the swap can still finish its read."""
+        with self._write() as conn:
+            for (name, version, generation), tables in list(self._tables.items()):
+                if name == proj.name and generation < keep_from:
+                    tables.metadata.drop_all(conn)
+                    del self._tables[(name, version, generation)]
+            for generation in range(max(1, keep_from - 3), keep_from):
+                for version in range(1, proj.version + 1):
+                    stale = TableSet(proj.name, version, generation)
+                    proj.define(stale)
+                    stale.metadata.drop_all(conn, checkfirst=True)
+
+    # -- inspecting --------------------------------------------------------------
+
+    def state_hash(self, name: str) -> str:
+        with self.read(name) as tx:
+            return state_hash(tx.conn, tx.tables)
+
+
+def _sql(store: EventStore | LogSource) -> SqlEventStore:
+    if not isinstance(store, SqlEventStore):
+        raise ProjectionError("projections need a SQL store to hold their tables")
+    return store
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
