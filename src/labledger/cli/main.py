@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import msgspec
 
@@ -45,7 +45,10 @@ OK, INTEGRITY, USAGE, CONFLICT, REJECTED, UNAVAILABLE = 0, 1, 2, 3, 4, 5
 # Verb groups in modules of their own: each has ``add_parsers(sub)`` and marks its
 # parsers with ``set_defaults(store_handler=f)`` (f(args, store) -> exit code) or
 # ``set_defaults(plain_handler=f)`` (f(args) -> exit code).
-EXTENSIONS = [_project_verbs]
+EXTENSIONS: list[Any] = [_project_verbs]
+EXTENSIONS += []  # D-REAM verbs
+EXTENSIONS += []  # ToolGen verbs
+EXTENSIONS += []  # Esper verbs
 
 _encode = msgspec.json.Encoder().encode
 
