@@ -10,7 +10,7 @@ PG_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e ".[dev,postgres]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev,postgres,ml]"
 	touch $@
 
 run: $(BIN)/.installed
@@ -34,3 +34,7 @@ bench: $(BIN)/.installed
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+catalog: $(BIN)/.installed
+	$(BIN)/python -m labledger.events.catalog --write
+	$(BIN)/python -m labledger.projections.catalog --write
