@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pytest
 import sqlalchemy as sa
