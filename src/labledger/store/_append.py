@@ -26,6 +26,12 @@ from labledger.store.base import ANY, AppendResult, NewEvent, RecordedEvent, Str
 from labledger.store.hooks import CommandClaim, Gate
 
 Request = Sequence[Part]
+Row = tuple[Any, ...]
+
+ROW_COLUMNS = (
+    "position, event_id, stream, stream_version, type, schema_version, recorded_at, "
+    "correlation_id, causation_id, run_id, actor, data, metadata, checksum, chain"
+)
 Outcome = list[AppendResult] | LabledgerError
 
 
@@ -52,10 +58,11 @@ class LogState:
 @dataclass
 class Plan:
     outcomes: list[Outcome] = field(default_factory=list)
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
     versions: dict[str, tuple[int, int]] = field(default_factory=dict)  # stream: (version, pos)
     new_ids: set[str] = field(default_factory=set)
-    nonces: list[dict[str, Any]] = field(default_factory=list)
+    nonces: list[Row] = field(default_factory=list)
+    nonce_values: set[str] = field(default_factory=set)
 
 
 class _Refused(Exception):
@@ -69,10 +76,11 @@ class _Staged:
 
     head: int
     link: bytes
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
     versions: dict[str, tuple[int, int]] = field(default_factory=dict)
     ids: set[str] = field(default_factory=set)
-    nonces: list[dict[str, Any]] = field(default_factory=list)
+    nonces: list[Row] = field(default_factory=list)
+    nonce_values: set[str] = field(default_factory=set)
     results: list[AppendResult] = field(default_factory=list)
 
 
@@ -99,6 +107,7 @@ def plan(requests: Sequence[Request], state: LogState, gate: Gate | None = None)
         result.versions.update(staged.versions)
         result.new_ids |= staged.ids
         result.nonces.extend(staged.nonces)
+        result.nonce_values |= staged.nonce_values
         result.outcomes.append(outcome)
     return result
 
@@ -121,6 +130,7 @@ def _plan_part(part: Part, state: LogState, result: Plan, staged: _Staged) -> No
         _stage_row(part.stream, current, e, state, staged)
         if claim is not None:
             staged.nonces.append(_nonce_row(claim, staged.head))
+            staged.nonce_values.add(claim.nonce or "")
     staged.versions[part.stream] = (current, staged.head)
     staged.results.append(
         AppendResult(
@@ -152,31 +162,32 @@ def _stage_row(stream: str, version: int, e: NewEvent, state: LogState, staged: 
         e.metadata,
     )
     staged.link = chain_link(staged.link, checksum)
+    # In the column order of ROW_COLUMNS.
     staged.rows.append(
-        {
-            "position": pos,
-            "event_id": e.id,
-            "stream": stream,
-            "stream_version": version,
-            "type": e.type,
-            "schema_version": e.schema_version,
-            "recorded_at": state.recorded_at_us,
-            "correlation_id": e.correlation_id,
-            "causation_id": e.causation_id,
-            "run_id": e.run_id,
-            "actor": e.actor,
-            "data": e.data,
-            "metadata": e.metadata,
-            "checksum": checksum,
-            "chain": staged.link,
-        }
+        (
+            pos,
+            e.id,
+            stream,
+            version,
+            e.type,
+            e.schema_version,
+            state.recorded_at_us,
+            e.correlation_id,
+            e.causation_id,
+            e.run_id,
+            e.actor,
+            e.data,
+            e.metadata,
+            checksum,
+            staged.link,
+        )
     )
 
 
 def _check_claims(part: Part, state: LogState, result: Plan, staged: _Staged) -> None:
     """Freshness against the commit clock, the nonce ledger and nonces earlier in this commit."""
     refusals = []
-    pending = {n["nonce"] for n in result.nonces} | {n["nonce"] for n in staged.nonces}
+    pending = result.nonce_values | staged.nonce_values
     now = state.recorded_at_us
     for e, claim in zip(part.events, part.claims, strict=True):
         if claim is None:
@@ -211,14 +222,10 @@ def _freshness(claim: CommandClaim, now_us: int, horizon_us: int) -> tuple[str, 
     return None
 
 
-def _nonce_row(claim: CommandClaim, position: int) -> dict[str, Any]:
-    return {
-        "nonce": claim.nonce,
-        "key_id": claim.key_id or "",
-        "issued_at": claim.issued_at_us,
-        "expires_at": claim.issued_at_us + claim.window_us,
-        "position": position,
-    }
+def _nonce_row(claim: CommandClaim, position: int) -> Row:
+    """In the column order of ``_nonces.INSERT``."""
+    expires = claim.issued_at_us + claim.window_us
+    return (claim.nonce, claim.key_id or "", claim.issued_at_us, expires, position)
 
 
 def _plan_rejections(

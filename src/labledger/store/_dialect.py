@@ -10,10 +10,12 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 
 from labledger.errors import LabledgerError
+from labledger.store._rawtxn import Params, RawTxn
 
 WRITE_OPTION = "labledger_write"
 """Execution option marking a connection whose transactions will append."""
@@ -48,15 +50,29 @@ class Dialect(abc.ABC):
     def lock_for_append(self, conn: Connection) -> None:
         """Serialize appenders so positions are assigned in commit order.
 
-        Called first thing in every write transaction.
+        Called first thing in every write transaction made through SQLAlchemy.
         """
+
+    @abc.abstractmethod
+    @contextmanager
+    def append_txn(self, engine: Engine) -> Iterator[RawTxn]:
+        """A durable write transaction on a driver connection, serialized like
+        ``lock_for_append``; commits on success, rolls back on any exception."""
+
+    @abc.abstractmethod
+    def read_rows(self, engine: Engine, sql: str, params: Params) -> list[tuple[Any, ...]]:
+        """One read-only query on a driver connection (the replay hot path)."""
+
+    @abc.abstractmethod
+    def is_duplicate_id(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the unique violation of an event id."""
 
     @abc.abstractmethod
     @contextmanager
     def migration_lock(self, conn: Connection) -> Iterator[None]:
         """Hold off other migrators for the duration of an upgrade."""
 
-    def notify_appended(self, conn: Connection, head: int) -> None:  # noqa: B027
+    def notify_appended_raw(self, txn: RawTxn, head: int) -> None:  # noqa: B027
         """Tell subscribers, at commit, that the log grew (no-op where they poll)."""
 
     @abc.abstractmethod

@@ -10,64 +10,54 @@ an evicted nonce can never be replayed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, text
 
+from labledger.store._rawtxn import Params, RawTxn
 from labledger.store.hooks import NonceStats
 
 DEFAULT_MAX_NONCES = 1_000_000
 
-_SEEN = text("SELECT nonce FROM ll_nonces WHERE nonce IN :nonces").bindparams(
-    bindparam("nonces", expanding=True)
+INSERT = (
+    "INSERT INTO ll_nonces (nonce, key_id, issued_at, expires_at, position) VALUES (?, ?, ?, ?, ?)"
 )
-_HORIZON = text("SELECT horizon FROM ll_nonce_stats WHERE id = 1")
-_INSERT = text(
-    "INSERT INTO ll_nonces (nonce, key_id, issued_at, expires_at, position) "
-    "VALUES (:nonce, :key_id, :issued_at, :expires_at, :position)"
-)
+HORIZON = "SELECT horizon FROM ll_nonce_stats WHERE id = 1"
 
 
-def seen(conn: Connection, nonces: Sequence[str]) -> tuple[set[str], int]:
-    """The nonces among ``nonces`` already in the ledger, and the horizon."""
-    found = {r[0] for r in conn.execute(_SEEN, {"nonces": list(nonces)})} if nonces else set()
-    return found, int(conn.execute(_HORIZON).scalar_one())
-
-
-def record(conn: Connection, rows: list[dict[str, Any]], now_us: int, max_size: int) -> None:
-    """Insert admitted nonces, expire the stale ones, evict past ``max_size``."""
-    conn.execute(_INSERT, rows)
-    expired = conn.execute(
-        text("DELETE FROM ll_nonces WHERE expires_at < :now"), {"now": now_us}
-    ).rowcount
-    size = conn.execute(
-        text(
-            "UPDATE ll_nonce_stats SET size = size + :added - :expired, "
-            "expired = expired + :expired WHERE id = 1 RETURNING size"
-        ),
-        {"added": len(rows), "expired": expired},
-    ).scalar_one()
-    if size > max_size:
-        _evict(conn, size - max_size)
-
-
-def _evict(conn: Connection, count: int) -> None:
-    oldest = conn.execute(
-        text("SELECT nonce, issued_at FROM ll_nonces ORDER BY issued_at, nonce LIMIT :n"),
-        {"n": count},
-    ).all()
-    conn.execute(
-        text("DELETE FROM ll_nonces WHERE nonce IN :nonces").bindparams(
-            bindparam("nonces", expanding=True)
-        ),
-        {"nonces": [r[0] for r in oldest]},
+def seen_query(txn: RawTxn, nonces: Sequence[str]) -> tuple[str, Params]:
+    """The query for the nonces among ``nonces`` already in the ledger."""
+    return (
+        f"SELECT nonce FROM ll_nonces WHERE {txn.any_of('nonce')}",
+        (txn.list_param(nonces),),
     )
-    conn.execute(
-        text(
-            "UPDATE ll_nonce_stats SET size = size - :n, evicted = evicted + :n, "
-            "horizon = CASE WHEN horizon > :h THEN horizon ELSE :h END WHERE id = 1"
-        ),
-        {"n": len(oldest), "h": max(r[1] for r in oldest)},
+
+
+def record(txn: RawTxn, rows: Sequence[Params], now_us: int, max_size: int) -> None:
+    """Insert admitted nonces, expire the stale ones, evict past ``max_size``."""
+    txn.executemany(INSERT, rows)
+    expired = txn.execute("DELETE FROM ll_nonces WHERE expires_at < ?", (now_us,))
+    txn.execute(
+        "UPDATE ll_nonce_stats SET size = size + ? - ?, expired = expired + ? WHERE id = 1",
+        (len(rows), expired, expired),
+    )
+    (size,) = txn.fetch([("SELECT size FROM ll_nonce_stats WHERE id = 1", ())])[0][0]
+    if size > max_size:
+        _evict(txn, size - max_size)
+
+
+def _evict(txn: RawTxn, count: int) -> None:
+    oldest = txn.fetch(
+        [("SELECT nonce, issued_at FROM ll_nonces ORDER BY issued_at, nonce LIMIT ?", (count,))]
+    )[0]
+    txn.execute(
+        f"DELETE FROM ll_nonces WHERE {txn.any_of('nonce')}",
+        (txn.list_param([r[0] for r in oldest]),),
+    )
+    horizon = max(r[1] for r in oldest)
+    txn.execute(
+        "UPDATE ll_nonce_stats SET size = size - ?, evicted = evicted + ?, "
+        "horizon = CASE WHEN horizon > ? THEN horizon ELSE ? END WHERE id = 1",
+        (len(oldest), len(oldest), horizon, horizon),
     )
 
 

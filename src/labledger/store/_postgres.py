@@ -15,8 +15,9 @@ share one database in separate schemas without serializing each other.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -25,6 +26,7 @@ from sqlalchemy.engine import make_url
 
 from labledger.errors import CorruptionDetected, LabledgerError, StoreUnavailable
 from labledger.store._dialect import AppendWaiter, Dialect
+from labledger.store._rawtxn import Params, RawTxn
 
 CHANNEL_SQL = "'labledger_' || current_schema()"
 
@@ -69,6 +71,39 @@ class PostgresDialect(Dialect):
         )
 
     @contextmanager
+    def append_txn(self, engine: Engine) -> Iterator[RawTxn]:
+        raw = engine.raw_connection()
+        try:
+            pg: Any = raw.driver_connection
+            try:
+                yield PostgresTxn(pg)
+                pg.commit()  # durable: synchronous_commit=on
+            except BaseException:
+                pg.rollback()
+                raise
+        finally:
+            raw.close()
+
+    def read_rows(self, engine: Engine, sql: str, params: Params) -> list[tuple[Any, ...]]:
+        raw = engine.raw_connection()
+        try:
+            pg: Any = raw.driver_connection
+            try:
+                rows: list[tuple[Any, ...]] = pg.execute(_pg(sql), params).fetchall()
+            finally:
+                pg.rollback()  # end the read transaction
+            return rows
+        finally:
+            raw.close()
+
+    def is_duplicate_id(self, exc: BaseException) -> bool:
+        import psycopg
+
+        return isinstance(exc, psycopg.errors.UniqueViolation) and (
+            exc.diag.constraint_name == "uq_ll_events_event_id"
+        )
+
+    @contextmanager
     def migration_lock(self, conn: Connection) -> Iterator[None]:
         conn.execute(
             text("SELECT pg_advisory_lock(:k, hashtext(current_schema()))"), {"k": MIGRATE_LOCK}
@@ -84,9 +119,9 @@ class PostgresDialect(Dialect):
             )
             conn.commit()
 
-    def notify_appended(self, conn: Connection, head: int) -> None:
+    def notify_appended_raw(self, txn: RawTxn, head: int) -> None:
         # Delivered at commit, only if the transaction commits.
-        conn.execute(text(f"SELECT pg_notify({CHANNEL_SQL}, :head)"), {"head": str(head)})
+        txn.execute(f"SELECT pg_notify({CHANNEL_SQL}, ?)", (str(head),))
 
     def waiter(self, engine: Engine) -> AppendWaiter:
         return PostgresWaiter(engine)
@@ -132,3 +167,41 @@ class PostgresWaiter(AppendWaiter):
 
     def close(self) -> None:
         self._raw.close()
+
+
+@lru_cache(maxsize=256)
+def _pg(sql: str) -> str:
+    """``?`` placeholders as psycopg's ``%s`` (labledger's SQL has no other ``?`` or ``%``)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class PostgresTxn(RawTxn):
+    """Reads go out pipelined: the append lock, the head and the stream versions cost
+    one round trip, not one each."""
+
+    def __init__(self, pg: Any) -> None:
+        self.pg = pg
+        self.locked = False
+
+    def fetch(self, queries: Sequence[tuple[str, Params]]) -> list[list[tuple[Any, ...]]]:
+        with self.pg.pipeline():
+            if not self.locked:
+                self.pg.execute(
+                    "SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (APPEND_LOCK,)
+                )
+                self.locked = True
+            cursors = [self.pg.execute(_pg(sql), params) for sql, params in queries]
+        return [cur.fetchall() for cur in cursors]
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        return int(self.pg.execute(_pg(sql), params).rowcount)
+
+    def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        with self.pg.cursor() as cur:
+            cur.executemany(_pg(sql), rows)
+
+    def any_of(self, column: str) -> str:
+        return f"{column} = ANY(?)"
+
+    def list_param(self, values: Sequence[Any]) -> Any:
+        return list(values)

@@ -6,9 +6,9 @@ import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, text
 from sqlalchemy import exc as sa_exc
 
 from labledger.errors import (
@@ -19,11 +19,12 @@ from labledger.errors import (
     SchemaNotInitialized,
     StoreUnavailable,
 )
-from labledger.store import _migrate, _nonces
-from labledger.store._append import LogState, Outcome, Request, plan
-from labledger.store._dialect import WRITE_OPTION, AppendWaiter, Dialect, dialect_for
+from labledger.store import _migrate, _nonces, _writer
+from labledger.store._append import Outcome, Request
+from labledger.store._dialect import AppendWaiter, Dialect, dialect_for
 from labledger.store._validate import normalize_part
 from labledger.store._verify import verify_log
+from labledger.store._writer import READ_COLUMNS, to_recorded
 from labledger.store.base import (
     ANY,
     AppendResult,
@@ -40,54 +41,12 @@ from labledger.store.hooks import Gate, NonceStats
 
 T = TypeVar("T")
 
-COLUMNS = (
-    "position, stream, stream_version, event_id, type, schema_version, recorded_at, "
-    "correlation_id, causation_id, run_id, actor, data, metadata"
-)
-_HEAD = text("SELECT position, chain FROM ll_events ORDER BY position DESC LIMIT 1")
-_VERSIONS = text("SELECT stream, version FROM ll_streams WHERE stream IN :streams").bindparams(
-    bindparam("streams", expanding=True)
-)
-_VERSION = text("SELECT version FROM ll_streams WHERE stream = :s")
-_BY_IDS = text(f"SELECT {COLUMNS} FROM ll_events WHERE event_id IN :ids").bindparams(
-    bindparam("ids", expanding=True)
-)
-_INSERT = text(
-    "INSERT INTO ll_events (position, event_id, stream, stream_version, type, schema_version, "
-    "recorded_at, correlation_id, causation_id, run_id, actor, data, metadata, checksum, chain) "
-    "VALUES (:position, :event_id, :stream, :stream_version, :type, :schema_version, "
-    ":recorded_at, :correlation_id, :causation_id, :run_id, :actor, :data, :metadata, "
-    ":checksum, :chain)"
-)
-_UPSERT_STREAM = text(
-    "INSERT INTO ll_streams (stream, version, last_position) VALUES (:stream, :version, :pos) "
-    "ON CONFLICT (stream) DO UPDATE SET version = excluded.version, "
-    "last_position = excluded.last_position"
-)
-_READ_ALL = text(f"SELECT {COLUMNS} FROM ll_events WHERE position >= :p ORDER BY position LIMIT :n")
+_READ_ALL = f"SELECT {READ_COLUMNS} FROM ll_events WHERE position >= ? ORDER BY position LIMIT ?"
 _READ_STREAM = text(
-    f"SELECT {COLUMNS} FROM ll_events WHERE stream = :s AND stream_version >= :v "
+    f"SELECT {READ_COLUMNS} FROM ll_events WHERE stream = :s AND stream_version >= :v "
     "ORDER BY stream_version LIMIT :n"
 )
-ID_CHUNK = 2000  # keeps IN lists well under every backend's parameter limit
-
-
-def to_recorded(row: Sequence[Any]) -> RecordedEvent:
-    return RecordedEvent(
-        position=row[0],
-        stream=row[1],
-        stream_version=row[2],
-        id=row[3],
-        type=row[4],
-        schema_version=row[5],
-        recorded_at_us=row[6],
-        correlation_id=row[7],
-        causation_id=row[8],
-        run_id=row[9],
-        actor=row[10],
-        data=bytes(row[11]),
-        metadata=bytes(row[12]),
-    )
+_VERSION = text("SELECT version FROM ll_streams WHERE stream = :s")
 
 
 class SqlEventStore(EventStore):
@@ -177,50 +136,8 @@ class SqlEventStore(EventStore):
         """
         if self.read_only:
             raise StoreUnavailable(f"{self.url} is open read-only; nothing was written")
-        with self._errors(), self.engine.connect() as conn:
-            conn = conn.execution_options(**{WRITE_OPTION: True})
-            with conn.begin():
-                self.dialect.lock_for_append(conn)
-                state = self._load_state(conn, requests)
-                planned = plan(requests, state, self.gate)
-                if planned.nonces:
-                    _nonces.record(conn, planned.nonces, state.recorded_at_us, self.max_nonces)
-                if planned.rows:
-                    conn.execute(_INSERT, planned.rows)
-                    self.dialect.notify_appended(conn, planned.rows[-1]["position"])
-                    conn.execute(
-                        _UPSERT_STREAM,
-                        [
-                            {"stream": s, "version": v, "pos": p}
-                            for s, (v, p) in planned.versions.items()
-                        ],
-                    )
-            # leaving conn.begin() committed durably (synchronous=FULL / synchronous_commit=on)
-        return planned.outcomes
-
-    def _load_state(self, conn: Connection, requests: Sequence[Request]) -> LogState:
-        head_row = conn.execute(_HEAD).first()
-        streams = sorted({part.stream for request in requests for part in request})
-        versions = {row[0]: row[1] for row in conn.execute(_VERSIONS, {"streams": streams})}
-        ids = [e.id for request in requests for part in request for e in part.events]
-        existing: dict[str, RecordedEvent] = {}
-        for i in range(0, len(ids), ID_CHUNK):
-            for row in conn.execute(_BY_IDS, {"ids": ids[i : i + ID_CHUNK]}):
-                existing[row[3]] = to_recorded(row)
-        state = LogState(
-            head=head_row[0] if head_row else 0,
-            chain=bytes(head_row[1]) if head_row else bytes(32),
-            versions=versions,
-            existing=existing,
-            recorded_at_us=self.clock() // 1000,
-            lookup=lambda stream: self._stream_version(conn, stream),
-        )
-        nonces = [
-            c.nonce for r in requests for p in r for c in p.claims if c is not None and c.nonce
-        ]
-        if nonces:
-            state.nonces_seen, state.nonce_horizon_us = _nonces.seen(conn, nonces)
-        return state
+        with self._errors():
+            return _writer.commit(self, requests)
 
     # -- reading --------------------------------------------------------------
 
@@ -252,10 +169,9 @@ class SqlEventStore(EventStore):
             position = page[-1].position + 1
 
     def _read_page(self, position: int, size: int) -> list[RecordedEvent]:
-        def page(conn: Connection) -> list[RecordedEvent]:
-            return [to_recorded(r) for r in conn.execute(_READ_ALL, {"p": position, "n": size})]
-
-        return self._read(page)
+        with self._errors():
+            rows = self.dialect.read_rows(self.engine, _READ_ALL, (position, size))
+        return [to_recorded(r) for r in rows]
 
     def head(self) -> int:
         return self._read(

@@ -11,8 +11,9 @@ writers in WAL mode.
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 from labledger.errors import LabledgerError, StoreBusy, StoreUnavailable
 from labledger.store._dialect import WRITE_OPTION, AppendWaiter, Dialect
+from labledger.store._rawtxn import Params, RawTxn
 
 POLL_INTERVAL_S = 0.005
 
@@ -73,6 +75,33 @@ class SqliteDialect(Dialect):
         # BEGIN IMMEDIATE (issued by the begin hook) already holds the one write lock.
         if not conn.get_execution_options().get(WRITE_OPTION, False):
             raise RuntimeError("append on a connection without the write option")
+
+    @contextmanager
+    def append_txn(self, engine: Engine) -> Iterator[RawTxn]:
+        raw = engine.raw_connection()
+        try:
+            db: sqlite3.Connection = raw.driver_connection  # type: ignore[assignment]
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield SqliteTxn(db)
+                db.execute("COMMIT")  # durable: WAL + synchronous=FULL
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        finally:
+            raw.close()
+
+    def read_rows(self, engine: Engine, sql: str, params: Params) -> list[tuple[Any, ...]]:
+        raw = engine.raw_connection()
+        try:
+            db: sqlite3.Connection = raw.driver_connection  # type: ignore[assignment]
+            return db.execute(sql, params).fetchall()
+        finally:
+            raw.close()
+
+    def is_duplicate_id(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError) and "ll_events.event_id" in str(exc)
 
     @contextmanager
     def migration_lock(self, conn: Connection) -> Iterator[None]:
@@ -161,3 +190,23 @@ class SqliteWaiter(AppendWaiter):
 
     def close(self) -> None:
         self._raw.close()
+
+
+class SqliteTxn(RawTxn):
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def fetch(self, queries: Sequence[tuple[str, Params]]) -> list[list[tuple[Any, ...]]]:
+        return [self.db.execute(sql, params).fetchall() for sql, params in queries]
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        return self.db.execute(sql, params).rowcount
+
+    def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        self.db.executemany(sql, rows)
+
+    def any_of(self, column: str) -> str:
+        return f"{column} IN (SELECT value FROM json_each(?))"
+
+    def list_param(self, values: Sequence[Any]) -> Any:
+        return json.dumps(list(values))
