@@ -22,6 +22,7 @@ from labledger.errors import (
 from labledger.store import _migrate, _nonces, _writer
 from labledger.store._append import Outcome, Request
 from labledger.store._dialect import AppendWaiter, Dialect, dialect_for
+from labledger.store._group import GroupCommitter
 from labledger.store._validate import normalize_part
 from labledger.store._verify import verify_log
 from labledger.store._writer import READ_COLUMNS, to_recorded
@@ -71,6 +72,7 @@ class SqlEventStore(EventStore):
             raise SchemaNotInitialized(url, None, _migrate.HEAD_REVISION)
         self.engine = self.dialect.create_engine(read_only=read_only)
         self._check_schema()
+        self._group = GroupCommitter(self.commit_requests)
 
     # -- plumbing ---------------------------------------------------------
 
@@ -123,7 +125,7 @@ class SqlEventStore(EventStore):
         request = [normalize_part(p, self.gate) for p in parts]
         if not request:
             raise InvalidEvent("nothing to append")
-        outcome = self.commit_requests([request])[0]
+        outcome = self._group.submit(request)
         if isinstance(outcome, LabledgerError):
             raise outcome
         return outcome

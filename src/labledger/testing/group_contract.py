@@ -1,0 +1,175 @@
+"""Group commit: each concurrent appender gets exactly its own outcome (issue #5).
+
+Correctness, not timing: the leader is held inside its commit so that the
+other appenders provably queue into one shared transaction.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import anyio
+import pytest
+
+from labledger import (
+    NO_STREAM,
+    EventStore,
+    IdempotencyConflict,
+    InvalidEvent,
+    NewEvent,
+    WrongExpectedVersion,
+)
+from labledger.store._append import Outcome, Request
+from labledger.store._sql import SqlEventStore
+from labledger.store.aio import AsyncEventStore
+from labledger.testing.store_contract import BackendFixtures, ev
+
+
+class _HeldLeader:
+    """Wraps commit_requests: the first flush waits until the others have queued."""
+
+    def __init__(self, store: SqlEventStore, total: int) -> None:
+        self.real = store.commit_requests
+        self.release = threading.Event()
+        self.first_size = 0
+        self.batches: list[int] = []
+        self.total = total
+        store._group._commit = self  # type: ignore[assignment]
+        self.store = store
+
+    def __call__(self, requests: Sequence[Request]) -> list[Outcome]:
+        if not self.first_size:
+            self.first_size = len(requests)
+            assert self.release.wait(30), "the other appenders never queued"
+        self.batches.append(len(requests))
+        return self.real(requests)
+
+    def wait_for_queue(self) -> None:
+        """Release the held leader once every appender is inside the committer."""
+        for _ in range(3000):
+            if self.first_size and self.first_size + len(self.store._group._queue) >= self.total:
+                break
+            threading.Event().wait(0.01)
+        self.release.set()
+
+
+def _run_all(calls: list[Callable[[], Any]]) -> list[Any]:
+    results: list[Any] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        try:
+            results[i] = calls[i]()
+        except Exception as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+class GroupCommitContract(BackendFixtures):
+    def test_concurrent_appenders_get_their_own_outcomes(self, store: EventStore) -> None:
+        assert isinstance(store, SqlEventStore)
+        store.append("taken", [ev(0)])
+        existing = ev(1)
+        store.append("dup", [existing])
+        held = _HeldLeader(store, total=8)
+        same_id_other_content = NewEvent(type="test.Happened", data=b'{"x":1}', id=existing.id)
+        calls: list[Callable[[], Any]] = [
+            lambda: store.append("lead", [ev(10)]),
+            lambda: store.append("a", [ev(11), ev(12)], NO_STREAM),
+            lambda: store.append("taken", [ev(13)], NO_STREAM),  # conflict
+            lambda: store.append("b", [ev(14)]),
+            lambda: store.append("dup", [same_id_other_content]),  # idempotency conflict
+            lambda: store.append("dup", [existing]),  # idempotent retry
+            lambda: store.append("c", [ev(15)], 5),  # conflict
+            lambda: store.append("a2", [ev(16)], NO_STREAM),
+        ]
+        waiter = threading.Thread(target=held.wait_for_queue)
+        waiter.start()
+        results = _run_all(calls)
+        waiter.join()
+        assert len(held.batches) < len(calls), f"no commit was shared: {held.batches}"
+        assert isinstance(results[2], WrongExpectedVersion) and results[2].actual == 0
+        assert isinstance(results[4], IdempotencyConflict)
+        assert results[5].already_appended and results[5].first_position == 2
+        assert isinstance(results[6], WrongExpectedVersion) and results[6].actual == -1
+        written = [r for r in results if not isinstance(r, Exception) and not r.already_appended]
+        positions = sorted(p for r in written for p in range(r.first_position, r.last_position + 1))
+        assert positions == list(range(3, 3 + len(positions)))
+        assert [e.position for e in store.read_all()] == list(range(1, store.head() + 1))
+        assert store.stream_version("taken") == 0 and store.stream_version("c") == -1
+        assert store.verify().ok
+
+    def test_a_failing_transaction_does_not_fail_the_others(self, store: EventStore) -> None:
+        assert isinstance(store, SqlEventStore)
+        real = store.commit_requests
+        poison = ev(99)
+
+        def flaky(requests: Sequence[Request]) -> list[Outcome]:
+            if any(e.id == poison.id for r in requests for p in r for e in p.events):
+                raise InvalidEvent("simulated failure of the shared transaction")
+            return real(requests)
+
+        held = _HeldLeader(store, total=5)
+        held.real = flaky
+        calls: list[Callable[[], Any]] = [
+            lambda: store.append("lead", [ev(1)]),
+            lambda: store.append("x", [ev(2)]),
+            lambda: store.append("poisoned", [poison]),
+            lambda: store.append("y", [ev(3)]),
+            lambda: store.append("z", [ev(4)]),
+        ]
+        waiter = threading.Thread(target=held.wait_for_queue)
+        waiter.start()
+        results = _run_all(calls)
+        waiter.join()
+        assert isinstance(results[2], InvalidEvent)
+        assert all(not isinstance(r, Exception) for i, r in enumerate(results) if i != 2)
+        assert store.head() == 4 and store.stream_version("poisoned") == -1
+        assert store.verify().ok
+
+    def test_async_appends_share_commits(self, store: EventStore) -> None:
+        aio = AsyncEventStore(store)
+
+        async def main() -> list[int]:
+            positions: list[int] = []
+
+            async def one(i: int) -> None:
+                result = await aio.append(f"s{i % 4}", [ev(i)])
+                positions.append(result.first_position)
+
+            async with anyio.create_task_group() as tg:
+                for i in range(40):
+                    tg.start_soon(one, i)
+            return positions
+
+        positions = anyio.run(main)
+        assert sorted(positions) == list(range(1, 41))
+        assert store.verify().ok
+
+    @pytest.mark.parametrize("writers", [8])
+    def test_many_threads_many_appends_stay_gap_free(self, store: EventStore, writers: int) -> None:
+        def work(k: int) -> list[int]:
+            out = []
+            for i in range(25):
+                version = store.stream_version(f"w{k}")
+                out.append(
+                    store.append(
+                        f"w{k}", [ev(i), ev(i + 1000)], version if version >= 0 else NO_STREAM
+                    ).first_position
+                )
+            return out
+
+        results = _run_all([partial(work, k) for k in range(writers)])
+        assert all(isinstance(r, list) for r in results), results
+        assert store.head() == writers * 50
+        for k in range(writers):
+            assert [e.stream_version for e in store.read_stream(f"w{k}")] == list(range(50))
+        assert store.verify().ok
