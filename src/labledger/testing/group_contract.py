@@ -37,7 +37,7 @@ class _HeldLeader:
         self.first_size = 0
         self.batches: list[int] = []
         self.total = total
-        store._group._commit = self  # type: ignore[assignment]
+        store._group._commit = self
         self.store = store
 
     def __call__(self, requests: Sequence[Request]) -> list[Outcome]:
