@@ -146,11 +146,13 @@ def _plan_part(part: Part, state: LogState, result: Plan, staged: _Staged) -> No
 def _stage_row(stream: str, version: int, e: NewEvent, state: LogState, staged: _Staged) -> None:
     staged.head += 1
     pos = staged.head
+    # An import keeps the original commit time; everything else gets this commit's.
+    at = e.recorded_at_us if e.recorded_at_us is not None else state.recorded_at_us
     checksum = record_checksum(
         pos,
         version,
         e.schema_version,
-        state.recorded_at_us,
+        at,
         e.id,
         stream,
         e.type,
@@ -171,7 +173,7 @@ def _stage_row(stream: str, version: int, e: NewEvent, state: LogState, staged: 
             version,
             e.type,
             e.schema_version,
-            state.recorded_at_us,
+            at,
             e.correlation_id,
             e.causation_id,
             e.run_id,

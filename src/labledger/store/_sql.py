@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, bindparam, text
 from sqlalchemy import exc as sa_exc
 
 from labledger.errors import (
@@ -174,6 +174,19 @@ class SqlEventStore(EventStore):
         with self._errors():
             rows = self.dialect.read_rows(self.engine, _READ_ALL, (position, size))
         return [to_recorded(r) for r in rows]
+
+    def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        sql = text("SELECT event_id FROM ll_events WHERE event_id IN :ids").bindparams(
+            bindparam("ids", expanding=True)
+        )
+
+        def lookup(conn: Connection) -> set[str]:
+            found: set[str] = set()
+            for i in range(0, len(ids), 2000):
+                found.update(r[0] for r in conn.execute(sql, {"ids": list(ids[i : i + 2000])}))
+            return found
+
+        return self._read(lookup)
 
     def head(self) -> int:
         return self._read(

@@ -72,6 +72,8 @@ class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
     causation_id: str | None = None
     run_id: str | None = None
     actor: str | None = None
+    recorded_at_us: int | None = None
+    """Only for imports of historical events: keep their original commit time."""
 
     @classmethod
     def from_json(
@@ -217,6 +219,10 @@ class EventStore(abc.ABC):
         Streams in keyset pages of ``batch_size``: memory stays constant however
         long the log. Events committed while iterating are included.
         """
+
+    @abc.abstractmethod
+    def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` are already in the log (for imports that skip what is there)."""
 
     @abc.abstractmethod
     def head(self) -> int:
