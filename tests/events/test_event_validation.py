@@ -197,3 +197,14 @@ def test_validate_payload_refuses_unknown_and_malformed_type_names() -> None:
         validate_payload("mylab.SampleTaken", b"{}")
     with pytest.raises(InvalidEvent, match="not namespaced"):
         validate_payload("SampleTaken", b"{}")
+
+
+@pytest.mark.parametrize("field", ["host", "code_version"])
+def test_nul_is_refused_in_strings(field: str) -> None:
+    """PostgreSQL text cannot hold NUL; the catalog refuses it before it reaches a read model."""
+    from labledger.events.runs import RunStarted
+
+    fields = {"subsystem": "dream", "config": {}, "code_version": "v", "host": "h"}
+    fields[field] = "a\x00b"
+    with pytest.raises(InvalidEvent):
+        encode(RunStarted(**fields))  # type: ignore[arg-type]

@@ -37,12 +37,20 @@ Name = Annotated[
     msgspec.Meta(
         min_length=1,
         max_length=256,
-        pattern=r"^\S(?:.*\S)?(?![\s\S])",
-        description="A non-empty identifier without leading or trailing whitespace.",
+        pattern=r"^[^\s\x00](?:[^\x00\n]*[^\s\x00])?(?![\s\S])",
+        description="A non-empty identifier without leading or trailing whitespace or NUL.",
     ),
 ]
-Text = Annotated[str, msgspec.Meta(max_length=8192, description="Free text.")]
-Path = Annotated[str, msgspec.Meta(min_length=1, max_length=4096, description="A file path.")]
+# NUL is refused in every string: PostgreSQL text (where read models keep them) cannot hold it.
+Text = Annotated[
+    str, msgspec.Meta(max_length=8192, pattern=r"^[^\x00]*(?![\s\S])", description="Free text.")
+]
+Path = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1, max_length=4096, pattern=r"^[^\x00]+(?![\s\S])", description="A file path."
+    ),
+]
 Sha256 = Annotated[
     str,
     msgspec.Meta(
@@ -61,7 +69,7 @@ TypeName = Annotated[
     ),
 ]
 
-Scalar = str | bool | Int64 | Finite | None
+Scalar = Text | bool | Int64 | Finite | None
 """A JSON scalar: the values a genome parameter or a config entry may take."""
 
 ConfigValue = Scalar | list[Scalar] | dict[Name, Scalar]
