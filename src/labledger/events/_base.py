@@ -71,7 +71,7 @@ class Event(Record, frozen=True, kw_only=True):
         The store calls it with no arguments; pass envelope fields to set them.
         """
         type_name, version, data = encode(self)
-        return NewEvent(
+        new = NewEvent(
             type=type_name,
             schema_version=version,
             data=data,
@@ -80,8 +80,8 @@ class Event(Record, frozen=True, kw_only=True):
             causation_id=causation_id,
             run_id=run_id,
             actor=actor,
-            **({"id": id} if id is not None else {}),
         )
+        return new if id is None else msgspec.structs.replace(new, id=id)
 
 
 _ENCODER = msgspec.json.Encoder(order="sorted")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -41,6 +42,10 @@ class Dialect(abc.ABC):
     @abc.abstractmethod
     def create_engine(self, *, read_only: bool = False) -> Engine:
         """An engine whose connections carry the durability settings."""
+
+    def anchor_path(self) -> Path | None:
+        """Where this database's head anchor lives by default (None: no default)."""
+        return None
 
     @abc.abstractmethod
     def exists(self) -> bool:

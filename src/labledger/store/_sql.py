@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
+import msgspec
 from sqlalchemy import Connection, bindparam, text
 from sqlalchemy import exc as sa_exc
 
@@ -20,18 +23,21 @@ from labledger.errors import (
     StoreUnavailable,
 )
 from labledger.store import _migrate, _nonces, _writer
+from labledger.store import anchor as anchor_mod
 from labledger.store._append import Outcome, Request
 from labledger.store._dialect import AppendWaiter, Dialect, dialect_for
 from labledger.store._group import GroupCommitter
 from labledger.store._validate import normalize_part
 from labledger.store._verify import verify_log
 from labledger.store._writer import READ_COLUMNS, to_recorded
+from labledger.store.anchor import AnchorMismatch, HeadAnchor
 from labledger.store.base import (
     ANY,
     AppendResult,
     EventStore,
     ExpectedVersion,
     NewEvent,
+    Problem,
     RecordedEvent,
     StreamAppend,
     StreamInfo,
@@ -61,6 +67,7 @@ class SqlEventStore(EventStore):
         gate: Gate | None = None,
         clock: Callable[[], int] = time.time_ns,
         max_nonces: int = _nonces.DEFAULT_MAX_NONCES,
+        anchor: Path | bool | None = True,
     ) -> None:
         self.dialect: Dialect = dialect_for(url)
         self.url = url
@@ -73,6 +80,8 @@ class SqlEventStore(EventStore):
         self.engine = self.dialect.create_engine(read_only=read_only)
         self._check_schema()
         self._group = GroupCommitter(self.commit_requests)
+        self.anchor = self._open_anchor(anchor)
+        self.anchor_problem = self._check_anchor()
 
     # -- plumbing ---------------------------------------------------------
 
@@ -108,6 +117,49 @@ class SqlEventStore(EventStore):
     def close(self) -> None:
         self.engine.dispose()
 
+    # -- head anchor --------------------------------------------------------
+
+    def _open_anchor(self, choice: Path | bool | None) -> HeadAnchor | None:
+        env = os.environ.get(anchor_mod.PATH_ENV)
+        if choice is False or env == "off":
+            return None
+        path = choice if isinstance(choice, Path) else (
+            Path(env) if env else self.dialect.anchor_path())  # fmt: skip
+        if path is None:
+            return None
+        try:
+            return HeadAnchor(path, create_key=not self.read_only)
+        except OSError:
+            return None  # read-only copy without its key: nothing to check against
+
+    def _chain_at(self, position: int) -> bytes | None:
+        row = self._read(
+            lambda c: c.execute(
+                text("SELECT chain FROM ll_events WHERE position = :p"), {"p": position}
+            ).first()
+        )
+        return None if row is None else bytes(row[0])
+
+    def _check_anchor(self) -> str | None:
+        if self.anchor is None:
+            return None
+        try:
+            state = self.anchor.read()
+        except AnchorMismatch as exc:
+            return str(exc)
+        if state is None:
+            return None
+        return anchor_mod.check(state, self.head(), self._chain_at(state.position))
+
+    def accept_anchor(self) -> int:
+        """An operator accepts the log as it is: the anchor moves to the current head."""
+        if self.anchor is None:
+            raise StoreUnavailable(f"{self.url} keeps no head anchor")
+        head = self.head()
+        self.anchor.reset(head, self._chain_at(head) or bytes(32))
+        self.anchor_problem = None
+        return head
+
     def waiter(self) -> AppendWaiter:
         return self.dialect.waiter(self.engine)
 
@@ -138,8 +190,13 @@ class SqlEventStore(EventStore):
         """
         if self.read_only:
             raise StoreUnavailable(f"{self.url} is open read-only; nothing was written")
+        if self.anchor_problem is not None:
+            raise AnchorMismatch(f"appends are refused: {self.anchor_problem}")
         with self._errors():
-            return _writer.commit(self, requests)
+            outcomes, head = _writer.commit(self, requests)
+        if head is not None and self.anchor is not None:
+            self.anchor.advance(*head)
+        return outcomes
 
     # -- reading --------------------------------------------------------------
 
@@ -246,4 +303,11 @@ class SqlEventStore(EventStore):
     # -- integrity -----------------------------------------------------------------
 
     def verify(self) -> VerifyReport:
-        return self._read(verify_log)
+        report = self._read(verify_log)
+        problem = self._check_anchor()
+        if report.ok and problem is not None:
+            return msgspec.structs.replace(
+                report, ok=False, problem=Problem.ANCHOR, message=problem,
+                first_bad_position=None,
+            )  # fmt: skip
+        return report

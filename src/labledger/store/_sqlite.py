@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -44,7 +45,29 @@ class SqliteDialect(Dialect):
     def exists(self) -> bool:
         return self.path is None or self.path.exists()
 
+    def anchor_path(self) -> Path | None:
+        return None if self.path is None else self.path.with_name(self.path.name + ".anchor")
+
+    def _read_only_connect(self) -> sqlite3.Connection:
+        """Audit mode: ``mode=ro`` reads a live store with its WAL; where even that
+        cannot work (a read-only mount, no -shm possible) ``immutable=1`` reads the
+        file as a frozen copy — right for a copied store, which has no WAL to miss."""
+        assert self.path is not None
+        args: dict[str, Any] = {"uri": True, "isolation_level": None,
+                                "check_same_thread": False, "timeout": BUSY_TIMEOUT_S}  # fmt: skip
+        base = f"file:{quote(str(self.path.resolve()))}"
+        conn: sqlite3.Connection
+        try:
+            conn = sqlite3.connect(f"{base}?mode=ro", **args)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            conn = sqlite3.connect(f"{base}?mode=ro&immutable=1", **args)
+        return conn
+
     def create_engine(self, *, read_only: bool = False) -> Engine:
+        options: dict[str, Any] = {}
+        if read_only and self.path is not None:
+            options["creator"] = self._read_only_connect
         engine = create_engine(
             self.url,
             connect_args={
@@ -52,6 +75,7 @@ class SqliteDialect(Dialect):
                 "timeout": BUSY_TIMEOUT_S,
                 "check_same_thread": False,
             },
+            **options,
         )
 
         @event.listens_for(engine, "connect")

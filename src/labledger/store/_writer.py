@@ -61,7 +61,11 @@ class DuplicateId(Exception):
     """The optimistic insert met an existing event id; plan again with ids looked up."""
 
 
-def commit(store: SqlEventStore, requests: Sequence[Request]) -> list[Outcome]:
+Committed = tuple[list[Outcome], tuple[int, bytes] | None]
+"""The outcomes, and the new head (position, chain link) when rows were written."""
+
+
+def commit(store: SqlEventStore, requests: Sequence[Request]) -> Committed:
     try:
         return _attempt(store, requests, check_ids=False)
     except DuplicateId:
@@ -69,7 +73,7 @@ def commit(store: SqlEventStore, requests: Sequence[Request]) -> list[Outcome]:
 
 
 def _attempt(store: SqlEventStore, requests: Sequence[Request], *, check_ids: bool
-             ) -> list[Outcome]:  # fmt: skip
+             ) -> Committed:  # fmt: skip
     dialect = store.dialect
     try:
         with dialect.append_txn(store.engine) as txn:
@@ -82,7 +86,8 @@ def _attempt(store: SqlEventStore, requests: Sequence[Request], *, check_ids: bo
                     UPSERT_STREAM, [(s, v, p) for s, (v, p) in planned.versions.items()]
                 )
                 dialect.notify_appended_raw(txn, planned.rows[-1][0])
-            return planned.outcomes
+        last = planned.rows[-1] if planned.rows else None
+        return planned.outcomes, (None if last is None else (last[0], last[-1]))
     except Exception as exc:
         if not check_ids and dialect.is_duplicate_id(exc):
             raise DuplicateId from exc

@@ -156,6 +156,7 @@ class Problem(enum.Enum):
     GAP = "gap"
     ORDER = "order"
     INDEX = "index"
+    ANCHOR = "anchor"
 
 
 class VerifyReport(msgspec.Struct, frozen=True, kw_only=True):
