@@ -36,4 +36,10 @@ def upgrade(url: str, target: str = "head") -> str:
 
 
 def downgrade(url: str, target: str = "base") -> str:
-    return _migrate_url(url, target, downgrade=True)
+    """Downgrade the schema. To ``base`` it drops the log, so the head anchor goes too
+    (an anchor left behind would rightly call the emptied log a regression)."""
+    revision = _migrate_url(url, target, downgrade=True)
+    anchor = dialect_for(url).anchor_path()
+    if revision == "base" and anchor is not None:
+        anchor.unlink(missing_ok=True)
+    return revision

@@ -1,0 +1,484 @@
+"""Portable archives: historical runs shared between labs and backends (issue #8).
+
+Format, version 1. Integers are big-endian and unsigned.
+
+    prefix   MAGIC (8 bytes: 89 4C 4C 41 0D 0A 1A 0A, "\\x89LLA\\r\\n\\x1a\\n")
+             u16 format version (1)
+             u32 header length H | u32 CRC-32C(header) | header (H bytes)
+    records  u32 length L | u32 CRC-32C(body) | body (L bytes) | 32-byte chain link
+             ... one per record, L < 0xFFFFFFFF
+    trailer  u32 0xFFFFFFFF | b"TRLR" | u64 record count | 32-byte last link
+             | 32-byte SHA-256 of every byte before the trailer; then end of file
+
+The header is JSON (sorted keys): ``format``, ``format_version``, ``created_at``,
+``labledger_version``, ``source`` (backend kind, head and head hash at export
+time) and ``selection`` (``run`` or ``from``/``to`` positions; null = all).
+
+A body is the msgpack encoding (msgspec, fields in the order below, so the
+bytes are canonical) of a map tagged by ``kind``:
+
+* ``event``: position, stream, stream_version, id, type, schema_version,
+  recorded_at_us, correlation_id, causation_id, run_id, actor, data (bin),
+  metadata (bin) — the envelope as stored at the source, original position
+  and stream version included (for reference: the import appends afresh).
+* ``blob``: sha256, data (bin) — a content-addressed blob whose hash appears
+  in an exported event's data or metadata; written after the events.
+
+The chain link of record i is ``sha256(link(i-1) || sha256(body(i)))`` with
+link(-1) = 32 zero bytes. It is the archive's own chain: the store's chain
+cannot be checked on a subset of the log. The trailer's link is the head hash.
+
+An archive is read and checked whole (magic, version, header CRC, every
+record's CRC, body and link, count, head hash, file hash, nothing after the
+trailer) before the store is touched; the first bad record is named with its
+index and byte offset. Writers produce a temporary file beside the final
+name, fsync it and rename it: no partial file ever carries the final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import struct
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from labledger.errors import BlobNotFound, CorruptionDetected, InvalidEvent, UsageError
+from labledger.store._integrity import GENESIS
+from labledger.store.backup import fsync_rename
+from labledger.store.base import ANY, EventStore, NewEvent, RecordedEvent, StreamAppend
+from labledger.store.hooks import CommandClaim, Gate
+
+try:
+    from crc32c import crc32c as _native_crc32c
+except ImportError:  # pragma: no cover - the pure-Python table below is the fallback
+    _native_crc32c = None
+
+MAGIC = b"\x89LLA\r\n\x1a\n"
+FORMAT_VERSION = 1
+TRAILER_MARK = 0xFFFFFFFF
+TRAILER_TAG = b"TRLR"
+MAX_BODY = 256 * 1024 * 1024
+
+_PREFIX = struct.Struct(">8sHII")
+_FRAME = struct.Struct(">II")
+_TRAILER = struct.Struct(">I4sQ32s32s")
+_BLOB_REF = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
+
+Progress = Callable[[int, int], None]
+
+
+def _crc_table() -> list[int]:
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_TABLE = _crc_table()
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli): the ``crc32c`` package when installed, else a table in Python."""
+    if _native_crc32c is not None:
+        return int(_native_crc32c(data))
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+class EventRecord(msgspec.Struct, frozen=True, kw_only=True, tag="event", tag_field="kind"):
+    """One event as archived: the source envelope, original position included."""
+
+    position: int
+    stream: str
+    stream_version: int
+    id: str
+    type: str
+    schema_version: int
+    recorded_at_us: int
+    correlation_id: str | None
+    causation_id: str | None
+    run_id: str | None
+    actor: str | None
+    data: bytes
+    metadata: bytes
+
+
+class BlobRecord(msgspec.Struct, frozen=True, kw_only=True, tag="blob", tag_field="kind"):
+    """A content-addressed blob referenced from an archived event."""
+
+    sha256: str
+    data: bytes
+
+
+Record = EventRecord | BlobRecord
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(Record).decode
+
+
+class Archive(msgspec.Struct, frozen=True, kw_only=True):
+    """A checked archive: its header, records and trailer facts."""
+
+    header: dict[str, Any]
+    events: list[EventRecord]
+    blobs: list[BlobRecord]
+    head_hash: str
+    size: int
+
+
+class ExportReport(msgspec.Struct, frozen=True, kw_only=True):
+    path: str
+    events: int
+    blobs: int
+    head_hash: str
+    bytes: int
+
+
+class ImportReport(msgspec.Struct, frozen=True, kw_only=True):
+    path: str
+    events: int
+    imported: int
+    skipped: int
+    blobs: int
+    first_position: int | None
+    last_position: int | None
+
+
+# -- writing ----------------------------------------------------------------------
+
+
+class _Writer:
+    def __init__(self, fh: Any) -> None:
+        self.fh, self.digest = fh, hashlib.sha256()
+        self.link, self.count, self.offset = GENESIS, 0, 0
+
+    def _write(self, data: bytes) -> None:
+        self.fh.write(data)
+        self.digest.update(data)
+        self.offset += len(data)
+
+    def header(self, header: dict[str, Any]) -> None:
+        raw = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+        self._write(_PREFIX.pack(MAGIC, FORMAT_VERSION, len(raw), crc32c(raw)) + raw)
+
+    def record(self, record: Record) -> None:
+        body = _encode(record)
+        self.link = hashlib.sha256(self.link + hashlib.sha256(body).digest()).digest()
+        self._write(_FRAME.pack(len(body), crc32c(body)) + body + self.link)
+        self.count += 1
+
+    def trailer(self) -> None:
+        self.fh.write(
+            _TRAILER.pack(TRAILER_MARK, TRAILER_TAG, self.count, self.link, self.digest.digest())
+        )
+
+
+def _selected(
+    store: EventStore, run_id: str | None, first: int, last: int, progress: Progress | None
+) -> Iterator[RecordedEvent]:
+    total = max(last - first + 1, 0)
+    for event in store.read_all(first, batch_size=2000):
+        if event.position > last:
+            break
+        if progress is not None and event.position % 1000 == 0:
+            progress(event.position - first + 1, total)
+        if run_id is None or event.run_id == run_id:
+            yield event
+    if progress is not None:
+        progress(total, total)
+
+
+def _referenced_blobs(store: EventStore, refs: Iterable[bytes]) -> Iterator[BlobRecord]:
+    for ref in sorted(set(refs)):
+        try:
+            yield BlobRecord(sha256=ref.decode(), data=store.get_blob(ref.decode()))
+        except BlobNotFound:
+            continue  # a hash that names no blob here (a digest, a chain link…)
+
+
+def export_archive(
+    store: EventStore,
+    out: Path,
+    *,
+    run_id: str | None = None,
+    from_position: int | None = None,
+    to_position: int | None = None,
+    include_blobs: bool = True,
+    progress: Progress | None = None,
+) -> ExportReport:
+    """Write the selected events (and the blobs they reference) to an archive at ``out``.
+
+    Args:
+        store: the source store (it may keep growing: the export stops at its head
+            as it was when the export began, a consistent prefix).
+        out: the archive file; written to a temporary name, fsynced and renamed.
+        run_id: only events whose envelope has this run id.
+        from_position, to_position: only positions in this inclusive range.
+        include_blobs: add the blobs whose SHA-256 appears in exported payloads.
+        progress: called with (positions scanned, positions to scan).
+
+    Raises:
+        UsageError: a run and a range together, an empty range, or an unusable ``out``.
+    """
+    if run_id is not None and (from_position is not None or to_position is not None):
+        raise UsageError("export either a run (--run) or a position range (--from/--to)")
+    out = Path(out)
+    if out.is_dir() or not out.parent.is_dir():
+        raise UsageError(f"archive {out} must be a file in an existing directory")
+    head = store.head()
+    first = max(from_position or 1, 1)
+    last = head if to_position is None else min(to_position, head)
+    if to_position is not None and from_position is not None and to_position < from_position:
+        raise UsageError(f"--from {from_position} is after --to {to_position}")
+    header = {
+        "format": "labledger-archive",
+        "format_version": FORMAT_VERSION,
+        "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "labledger_version": _version(),
+        "source": {"kind": store.url.split(":", 1)[0].split("+")[0], "head": head},
+        "selection": {"run": run_id, "from": from_position, "to": to_position},
+    }
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as fh:
+            writer = _Writer(fh)
+            writer.header(header)
+            refs: list[bytes] = []
+            events = 0
+            for event in _selected(store, run_id, first, last, progress):
+                writer.record(EventRecord(**msgspec.structs.asdict(event)))
+                events += 1
+                if include_blobs:
+                    refs += _BLOB_REF.findall(event.data) + _BLOB_REF.findall(event.metadata)
+            blobs = 0
+            for blob in _referenced_blobs(store, refs):
+                writer.record(blob)
+                blobs += 1
+            writer.trailer()
+        size = tmp.stat().st_size
+        fsync_rename(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportReport(path=str(out), events=events, blobs=blobs,
+                        head_hash=writer.link.hex(), bytes=size)  # fmt: skip
+
+
+def _version() -> str:
+    from labledger import __version__
+
+    return __version__
+
+
+# -- reading ----------------------------------------------------------------------
+
+
+class _Reader:
+    def __init__(self, path: Path, data: bytes) -> None:
+        self.path, self.data = path, data
+
+    def fail(self, where: str, what: str, index: int | None = None) -> CorruptionDetected:
+        exc = CorruptionDetected(
+            f"archive {self.path}: {where}: {what}; nothing was imported", index
+        )
+        exc.record_index = index  # type: ignore[attr-defined]
+        return exc
+
+    def prefix(self) -> tuple[dict[str, Any], int]:
+        data = self.data
+        if len(data) < _PREFIX.size or data[:8] != MAGIC:
+            raise self.fail("header at byte offset 0", "not a labledger archive (bad magic)")
+        _, version, size, crc = _PREFIX.unpack_from(data)
+        if version != FORMAT_VERSION:
+            raise self.fail("header at byte offset 8", f"unsupported format version {version} "
+                            f"(this labledger reads {FORMAT_VERSION}), or a damaged file")  # fmt: skip
+        raw = data[_PREFIX.size : _PREFIX.size + size]
+        if len(raw) != size or crc32c(raw) != crc:
+            raise self.fail(f"header at byte offset {_PREFIX.size}", "header CRC-32C mismatch")
+        try:
+            header = json.loads(raw)
+        except ValueError as exc:
+            raise self.fail("header", f"header is not JSON ({exc})") from exc
+        if not isinstance(header, dict):
+            raise self.fail("header", "header is not a JSON object")
+        return header, _PREFIX.size + size
+
+    def records(self, offset: int, progress: Progress | None) -> tuple[list[Record], int, bytes]:
+        data, link, records = self.data, GENESIS, []
+        end = len(data)
+        while True:
+            where = f"record {len(records)} at byte offset {offset}"
+            if end - offset < 4:
+                raise self.fail(where, "file ends without a trailer (truncated)", len(records))
+            (length,) = struct.unpack_from(">I", data, offset)
+            if length == TRAILER_MARK:
+                return records, offset, link
+            if length > MAX_BODY or end - offset < _FRAME.size + length + 32:
+                raise self.fail(where, f"a {length}-byte body does not fit in the file "
+                                "(truncated, or a damaged length)", len(records))  # fmt: skip
+            _, crc = _FRAME.unpack_from(data, offset)
+            start = offset + _FRAME.size
+            body = data[start : start + length]
+            if crc32c(body) != crc:
+                raise self.fail(where, "CRC-32C mismatch in the record", len(records))
+            link = hashlib.sha256(link + hashlib.sha256(body).digest()).digest()
+            if data[start + length : start + length + 32] != link:
+                raise self.fail(where, "chain link mismatch (records removed, inserted, "
+                                "reordered or altered)", len(records))  # fmt: skip
+            records.append(self._decode(body, where, len(records)))
+            offset = start + length + 32
+            if progress is not None and len(records) % 1000 == 0:
+                progress(offset, end)
+
+    def _decode(self, body: bytes, where: str, index: int) -> Record:
+        try:
+            record = _decode(body)
+        except msgspec.DecodeError as exc:
+            raise self.fail(where, f"undecodable record body ({exc})", index) from exc
+        if isinstance(record, BlobRecord) and (
+            hashlib.sha256(record.data).hexdigest() != record.sha256
+        ):
+            raise self.fail(where, "blob bytes do not match their SHA-256", index)
+        return record
+
+    def trailer(self, offset: int, count: int, link: bytes) -> None:
+        where = f"trailer (after record {count - 1}) at byte offset {offset}"
+        extra = len(self.data) - offset - _TRAILER.size
+        if extra < 0:
+            raise self.fail(where, "truncated trailer", count)
+        if extra > 0:
+            raise self.fail(where, f"{extra} bytes follow the trailer (garbage appended?)", count)
+        _, tag, n, last, digest = _TRAILER.unpack_from(self.data, offset)
+        if tag != TRAILER_TAG:
+            raise self.fail(where, "bad trailer marker", count)
+        if n != count:
+            raise self.fail(where, f"the trailer counts {n} records, the file holds {count}", count)
+        if last != link:
+            raise self.fail(where, "head hash differs from the last record's link", count)
+        if hashlib.sha256(memoryview(self.data)[:offset]).digest() != digest:
+            raise self.fail(where, "file SHA-256 mismatch", count)
+
+
+def read_archive(path: Path, *, progress: Progress | None = None) -> Archive:
+    """Read and check a whole archive, touching no store.
+
+    Raises:
+        UsageError: the file cannot be read.
+        CorruptionDetected: anything is wrong; the message names the first bad
+            record's index and byte offset (also in ``record_index``).
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read archive {path}: {exc.strerror or exc}") from exc
+    reader = _Reader(path, data)
+    header, offset = reader.prefix()
+    records, offset, link = reader.records(offset, progress)
+    reader.trailer(offset, len(records), link)
+    return Archive(
+        header=header,
+        events=[r for r in records if isinstance(r, EventRecord)],
+        blobs=[r for r in records if isinstance(r, BlobRecord)],
+        head_hash=link.hex(),
+        size=len(data),
+    )
+
+
+# -- importing ----------------------------------------------------------------------
+
+
+class HistoricalGate:
+    """A gate for imports: validation as usual; signed commands are history, not requests.
+
+    A signed command in an archive was checked (freshness, nonce) when it was
+    first appended; checking freshness again would refuse every old command,
+    and the refusal would *write* a rejection record — breaking the import's
+    all-or-nothing promise. So a command whose signature verifies with this
+    lab's keys is admitted as is, and one that does not verify refuses the
+    whole import (``InvalidEvent``, nothing written).
+    """
+
+    def __init__(self, inner: Gate) -> None:
+        self.inner = inner
+
+    def prepare(self, event: NewEvent) -> tuple[NewEvent, CommandClaim | None]:
+        """Validate through the wrapped gate; drop the freshness/nonce claim of good commands."""
+        event, claim = self.inner.prepare(event)
+        if claim is not None and claim.refusal is not None:
+            reason, detail = claim.refusal
+            raise InvalidEvent(
+                f"signed command {event.id} ({event.type}) in the archive does not verify "
+                f"here ({reason}: {detail}); load the signing key (key id {claim.key_id}) "
+                "and import again. Nothing was written."
+            )
+        return event, None
+
+    def rejection(
+        self, event: NewEvent, claim: CommandClaim, reason: str, detail: str
+    ) -> tuple[str, NewEvent]:
+        """Never reached (no claims are passed on); delegates for completeness."""
+        return self.inner.rejection(event, claim, reason, detail)
+
+
+def _new_event(r: EventRecord) -> NewEvent:
+    return NewEvent(type=r.type, data=r.data, id=r.id, metadata=r.metadata,
+                    schema_version=r.schema_version, correlation_id=r.correlation_id,
+                    causation_id=r.causation_id, run_id=r.run_id, actor=r.actor,
+                    recorded_at_us=r.recorded_at_us)  # fmt: skip
+
+
+def _parts(events: list[EventRecord]) -> list[StreamAppend]:
+    """Consecutive events of one stream as one part, in archive order."""
+    parts: list[StreamAppend] = []
+    run: list[NewEvent] = []
+    for i, record in enumerate(events):
+        run.append(_new_event(record))
+        if i + 1 == len(events) or events[i + 1].stream != record.stream:
+            parts.append(StreamAppend(record.stream, run, ANY))
+            run = []
+    return parts
+
+
+def import_archive(
+    store: EventStore, path: Path, *, progress: Progress | None = None
+) -> ImportReport:
+    """Check an archive whole, then append its new events in one transaction.
+
+    Idempotent by event id: ids already in the store are skipped, so importing
+    the same archive twice writes nothing the second time. Original
+    ``recorded_at`` times are kept. Referenced blobs are stored first (they are
+    content-addressed: a failed import can leave only unreferenced blobs
+    behind, never events).
+
+    Raises:
+        CorruptionDetected: the archive is damaged (nothing is written).
+        InvalidEvent, IdempotencyConflict: the store refuses an event (nothing written).
+        StoreUnavailable: the store cannot be written.
+    """
+    archive = read_archive(path, progress=progress)
+    present = store.existing_ids([e.id for e in archive.events])
+    fresh = [e for e in archive.events if e.id not in present]
+    if fresh:
+        for blob in archive.blobs:
+            store.put_blob(blob.data)
+    results = store.append_many(_parts(fresh)) if fresh else []
+    return ImportReport(
+        path=str(path),
+        events=len(archive.events),
+        imported=len(fresh),
+        skipped=len(archive.events) - len(fresh),
+        blobs=len(archive.blobs) if fresh else 0,
+        first_position=results[0].first_position if results else None,
+        last_position=results[-1].last_position if results else None,
+    )
