@@ -15,7 +15,16 @@ from typing import Any, BinaryIO
 
 import msgspec
 
-from labledger.cli import _demo, _project_verbs, _security_verbs
+from labledger.cli import (
+    _archive_verbs,
+    _demo,
+    _dream_verbs,
+    _esper_verbs,
+    _ops_verbs,
+    _project_verbs,
+    _security_verbs,
+    _toolgen_verbs,
+)
 from labledger.cli._input import MAX_LINE_BYTES, events_from_lines
 from labledger.errors import (
     CommandRejected,
@@ -45,10 +54,14 @@ OK, INTEGRITY, USAGE, CONFLICT, REJECTED, UNAVAILABLE = 0, 1, 2, 3, 4, 5
 # Verb groups in modules of their own: each has ``add_parsers(sub)`` and marks its
 # parsers with ``set_defaults(store_handler=f)`` (f(args, store) -> exit code) or
 # ``set_defaults(plain_handler=f)`` (f(args) -> exit code).
-EXTENSIONS: list[Any] = [_project_verbs]
-EXTENSIONS += []  # D-REAM verbs
-EXTENSIONS += []  # ToolGen verbs
-EXTENSIONS += []  # Esper verbs
+EXTENSIONS: list[Any] = [
+    _project_verbs,
+    _ops_verbs,
+    _archive_verbs,
+    _dream_verbs,
+    _toolgen_verbs,
+    _esper_verbs,
+]
 
 _encode = msgspec.json.Encoder().encode
 

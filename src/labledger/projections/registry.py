@@ -16,12 +16,25 @@ def all_projections() -> list[Projection]:
 
 
 def _dream() -> list[Projection]:
-    return []  # D-REAM read models: baselines, candidate packs
+    from labledger.projections.dream import DreamBaselinesProjection, DreamCandidatesProjection
+
+    return [DreamBaselinesProjection(), DreamCandidatesProjection()]
 
 
 def _toolgen() -> list[Projection]:
-    return []  # ToolGen read models: leaderboards
+    from labledger.projections.toolgen import ToolgenProjection
+
+    return [ToolgenProjection()]
 
 
 def _esper() -> list[Projection]:
-    return []  # Esper read models: training set, audit trail, seeds, nonce ledger
+    from labledger.projections.audit import AuditProjection, NonceLedgerProjection
+    from labledger.projections.esper_training import EsperTrainingProjection
+    from labledger.projections.seeds import SeedsProjection
+
+    return [
+        AuditProjection(),
+        EsperTrainingProjection(),
+        NonceLedgerProjection(),
+        SeedsProjection(),
+    ]

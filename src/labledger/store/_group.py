@@ -64,7 +64,13 @@ class GroupCommitter:
                 if not batch:
                     self._leading = False
                     return
-            self._flush(batch)
+            try:
+                self._flush(batch)
+            except BaseException as exc:  # never leave followers waiting on a dead leader
+                for p in batch:
+                    if not p.done.is_set():
+                        p.error = exc
+                        p.done.set()
 
     def _take(self) -> list[_Pending]:
         taken, events = 0, 0
@@ -92,6 +98,8 @@ class GroupCommitter:
             for p in batch:  # the shared transaction failed: give each its own chance
                 self._flush([p])
             return
+        if len(outcomes) != len(batch):
+            raise RuntimeError(f"{len(outcomes)} outcomes for {len(batch)} requests")
         for p, outcome in zip(batch, outcomes, strict=True):
             p.outcome = outcome
             p.done.set()

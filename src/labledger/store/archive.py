@@ -55,6 +55,7 @@ from labledger.store.backup import fsync_rename
 from labledger.store.base import ANY, EventStore, NewEvent, RecordedEvent, StreamAppend
 from labledger.store.hooks import CommandClaim, Gate
 
+_native_crc32c: Callable[[bytes], int] | None
 try:
     from crc32c import crc32c as _native_crc32c
 except ImportError:  # pragma: no cover - the pure-Python table below is the fallback
@@ -74,17 +75,13 @@ _BLOB_REF = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 Progress = Callable[[int, int], None]
 
 
-def _crc_table() -> list[int]:
-    table = []
-    for n in range(256):
-        c = n
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-    return table
+def _crc_entry(c: int) -> int:
+    for _ in range(8):
+        c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+    return c
 
 
-_TABLE = _crc_table()
+_TABLE = [_crc_entry(n) for n in range(256)]
 
 
 def crc32c(data: bytes) -> int:
@@ -125,6 +122,14 @@ class BlobRecord(msgspec.Struct, frozen=True, kw_only=True, tag="blob", tag_fiel
 Record = EventRecord | BlobRecord
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(Record).decode
+
+
+class ArchiveCorrupt(CorruptionDetected):
+    """An archive failed its checks at ``record_index`` (None: the header), ``byte_offset``."""
+
+    def __init__(self, message: str, record_index: int | None, byte_offset: int) -> None:
+        super().__init__(message)
+        self.record_index, self.byte_offset = record_index, byte_offset
 
 
 class Archive(msgspec.Struct, frozen=True, kw_only=True):
@@ -270,8 +275,9 @@ def export_archive(
         fsync_rename(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    return ExportReport(path=str(out), events=events, blobs=blobs,
-                        head_hash=writer.link.hex(), bytes=size)  # fmt: skip
+    return ExportReport(
+        path=str(out), events=events, blobs=blobs, head_hash=writer.link.hex(), bytes=size
+    )
 
 
 def _version() -> str:
@@ -287,86 +293,92 @@ class _Reader:
     def __init__(self, path: Path, data: bytes) -> None:
         self.path, self.data = path, data
 
-    def fail(self, where: str, what: str, index: int | None = None) -> CorruptionDetected:
-        exc = CorruptionDetected(
-            f"archive {self.path}: {where}: {what}; nothing was imported", index
+    def fail(
+        self, index: int | None, offset: int, what: str, *, trailer: bool = False
+    ) -> ArchiveCorrupt:
+        where = "header" if index is None else f"record {index}"
+        if trailer:
+            where = f"trailer (record {index})"
+        return ArchiveCorrupt(
+            f"archive {self.path}: {where} at byte offset {offset}: {what}; nothing was imported",
+            index,
+            offset,
         )
-        exc.record_index = index  # type: ignore[attr-defined]
-        return exc
 
     def prefix(self) -> tuple[dict[str, Any], int]:
         data = self.data
         if len(data) < _PREFIX.size or data[:8] != MAGIC:
-            raise self.fail("header at byte offset 0", "not a labledger archive (bad magic)")
+            raise self.fail(None, 0, "not a labledger archive (bad magic)")
         _, version, size, crc = _PREFIX.unpack_from(data)
         if version != FORMAT_VERSION:
-            raise self.fail("header at byte offset 8", f"unsupported format version {version} "
-                            f"(this labledger reads {FORMAT_VERSION}), or a damaged file")  # fmt: skip
+            what = f"unsupported format version {version} (this code reads {FORMAT_VERSION})"
+            raise self.fail(None, 8, what)
         raw = data[_PREFIX.size : _PREFIX.size + size]
         if len(raw) != size or crc32c(raw) != crc:
-            raise self.fail(f"header at byte offset {_PREFIX.size}", "header CRC-32C mismatch")
+            raise self.fail(None, _PREFIX.size, "header CRC-32C mismatch")
         try:
             header = json.loads(raw)
         except ValueError as exc:
-            raise self.fail("header", f"header is not JSON ({exc})") from exc
+            raise self.fail(None, _PREFIX.size, f"header is not JSON ({exc})") from exc
         if not isinstance(header, dict):
-            raise self.fail("header", "header is not a JSON object")
+            raise self.fail(None, _PREFIX.size, "header is not a JSON object")
         return header, _PREFIX.size + size
 
     def records(self, offset: int, progress: Progress | None) -> tuple[list[Record], int, bytes]:
-        data, link, records = self.data, GENESIS, []
+        data, link = self.data, GENESIS
+        records: list[Record] = []
         end = len(data)
         while True:
-            where = f"record {len(records)} at byte offset {offset}"
+            index = len(records)
             if end - offset < 4:
-                raise self.fail(where, "file ends without a trailer (truncated)", len(records))
+                raise self.fail(index, offset, "file ends without a trailer (truncated)")
             (length,) = struct.unpack_from(">I", data, offset)
             if length == TRAILER_MARK:
                 return records, offset, link
             if length > MAX_BODY or end - offset < _FRAME.size + length + 32:
-                raise self.fail(where, f"a {length}-byte body does not fit in the file "
-                                "(truncated, or a damaged length)", len(records))  # fmt: skip
+                raise self.fail(index, offset, f"a {length}-byte body overruns the file")
             _, crc = _FRAME.unpack_from(data, offset)
             start = offset + _FRAME.size
             body = data[start : start + length]
             if crc32c(body) != crc:
-                raise self.fail(where, "CRC-32C mismatch in the record", len(records))
+                raise self.fail(index, offset, "CRC-32C mismatch in the record")
             link = hashlib.sha256(link + hashlib.sha256(body).digest()).digest()
             if data[start + length : start + length + 32] != link:
-                raise self.fail(where, "chain link mismatch (records removed, inserted, "
-                                "reordered or altered)", len(records))  # fmt: skip
-            records.append(self._decode(body, where, len(records)))
+                raise self.fail(index, offset, "chain link mismatch (records moved or altered)")
+            records.append(self._decode(body, index, offset))
             offset = start + length + 32
             if progress is not None and len(records) % 1000 == 0:
                 progress(offset, end)
 
-    def _decode(self, body: bytes, where: str, index: int) -> Record:
+    def _decode(self, body: bytes, index: int, offset: int) -> Record:
         try:
-            record = _decode(body)
+            record: Record = _decode(body)
         except msgspec.DecodeError as exc:
-            raise self.fail(where, f"undecodable record body ({exc})", index) from exc
+            raise self.fail(index, offset, f"undecodable record body ({exc})") from exc
         if isinstance(record, BlobRecord) and (
             hashlib.sha256(record.data).hexdigest() != record.sha256
         ):
-            raise self.fail(where, "blob bytes do not match their SHA-256", index)
+            raise self.fail(index, offset, "blob bytes do not match their SHA-256")
         return record
 
     def trailer(self, offset: int, count: int, link: bytes) -> None:
-        where = f"trailer (after record {count - 1}) at byte offset {offset}"
+        def bad(what: str) -> ArchiveCorrupt:
+            return self.fail(count, offset, what, trailer=True)
+
         extra = len(self.data) - offset - _TRAILER.size
         if extra < 0:
-            raise self.fail(where, "truncated trailer", count)
+            raise bad("truncated trailer")
         if extra > 0:
-            raise self.fail(where, f"{extra} bytes follow the trailer (garbage appended?)", count)
+            raise bad(f"{extra} bytes follow the trailer (garbage appended?)")
         _, tag, n, last, digest = _TRAILER.unpack_from(self.data, offset)
         if tag != TRAILER_TAG:
-            raise self.fail(where, "bad trailer marker", count)
+            raise bad("bad trailer marker")
         if n != count:
-            raise self.fail(where, f"the trailer counts {n} records, the file holds {count}", count)
+            raise bad(f"the trailer counts {n} records, the file holds {count}")
         if last != link:
-            raise self.fail(where, "head hash differs from the last record's link", count)
+            raise bad("head hash differs from the last record's link")
         if hashlib.sha256(memoryview(self.data)[:offset]).digest() != digest:
-            raise self.fail(where, "file SHA-256 mismatch", count)
+            raise bad("file SHA-256 mismatch")
 
 
 def read_archive(path: Path, *, progress: Progress | None = None) -> Archive:
@@ -375,7 +387,7 @@ def read_archive(path: Path, *, progress: Progress | None = None) -> Archive:
     Raises:
         UsageError: the file cannot be read.
         CorruptionDetected: anything is wrong; the message names the first bad
-            record's index and byte offset (also in ``record_index``).
+            record's index and byte offset (an :class:`ArchiveCorrupt`).
     """
     path = Path(path)
     try:
@@ -431,11 +443,13 @@ class HistoricalGate:
         return self.inner.rejection(event, claim, reason, detail)
 
 
+_SOURCE_ONLY = frozenset({"position", "stream", "stream_version"})
+
+
 def _new_event(r: EventRecord) -> NewEvent:
-    return NewEvent(type=r.type, data=r.data, id=r.id, metadata=r.metadata,
-                    schema_version=r.schema_version, correlation_id=r.correlation_id,
-                    causation_id=r.causation_id, run_id=r.run_id, actor=r.actor,
-                    recorded_at_us=r.recorded_at_us)  # fmt: skip
+    """The record as an event to append, keeping its original ``recorded_at_us``."""
+    fields = msgspec.structs.asdict(r)
+    return NewEvent(**{k: v for k, v in fields.items() if k not in _SOURCE_ONLY})
 
 
 def _parts(events: list[EventRecord]) -> list[StreamAppend]:
@@ -469,16 +483,15 @@ def import_archive(
     archive = read_archive(path, progress=progress)
     present = store.existing_ids([e.id for e in archive.events])
     fresh = [e for e in archive.events if e.id not in present]
-    if fresh:
-        for blob in archive.blobs:
-            store.put_blob(blob.data)
+    for blob in archive.blobs:
+        store.put_blob(blob.data)  # ON CONFLICT DO NOTHING: a re-import writes nothing
     results = store.append_many(_parts(fresh)) if fresh else []
     return ImportReport(
         path=str(path),
         events=len(archive.events),
         imported=len(fresh),
         skipped=len(archive.events) - len(fresh),
-        blobs=len(archive.blobs) if fresh else 0,
+        blobs=len(archive.blobs),
         first_position=results[0].first_position if results else None,
         last_position=results[-1].last_position if results else None,
     )

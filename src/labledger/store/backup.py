@@ -73,7 +73,11 @@ def _facts(conn: Connection) -> dict[str, Any]:
     last = row.first()
     counts = {
         name: int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
-        for name, table in (("events", "ll_events"), ("streams", "ll_streams"), ("blobs", "ll_blobs"))
+        for name, table in (
+            ("events", "ll_events"),
+            ("streams", "ll_streams"),
+            ("blobs", "ll_blobs"),
+        )
     }
     return {
         "head": 0 if last is None else int(last[0]),
@@ -206,8 +210,16 @@ def _backup_postgres(store: SqlEventStore, tmp: Path) -> dict[str, Any]:
             schema = conn.execute(text("SELECT current_schema()")).scalar_one()
             facts = _facts(conn)
             # The exporting transaction stays open until pg_dump has the snapshot.
-            argv = ["pg_dump", f"--dbname={uri}", "--format=custom", f"--schema={schema}",
-                    f"--snapshot={snapshot}", "--no-owner", "--no-privileges", f"--file={tmp}"]  # fmt: skip
+            argv = [
+                "pg_dump",
+                f"--dbname={uri}",
+                "--format=custom",
+                f"--schema={schema}",
+                f"--snapshot={snapshot}",
+                "--no-owner",
+                "--no-privileges",
+                f"--file={tmp}",
+            ]
             _run_tool(argv, env, f"dump schema {schema}")
     return {**facts, "schema": schema}
 
@@ -325,9 +337,11 @@ def _restore_postgres(
     try:
         with engine.connect() as conn:
             target, events = _pg_target(conn)
-            aside = bool(conn.execute(
-                text("SELECT 1 FROM pg_namespace WHERE nspname = :n"), {"n": manifest["schema"]}
-            ).first())  # fmt: skip
+            aside = bool(
+                conn.execute(
+                    text("SELECT 1 FROM pg_namespace WHERE nspname = :n"), {"n": manifest["schema"]}
+                ).first()
+            )
     finally:
         engine.dispose()
     _refuse_unless_forced(f"schema {target}", events, force)
@@ -335,13 +349,28 @@ def _restore_postgres(
     uri, env = _libpq(dialect.url)
     script = _temp_beside(src.with_name(src.name + ".sql"))
     try:
-        _run_tool(["pg_restore", "--no-owner", "--no-privileges", f"--file={script}", str(src)],
-                  env, "read the dump")  # fmt: skip
+        _run_tool(
+            ["pg_restore", "--no-owner", "--no-privileges", f"--file={script}", str(src)],
+            env,
+            "read the dump",
+        )
         wrapper = _temp_beside(script)
         wrapper.write_text(_restore_script(script, source, target, aside and source != target))
         try:
-            _run_tool(["psql", f"--dbname={uri}", "--no-psqlrc", "--quiet", "-v", "ON_ERROR_STOP=1",
-                       "--single-transaction", f"--file={wrapper}"], env, "restore the dump")  # fmt: skip
+            _run_tool(
+                [
+                    "psql",
+                    f"--dbname={uri}",
+                    "--no-psqlrc",
+                    "--quiet",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "--single-transaction",
+                    f"--file={wrapper}",
+                ],
+                env,
+                "restore the dump",
+            )
         finally:
             wrapper.unlink(missing_ok=True)
     finally:
@@ -387,5 +416,9 @@ def _verify_restored(url: str, manifest: dict[str, Any]) -> dict[str, Any]:
             )
         if restored.anchor is not None:
             restored.accept_anchor()
-    return {"target": url, "head": report.head, "head_hash": report.head_hash,
-            "events": report.events_checked}  # fmt: skip
+    return {
+        "target": make_url(url).render_as_string(hide_password=True),
+        "head": report.head,
+        "head_hash": report.head_hash,
+        "events": report.events_checked,
+    }

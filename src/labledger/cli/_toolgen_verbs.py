@@ -1,0 +1,181 @@
+"""CLI verbs for the ToolGen tournament: run, leaderboard, rates, epochs, plot.
+
+Each verb catches the ``toolgen`` projection up to the head first, then reads
+it. The default output is a readable table; ``--json`` prints JSON lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from labledger.cli._project_verbs import engine_for
+from labledger.projections.toolgen import (
+    DEFAULT_TOP,
+    EpochMedian,
+    Rates,
+    Standing,
+    ToolgenProjection,
+    leaderboard,
+    median_ms_by_epoch,
+    rates,
+)
+from labledger.store import EventStore
+
+_encode = msgspec.json.Encoder().encode
+_NAME = ToolgenProjection.name
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number >= 1")
+    return int(value)
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Print left-aligned text columns, right-aligned numbers, two spaces apart."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    numeric = [all(_is_number(r[i]) for r in rows) for i in range(len(header))]
+    for line in [header, *rows]:
+        cells = [
+            c.rjust(w) if num else c.ljust(w)
+            for c, w, num in zip(line, widths, numeric, strict=True)
+        ]
+        print("  ".join(cells).rstrip())
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return cell == "-"
+    return True
+
+
+def _json_lines(items: Sequence[msgspec.Struct]) -> None:
+    for item in items:
+        sys.stdout.buffer.write(_encode(item) + b"\n")
+    sys.stdout.flush()
+
+
+def _lineage(s: Standing) -> str:
+    if s.parent_tool_id is None:
+        return s.lineage
+    attempt = "" if s.repair_attempt is None else f" (repair attempt {s.repair_attempt})"
+    return f"{s.lineage} g{s.generation} <- {' <- '.join(reversed(s.chain[:-1]))}{attempt}"
+
+
+def _print_leaderboard(standings: list[Standing]) -> None:
+    header = ["rank", "tool", "fitness", "epoch", "style", "median_ms", "stability", "lineage"]
+    specs = sorted({s.spec_id for s in standings})
+    for n, spec in enumerate(specs):
+        rows = [
+            [
+                str(s.rank),
+                s.tool_id,
+                f"{s.fitness:.4f}",
+                str(s.epoch),
+                s.impl_style,
+                _num(s.median_ms),
+                f"{s.stability:.2f}",
+                _lineage(s),
+            ]
+            for s in standings
+            if s.spec_id == spec
+        ]
+        print(("\n" if n else "") + f"spec {spec}")
+        _table(header, rows)
+
+
+def cmd_leaderboard(args: argparse.Namespace, store: EventStore) -> int:
+    """Top-N tools per spec by fitness, with epoch, style, median_ms, stability, lineage."""
+    engine = engine_for(store)
+    engine.catch_up(_NAME)
+    with engine.read(_NAME) as tx:
+        standings = leaderboard(tx, args.spec, args.top)
+    if args.json:
+        _json_lines(standings)
+    elif standings:
+        _print_leaderboard(standings)
+    else:
+        print(
+            "no evaluated tools" + (f" for spec {args.spec}" if args.spec else ""), file=sys.stderr
+        )
+    return 0
+
+
+def _print_rates(items: list[Rates]) -> None:
+    header = ["spec", "tools", "handed_off", "handoff_rate", "handoffs", "repaired"]
+    header += ["handoff_success", "attempts", "succeeded", "failed", "pending", "repair_success"]
+    rows = [
+        [
+            r.spec_id or "(all)",
+            str(r.tools_evaluated),
+            str(r.tools_handed_off),
+            _num(r.handoff_rate, 3),
+            str(r.handoffs),
+            str(r.handoffs_repaired),
+            _num(r.handoff_success_rate, 3),
+            str(r.repair_attempts),
+            str(r.repairs_succeeded),
+            str(r.repairs_failed),
+            str(r.repairs_pending),
+            _num(r.repair_success_rate, 3),
+        ]
+        for r in items
+    ]
+    _table(header, rows)
+
+
+def cmd_rates(args: argparse.Namespace, store: EventStore) -> int:
+    """Handoff rate, handoff success rate and repair success rate per spec and overall."""
+    engine = engine_for(store)
+    engine.catch_up(_NAME)
+    with engine.read(_NAME) as tx:
+        items = [r for r in rates(tx) if args.spec is None or r.spec_id in (args.spec, None)]
+    if args.json:
+        _json_lines(items)
+    else:
+        _print_rates(items)
+    return 0
+
+
+def cmd_epochs(args: argparse.Namespace, store: EventStore) -> int:
+    """The median of the evaluated tools' median_ms per spec and epoch."""
+    engine = engine_for(store)
+    engine.catch_up(_NAME)
+    with engine.read(_NAME) as tx:
+        items: list[EpochMedian] = median_ms_by_epoch(tx, args.spec)
+    if args.json:
+        _json_lines(items)
+    elif items:
+        rows = [[m.spec_id, str(m.epoch), str(m.tools), _num(m.median_ms)] for m in items]
+        _table(["spec", "epoch", "tools", "median_ms"], rows)
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add ``toolgen run|leaderboard|rates|epochs|plot`` to the ``labledger`` parser."""
+    toolgen = sub.add_parser("toolgen", help="ToolGen tournament: run, leaderboard, rates, plot")
+    verbs = toolgen.add_subparsers(dest="toolgen_verb", required=True, parser_class=type(toolgen))
+    p = verbs.add_parser("leaderboard", help="top-N tools per spec by fitness, with lineage")
+    p.add_argument("--spec", default=None, metavar="SPEC", help="only this spec")
+    p.add_argument("--top", type=_positive, default=DEFAULT_TOP, metavar="N", help="rows per spec")
+    p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    p.set_defaults(store_handler=cmd_leaderboard)
+    p = verbs.add_parser("rates", help="handoff and repair success rates, per spec and overall")
+    p.add_argument("--spec", default=None, metavar="SPEC", help="only this spec (and overall)")
+    p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    p.set_defaults(store_handler=cmd_rates)
+    p = verbs.add_parser("epochs", help="median of tools' median_ms per spec and epoch")
+    p.add_argument("--spec", default=None, metavar="SPEC", help="only this spec")
+    p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    p.set_defaults(store_handler=cmd_epochs)
