@@ -1,5 +1,7 @@
 """CLI verbs for D-REAM: ``dream pack CAND_ID`` and ``dream baselines``.
 
+``dream run`` and ``dream report`` are added here too, but live in ``_dream_lab_verbs``.
+
 Both catch their projection up first, so they show the log as it is now.
 """
 
@@ -11,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from labledger.cli import _dream_lab_verbs
 from labledger.errors import UsageError
 from labledger.projections import ProjectionEngine, all_projections
 from labledger.projections.dream import candidate_domains, candidate_pack, current_baselines
@@ -69,3 +72,9 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
     p = verbs.add_parser("baselines", help="current baseline per (domain, regime), JSON lines")
     p.add_argument("--domain", default=None)
     p.set_defaults(store_handler=cmd_baselines)
+    p = verbs.add_parser("run", help="tune genomes: real workloads per regime, all to the log")
+    _dream_lab_verbs.add_run_arguments(p)
+    p.set_defaults(store_handler=_dream_lab_verbs.cmd_run)
+    p = verbs.add_parser("report", help="best candidates per domain, and a KPI plot (PNG)")
+    _dream_lab_verbs.add_report_arguments(p)
+    p.set_defaults(store_handler=_dream_lab_verbs.cmd_report)

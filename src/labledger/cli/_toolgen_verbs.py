@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
+from labledger.cli._progress import ProgressLine
 from labledger.cli._project_verbs import engine_for
 from labledger.projections.toolgen import (
     DEFAULT_TOP,
@@ -24,7 +26,7 @@ from labledger.projections.toolgen import (
     median_ms_by_epoch,
     rates,
 )
-from labledger.store import EventStore
+from labledger.store import AppendResult, EventStore
 
 _encode = msgspec.json.Encoder().encode
 _NAME = ToolgenProjection.name
@@ -162,10 +164,113 @@ def cmd_epochs(args: argparse.Namespace, store: EventStore) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace, store: EventStore) -> int:
+    """Run (or resume) a tournament with RepairLab, show progress, end with the leaderboard."""
+    import anyio
+
+    from labledger.lab.toolgen import RunConfig, run_toolgen
+    from labledger.lab.toolgen.budgets import budgets_for
+    from labledger.lab.toolgen.plan import Trial
+    from labledger.lab.toolgen.tournament import RunState
+
+    run_id = args.resume or args.run_id or f"tg{uuid.uuid4().hex[:10]}"
+    config = RunConfig(
+        epochs=args.epochs,
+        specs=tuple(args.specs.split(",")),
+        seed=args.seed,
+        timed_runs=args.timed_runs,
+        curriculum=args.curriculum,
+    )
+    bar = ProgressLine(f"toolgen {run_id}", unit="trials")
+    epochs_seen: set[int] = set()
+
+    def on_trial(trial: Trial, result: AppendResult, state: RunState) -> None:
+        if trial.epoch not in epochs_seen and not bar.tty:
+            epochs_seen.add(trial.epoch)
+            b = budgets_for(trial.epoch)
+            print(
+                f"epoch {trial.epoch}: {trial.spec_id}, budgets {b.timeout_ms:g} ms / "
+                f"{b.memory_mb:g} MB",
+                file=sys.stderr,
+            )
+        bar(len(state.done), len(state.config.trials()))
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    print(f"toolgen run {run_id}" + (" (resumed)" if args.resume else ""), file=sys.stderr)
+    summary = anyio.run(
+        lambda: run_toolgen(
+            store, run_id, config, resume=bool(args.resume), on_trial=on_trial, log=log
+        )
+    )
+    bar.close()
+    print(
+        f"run {run_id} attempt {summary.attempt}: {summary.trials} trials "
+        f"({summary.trials_run} now), {summary.handoffs} handoffs, "
+        f"{summary.repaired} repaired now",
+        file=sys.stderr,
+    )
+    engine = engine_for(store)
+    engine.catch_up(_NAME)
+    with engine.read(_NAME) as tx:
+        standings, overall = leaderboard(tx, None, args.top), rates(tx)[-1]
+    _print_leaderboard(standings)
+    print(
+        f"\nhandoff rate {_num(overall.handoff_rate, 3)}, handoff success rate "
+        f"{_num(overall.handoff_success_rate, 3)}, repair success rate "
+        f"{_num(overall.repair_success_rate, 3)}"
+    )
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace, store: EventStore) -> int:
+    """Write a PNG of the median_ms per epoch per spec (from the read model)."""
+    from pathlib import Path
+
+    from labledger.lab.toolgen.plot import plot_epochs
+
+    engine = engine_for(store)
+    engine.catch_up(_NAME)
+    with engine.read(_NAME) as tx:
+        items = median_ms_by_epoch(tx, args.spec)
+    out = plot_epochs(items, Path(args.out))
+    print(f"wrote {out} ({len(items)} points)", file=sys.stderr)
+    return 0
+
+
+def _add_run_parsers(verbs: argparse._SubParsersAction[Any]) -> None:
+    p = verbs.add_parser("run", help="run a tournament with RepairLab (or --resume one)")
+    p.add_argument("--epochs", type=_positive, default=3, metavar="E", help="epochs to run")
+    p.add_argument(
+        "--specs",
+        default="text_deduplicate,json_flatten,prefix_search",
+        metavar="A,B",
+        help="specs, comma-separated, in curriculum order",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seeds faults and inputs' hash seeds")
+    p.add_argument("--timed-runs", type=_positive, default=30, metavar="N", help="benchmark runs")
+    p.add_argument(
+        "--curriculum",
+        choices=("seed", "rotate", "all"),
+        default="seed",
+        help="seed: warm-up blocks then alternate; rotate: alternate; all: every spec",
+    )
+    p.add_argument("--run-id", default=None, metavar="ID", help="id of a new run")
+    p.add_argument("--resume", default=None, metavar="RUN_ID", help="continue this run")
+    p.add_argument("--top", type=_positive, default=DEFAULT_TOP, metavar="N", help="rows per spec")
+    p.set_defaults(store_handler=cmd_run)
+    p = verbs.add_parser("plot", help="PNG of median_ms per epoch per spec")
+    p.add_argument("--out", required=True, metavar="FILE", help="the PNG to write")
+    p.add_argument("--spec", default=None, metavar="SPEC", help="only this spec")
+    p.set_defaults(store_handler=cmd_plot)
+
+
 def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
     """Add ``toolgen run|leaderboard|rates|epochs|plot`` to the ``labledger`` parser."""
     toolgen = sub.add_parser("toolgen", help="ToolGen tournament: run, leaderboard, rates, plot")
     verbs = toolgen.add_subparsers(dest="toolgen_verb", required=True, parser_class=type(toolgen))
+    _add_run_parsers(verbs)
     p = verbs.add_parser("leaderboard", help="top-N tools per spec by fitness, with lineage")
     p.add_argument("--spec", default=None, metavar="SPEC", help="only this spec")
     p.add_argument("--top", type=_positive, default=DEFAULT_TOP, metavar="N", help="rows per spec")

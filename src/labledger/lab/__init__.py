@@ -1,0 +1,1 @@
+"""The lab: producers of events (D-REAM, ToolGen with RepairLab, Esper)."""

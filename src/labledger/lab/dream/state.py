@@ -1,0 +1,171 @@
+"""A D-REAM run as state folded from its stream, and the pure rules around it.
+
+A run is the stream ``dream-<run_id>``; every event carries ``run_id``. What a
+(re)starting runner needs to know is a function of that stream alone
+(:func:`fold_run`): the run's configuration (its ``run.RunStarted``), the
+current attempt, the trials and cap breaches recorded, the generations
+completed and whether it finished. The runner then skips every trial already
+in the log, which is how a resumed run neither loses nor repeats one.
+
+Identities are deterministic. A trial is named by (run, generation,
+candidate, regime, trial number) and its event id is the UUIDv5 of that name
+(:func:`event_id`), so re-appending an in-doubt batch (an append whose
+acknowledgement was lost) returns ``already_appended`` instead of writing a
+second copy, and a second writer of the same trial is refused.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import NamedTuple
+
+import msgspec
+
+from labledger.events import Event
+from labledger.events.dream import (
+    CapMetric,
+    GenerationCompleted,
+    Regime,
+    SafetyCapExceeded,
+    TrialKpis,
+    TrialRecorded,
+)
+from labledger.events.runs import Heartbeat, RunFinished, RunResumed, RunStarted
+from labledger.events.typed import Typed
+from labledger.lab.dream.config import Cap, DomainCaps
+
+NAMESPACE = uuid.UUID("6c1e1f0e-5d2a-4c59-9a55-2f1d0b7a6d31")
+"""The UUIDv5 namespace of D-REAM event ids (fixed forever)."""
+
+
+def stream_of(run_id: str) -> str:
+    """The stream that holds the whole run."""
+    return f"dream-{run_id}"
+
+
+def event_id(run_id: str, *parts: object) -> str:
+    """The deterministic id of one event of a run, named by ``parts``."""
+    return str(uuid.uuid5(NAMESPACE, "/".join([run_id, *map(str, parts)])))
+
+
+def cand_id(run_id: str, generation: int, index: int) -> str:
+    """Candidate ids are unique per domain across runs (the read models key trials by them)."""
+    return f"{run_id}.gen{generation}_ind{index}"
+
+
+class TrialKey(NamedTuple):
+    generation: int
+    cand_id: str
+    regime: str
+    trial: int
+
+
+class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """What a run was asked to do; stored flat in its ``run.RunStarted.config``."""
+
+    domain: str
+    generations: int
+    population: int
+    trials: int
+    seed: int
+    retries: int
+    timeout_s: float
+    heartbeat_every: int
+    regimes: list[str]
+    budgets_ms: dict[str, int]
+    """Per regime, the trial budget: ``round(budget_ms · scale)``, at least 1."""
+    regimes_file: str
+    caps_file: str
+    """``"shipped"`` or the path the user passed."""
+
+    def total_trials(self) -> int:
+        """Trials the run measures when no candidate is stopped by a cap."""
+        return self.generations * self.population * len(self.regimes) * self.trials
+
+
+def budgets_ms(budget_ms: int, scales: dict[str, float]) -> dict[str, int]:
+    """Per regime its trial budget in milliseconds: ``max(1, round(budget_ms · scale))``."""
+    return {regime: max(1, round(budget_ms * scale)) for regime, scale in scales.items()}
+
+
+class RunState(msgspec.Struct, kw_only=True):
+    """Everything a runner needs to continue a run, folded from its stream."""
+
+    run_id: str
+    config: RunConfig | None = None
+    started: RunStarted | None = None
+    attempt: int = 0
+    heartbeat_seq: int = -1
+    version: int = -1
+    last_position: int = -1
+    trials: dict[TrialKey, tuple[int, TrialKpis]] = msgspec.field(default_factory=dict)
+    """Per trial: the position it was recorded at, and its KPIs."""
+    caps: dict[str, int] = msgspec.field(default_factory=dict)
+    """Per capped candidate, the position of its first breach."""
+    completed: dict[int, GenerationCompleted] = msgspec.field(default_factory=dict)
+    finished: RunFinished | None = None
+
+
+def fold_run(run_id: str, items: Iterable[Typed[Event]]) -> RunState:
+    """The state of run ``run_id`` after the events of its stream, in order.
+
+    A ``run.RunResumed`` starts a new attempt and drops the trials and cap
+    breaches recorded after its checkpoint (as the read models do).
+    """
+    state = RunState(run_id=run_id)
+    for item in items:
+        state.version, state.last_position = item.record.stream_version, item.position
+        _apply(state, item.event, item.position)
+    return state
+
+
+def _apply(state: RunState, event: Event, position: int) -> None:
+    match event:
+        case RunStarted():
+            state.started = event
+            state.config = msgspec.convert(event.config, RunConfig)
+        case TrialRecorded():
+            key = TrialKey(event.generation, event.cand_id, event.regime.value, event.trial)
+            state.trials[key] = (position, event.kpis)
+        case SafetyCapExceeded():
+            state.caps.setdefault(event.cand_id, position)
+        case GenerationCompleted():
+            state.completed[event.generation] = event
+        case Heartbeat():
+            state.heartbeat_seq = event.seq
+        case RunResumed():
+            state.attempt, state.heartbeat_seq = event.attempt, -1
+            after = event.checkpoint_position
+            state.trials = {k: v for k, v in state.trials.items() if v[0] <= after}
+            state.caps = {k: v for k, v in state.caps.items() if v <= after}
+        case RunFinished():
+            state.finished = event
+        case _:
+            pass
+
+
+class Breach(NamedTuple):
+    metric: CapMetric
+    cap: Cap
+    observed: float
+
+
+def breaches(kpis: TrialKpis, caps: DomainCaps) -> list[Breach]:
+    """The caps ``kpis`` exceed (``observed > max``); an absent KPI exceeds nothing."""
+    found = []
+    for metric, cap in caps.items():
+        observed = getattr(kpis, metric.value)
+        if observed is not None and observed > cap.max:
+            found.append(Breach(metric, cap, float(observed)))
+    return found
+
+
+def trial_plan(regimes: Iterable[str], trials: int) -> list[tuple[str, int]]:
+    """One candidate's (regime, trial) order: every trial of a regime, regime by regime."""
+    return [(regime, t) for regime in regimes for t in range(trials)]
+
+
+def regime_names() -> list[str]:
+    """The regimes in pack order (idle, normal, stress, mixed)."""
+    return [r.value for r in Regime]

@@ -1,0 +1,73 @@
+"""D-REAM python-runtime workload: allocation-heavy batches under a gc threshold.
+
+Genes: ``gc_gen0`` (generation-0 threshold), ``batch`` (objects per batch),
+``container`` (dict: build and look up; list: build and sort tuples; str:
+format, join and split). perf: thousands of objects processed per second;
+p95_ms: one batch; errors: batches whose result has the wrong size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import time
+
+
+def args() -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    for name in ("--genome", "--mode", "--workdir"):
+        p.add_argument(name, default="{}" if name == "--genome" else "")
+    p.add_argument("--budget-ms", type=float, default=200.0)
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args()
+
+
+def phases(budget_ms: float, mode: str) -> list[tuple[bool, float]]:
+    """(busy, seconds) phases: one busy phase, or busy/quiet alternating in quarters."""
+    total = budget_ms / 1000
+    return [(True, total / 4), (False, total / 4)] * 2 if mode == "alternate" else [(True, total)]
+
+
+def p95(values: list[float]) -> float | None:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)] if ordered else None
+
+
+def batch(kind: str, n: int, salt: int) -> int:
+    if kind == "dict":
+        d = {f"k{i}-{salt}": [i, str(i)] for i in range(n)}
+        return sum(1 for i in range(n) if f"k{i}-{salt}" in d)
+    if kind == "list":
+        rows = sorted((str((i * 7919 + salt) % n), i) for i in range(n))
+        return len(rows)
+    text = ",".join(f"{i}:{salt}" for i in range(n))
+    return len(text.split(","))
+
+
+def main() -> None:
+    a = args()
+    genome = json.loads(a.genome)
+    gc.set_threshold(int(genome.get("gc_gen0", 700)), 10, 10)
+    n, kind = int(genome.get("batch", 1000)), str(genome.get("container", "dict"))
+    latencies: list[float] = []
+    done = errors = 0
+    busy = 0.0
+    for is_busy, seconds in phases(a.budget_ms, a.mode):
+        if not is_busy:
+            time.sleep(seconds)
+            continue
+        start = time.perf_counter()
+        while time.perf_counter() < start + seconds:
+            t0 = time.perf_counter()
+            errors += batch(kind, n, done) != n
+            latencies.append((time.perf_counter() - t0) * 1000)
+            done += n
+        busy += time.perf_counter() - start
+    kpis = {"perf": done / 1000 / busy, "p95_ms": p95(latencies), "errors": errors, "oom": 0}
+    print(json.dumps(kpis))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+"""ToolGen ⇄ RepairLab: the tool-synthesis tournament of seed ``001_…``.
+
+Specs, templates and seeded faults are data files in this package. The
+decision logic is pure (``budgets``, ``scoring``, ``plan``, ``synth``,
+``records``, the candidate generators in ``repair``); the I/O is around it:
+budgeted subprocesses (``evaluate``), the tournament loop (``tournament``),
+the RepairLab worker (``repairlab``) and their orchestration (``run``).
+"""
+
+from __future__ import annotations
+
+from labledger.lab.toolgen.run import RunSummary, run_toolgen
+from labledger.lab.toolgen.tournament import RunConfig
+
+__all__ = ["RunConfig", "RunSummary", "run_toolgen"]

@@ -1,0 +1,133 @@
+"""Events from typed state: names, deterministic ids, and the tournament's records.
+
+Pure functions. Ids are ``uuid5`` of the run and the item's identity, so a
+batch re-sent after an unknown outcome (a crash between commit and
+acknowledgement) is recognised by the store as already appended, never
+written twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+from labledger.events.toolgen import (
+    Budgets,
+    FitnessComponents,
+    HandoffMetrics,
+    HandoffRequested,
+    ImplStyle,
+    ToolEvaluated,
+    ToolSynthesized,
+)
+from labledger.lab.toolgen import scoring
+from labledger.lab.toolgen.budgets import anneal_temp, budgets_for
+from labledger.lab.toolgen.evaluate import Measurement
+from labledger.lab.toolgen.specs import Spec
+
+NAMESPACE = uuid.UUID("6f0e3c2a-7d4b-5a51-9c1e-2b7f0a9d4e11")
+HANDOFF_REASON = "toolgen_incorrect"
+
+
+def event_id(*parts: object) -> str:
+    """A deterministic event id: ``uuid5`` of the parts joined by ``/``."""
+    return str(uuid.uuid5(NAMESPACE, "/".join(str(p) for p in parts)))
+
+
+def run_stream(run_id: str) -> str:
+    """The run's lifecycle stream (RunStarted, Heartbeat, RunResumed, RunFinished)."""
+    return f"run-{run_id}"
+
+
+def trials_stream(run_id: str) -> str:
+    """The tournament's stream: one atomic batch per trial."""
+    return f"toolgen-{run_id}"
+
+
+def repair_stream(handoff_id: str) -> str:
+    """RepairLab's stream for one handoff: attempts, outcomes, the challenger."""
+    return f"repairlab-{handoff_id}"
+
+
+def tool_id(run_id: str, trial_key: str) -> str:
+    """The id of the tool a trial synthesizes."""
+    return f"tg-{run_id}-{trial_key}"
+
+
+def handoff_id(tool: str) -> str:
+    """The id of the handoff of ``tool`` (a tool is handed off at most once)."""
+    return f"ho-{tool}"
+
+
+def challenger_id(parent: str, attempt: int) -> str:
+    """The id of the challenger a successful repair attempt produces."""
+    return f"{parent}-fix{attempt}"
+
+
+def hash_seeds(label: str) -> tuple[int, int]:
+    """Two ``PYTHONHASHSEED`` values derived from ``label`` (distinct, in [1, 2**32 - 1])."""
+    digest = hashlib.sha256(label.encode()).digest()
+    first = int.from_bytes(digest[:4], "big") % (2**32 - 2) + 1
+    second = int.from_bytes(digest[4:8], "big") % (2**32 - 2) + 1
+    return first, second if second != first else first % (2**32 - 2) + 1
+
+
+def synthesized(
+    tool: str, spec_id: str, style: ImplStyle, epoch: int, code_sha: str, sbom_sha: str
+) -> ToolSynthesized:
+    """The ``ToolSynthesized`` record of a generated tool under the epoch's budgets."""
+    return ToolSynthesized(
+        tool_id=tool,
+        spec_id=spec_id,
+        impl_style=style,
+        epoch=epoch,
+        anneal_temp=anneal_temp(epoch),
+        budgets=budgets_for(epoch),
+        code_sha256=code_sha,
+        sbom_sha256=sbom_sha,
+    )
+
+
+def evaluated(
+    tool: str, spec: Spec, style: ImplStyle, epoch: int, code: str, m: Measurement
+) -> ToolEvaluated:
+    """Score a measurement: performance, the five components, diversity bonus, fitness."""
+    budgets: Budgets = budgets_for(epoch)
+    performance = scoring.performance_score(budgets.timeout_ms, m.median_ms)
+    components = FitnessComponents(
+        correctness=m.correctness,
+        safety=scoring.safety_score(code),
+        performance=performance,
+        robustness=m.robustness,
+        documentation=scoring.documentation_score(code, spec.function),
+    )
+    bonus = scoring.diversity_bonus(style, m.correctness, anneal_temp(epoch))
+    return ToolEvaluated(
+        tool_id=tool,
+        spec_id=spec.id,
+        impl_style=style,
+        epoch=epoch,
+        correctness=m.correctness,
+        median_ms=m.median_ms,
+        budget_ms=budgets.timeout_ms,
+        performance=performance,
+        stability=m.stability,
+        diversity_bonus=bonus,
+        components=components,
+        fitness=scoring.fitness(components, m.stability, bonus),
+    )
+
+
+def handoff(tool: str, spec: Spec, ev: ToolEvaluated, code_sha: str) -> HandoffRequested:
+    """The handoff of a tool whose correctness is below 1 (the seed's handoff file)."""
+    return HandoffRequested(
+        handoff_id=handoff_id(tool),
+        tool_id=tool,
+        spec_path=spec.path,
+        bundle_dir=f"blobs/{code_sha}",
+        bundle_sha256=code_sha,
+        epoch=ev.epoch,
+        impl_style=ev.impl_style,
+        reason=HANDOFF_REASON,
+        metrics=HandoffMetrics(correctness=ev.correctness, fitness=ev.fitness),
+    )

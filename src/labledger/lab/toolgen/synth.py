@@ -1,0 +1,99 @@
+"""Synthesis: render a tool from its template, stamp it, and describe it in an SBOM.
+
+Pure: the same (spec, style, epoch, fault) always gives the same bytes, so a
+tool's ``code_sha256`` is reproducible and a resumed run re-derives it exactly.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import string
+import sys
+
+import msgspec
+
+import labledger
+from labledger.events.toolgen import Budgets, ImplStyle
+from labledger.lab.toolgen.specs import Fault, get_spec, header_template, template_text
+
+LICENSE = "MIT"
+GENERATOR = "labledger.lab.toolgen"
+_encode = msgspec.json.Encoder(order="sorted").encode
+
+
+def apply_fault(code: str, fault: Fault) -> str:
+    """``code`` with the fault's edits applied.
+
+    Raises:
+        ValueError: an edit's ``find`` does not occur exactly once (a broken spec).
+    """
+    for edit in fault.edits:
+        if code.count(edit.find) != 1:
+            raise ValueError(f"fault {fault.id!r}: {edit.find!r} must occur exactly once")
+        code = code.replace(edit.find, edit.replace)
+    return code
+
+
+def render(
+    spec_id: str, style: ImplStyle, epoch: int, budgets: Budgets, fault: Fault | None = None
+) -> str:
+    """The tool's source: the SPDX/provenance header, then the (possibly faulty) template."""
+    header = string.Template(header_template()).substitute(
+        license=LICENSE,
+        generator_version=labledger.__version__,
+        spec_id=spec_id,
+        impl_style=style.value,
+        epoch=epoch,
+        timeout_ms=f"{budgets.timeout_ms:g}",
+        memory_mb=f"{budgets.memory_mb:g}",
+    )
+    body = template_text(spec_id, style)
+    if fault is not None:
+        body = apply_fault(body, fault)
+    return header + body
+
+
+def imports_of(code: str) -> list[str]:
+    """The top-level modules ``code`` imports, sorted (its SBOM dependencies)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".", 1)[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module.split(".", 1)[0])
+    return sorted(names)
+
+
+def sbom(
+    *,
+    tool_id: str,
+    spec_id: str,
+    style: ImplStyle,
+    epoch: int,
+    budgets: Budgets,
+    code: str,
+    mutations: list[str],
+    lineage: str = "original",
+) -> bytes:
+    """The SBOM of a generated tool, canonical JSON (deterministic: no timestamps —
+    the event that references it carries the time)."""
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    doc = {
+        "sbom_version": 1,
+        "name": tool_id,
+        "license": LICENSE,
+        "generator": {"name": GENERATOR, "version": labledger.__version__},
+        "spec": {"id": spec_id, "path": get_spec(spec_id).path},
+        "impl_style": style.value,
+        "epoch": epoch,
+        "constraints": {"timeout_ms": budgets.timeout_ms, "memory_mb": budgets.memory_mb},
+        "template_sha256": hashlib.sha256(template_text(spec_id, style).encode()).hexdigest(),
+        "mutations": mutations,
+        "lineage": lineage,
+        "files": [{"path": "tool.py", "sha256": hashlib.sha256(code.encode()).hexdigest()}],
+        "dependencies": [
+            {"name": name, "kind": "python-stdlib", "python": python} for name in imports_of(code)
+        ],
+    }
+    return _encode(doc)
