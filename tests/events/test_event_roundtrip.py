@@ -25,13 +25,14 @@ from labledger.events import (
 )
 from labledger.events._upcast import TelemetryPacketV1
 from labledger.testing.event_strategies import events_of, example_events
+from labledger.testing.profile import examples
 
 CURRENT = all_types()
 IDS = [cls.TYPE for cls in CURRENT]
 
 
 @pytest.mark.parametrize("cls", CURRENT, ids=IDS)
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(data=st.data())
 def test_round_trip_is_identity_and_bytes_are_stable(cls: type[Event], data: st.DataObject) -> None:
     event = data.draw(events_of(cls))
@@ -51,7 +52,7 @@ def _reordered(value: Any) -> Any:
 
 
 @pytest.mark.parametrize("cls", CURRENT, ids=IDS)
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(data=st.data())
 def test_canonical_bytes_do_not_depend_on_key_order_or_spacing(
     cls: type[Event], data: st.DataObject
@@ -81,7 +82,7 @@ def test_an_int_given_for_a_float_field_is_written_as_a_decode_would_give_it() -
     assert encode(Heartbeat(seq=1))[2] == b'{"attempt":0,"progress":"","seq":1}'
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     packet=events_of(TelemetryPacketV1),
     priority=st.sampled_from(TelemetryPriority),
@@ -103,7 +104,7 @@ def test_any_v1_packet_with_a_priority_indicator_reads_as_v2(
     assert [m.name for m in lifted.metrics] == [m.name for m in old.metrics]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(packet=events_of(TelemetryPacketV1))
 def test_v1_packet_without_indicator_gets_priority_from_its_events(packet: Event) -> None:
     assert isinstance(packet, TelemetryPacketV1)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from labledger.store import EventStore
 from labledger.store.archive import ArchiveCorrupt, export_archive, import_archive, read_archive
 from labledger.testing.backends import Backend, SqliteBackend
+from labledger.testing.profile import examples
 from tests.ops.helpers import fill, new_store
 
 N = 6
@@ -108,7 +109,9 @@ def test_damaged_header_is_named(archive: bytes, tmp_path: Path) -> None:
 
 
 @settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(300),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(data=st.data())
 def test_any_flipped_bit_is_detected(archive: bytes, tmp_path: Path, data: st.DataObject) -> None:

@@ -40,6 +40,7 @@ from labledger.projections.dream import (
 )
 from labledger.testing.backends import Backend
 from labledger.testing.event_strategies import from_type_info
+from labledger.testing.profile import examples
 from labledger.testing.projection_contract import SETTINGS, Log, ProjectionContract, fresh_ledger
 from tests.projections.test_dream_stats import plain_bootstrap
 
@@ -251,7 +252,7 @@ def engine_for(store: EventStore) -> ProjectionEngine:
     return engine
 
 
-@settings(SETTINGS, max_examples=6)
+@settings(SETTINGS, max_examples=examples(6))
 @given(log=dream_logs())
 def test_generated_logs_against_the_model(backend: Backend, log: Log) -> None:
     with fresh_ledger(backend) as store:

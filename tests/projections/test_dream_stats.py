@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labledger.projections import dream_stats as ds
+from labledger.testing.profile import examples
 
 values = st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=2, max_size=12)
 
@@ -32,7 +33,7 @@ def plain_bootstrap(vals: list[float], seed: int) -> tuple[float, float]:
     return means[50], means[1949]
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(vals=values, seed=st.integers(0, 2**64 - 1))
 def test_bootstrap_ci_equals_a_plain_loop_with_the_same_seed(vals: list[float], seed: int) -> None:
     assert ds.bootstrap_ci(vals, seed=seed) == plain_bootstrap(vals, seed)

@@ -18,6 +18,7 @@ from labledger.projections import Projection, ProjectionEngine, TableSet, Tx
 from labledger.projections.checkpoint import CheckpointMoved, load
 from labledger.projections.status import status
 from labledger.testing.backends import Backend
+from labledger.testing.profile import rounds
 from labledger.testing.projection_contract import fresh_ledger
 
 
@@ -185,7 +186,7 @@ def test_runner_killed_mid_batch_leaves_an_exactly_once_state(backend: Backend) 
         url = store.url
         midway = 0
         probe = ProjectionEngine(store, [BeatCounter()])
-        for _ in range(12):
+        for _ in range(rounds(8)):
             proc = subprocess.Popen(
                 [sys.executable, "-c", KILL_WORKER, url, root, str(rng.randint(5, 60))],
                 stdout=subprocess.PIPE,

@@ -51,6 +51,7 @@ from labledger.projections.toolgen import (
 )
 from labledger.testing.backends import Backend
 from labledger.testing.event_strategies import events_of
+from labledger.testing.profile import examples
 from labledger.testing.projection_contract import (
     Log,
     ProjectionContract,
@@ -271,7 +272,9 @@ def check_against_fold(store: EventStore, log: Log, tops: Sequence[int] = (1, 2,
 
 
 @settings(
-    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(10),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(log=toolgen_logs())
 def test_read_models_match_a_plain_fold_of_the_raw_events(backend: Backend, log: Log) -> None:

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from labledger import ANY, EventStore, init_store, open_store
 from labledger.testing.backends import Backend
+from labledger.testing.profile import examples
 from labledger.testing.store_machine import StoreMachine
 
 SETTINGS = settings(
-    max_examples=25,
+    max_examples=examples(25),
     stateful_step_count=20,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+
+FAST = [Phase.explicit, Phase.reuse, Phase.generate]  # finding the bug is enough; no shrinking
 
 
 def _fresh(backend: Backend) -> EventStore:
@@ -52,5 +56,6 @@ def test_model_catches_a_store_that_ignores_expected_versions(sqlite_backend: Ba
 
     with pytest.raises(AssertionError, match="conflict not detected"):
         run_state_machine_as_test(
-            Sloppy, settings=settings(SETTINGS, report_multiple_bugs=False, print_blob=False)
+            Sloppy,
+            settings=settings(SETTINGS, report_multiple_bugs=False, print_blob=False, phases=FAST),
         )

@@ -24,12 +24,13 @@ from labledger.projections import Projection, ProjectionEngine
 from labledger.security import KeyRing
 from labledger.store._sql import SqlEventStore
 from labledger.testing.backends import Backend
+from labledger.testing.profile import examples
 from labledger.testing.store_contract import BackendFixtures
 
 Log = Sequence[tuple[str, Event]]
 
 SETTINGS = settings(
-    max_examples=12,
+    max_examples=examples(12),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -24,6 +24,7 @@ from labledger.events.typed import decode_record, typed
 from labledger.ledger import open_ledger
 from labledger.security import REJECTIONS_STREAM, KeyRing, sign
 from labledger.testing.event_strategies import events_of, example_events
+from labledger.testing.profile import examples
 from labledger.testing.store_contract import BackendFixtures
 
 T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
@@ -193,7 +194,7 @@ class TypedEventsContract(SecurityFixtures):
         assert {type(e) for e in decoded} == set(all_types())
 
     @settings(
-        max_examples=15,
+        max_examples=examples(15),
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
