@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PG_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
-.PHONY: run test lint typecheck check bench faults catalog clean
+.PHONY: run test test-long lint typecheck check bench faults catalog clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,12 @@ run: $(BIN)/.installed
 	$(BIN)/labledger demo
 
 test: $(BIN)/.installed
-	LABLEDGER_TEST_PG_URL=$${LABLEDGER_TEST_PG_URL-$(PG_URL)} $(BIN)/pytest -q
+	LABLEDGER_TEST_PG_URL=$${LABLEDGER_TEST_PG_URL-$(PG_URL)} $(BIN)/pytest -q -n 2
+
+# The thorough profile: 5x the examples, more kills (several minutes more).
+test-long: $(BIN)/.installed
+	LABLEDGER_TEST_PROFILE=long LABLEDGER_TEST_PG_URL=$${LABLEDGER_TEST_PG_URL-$(PG_URL)} \
+		$(BIN)/pytest -q -n 2
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks migrations
