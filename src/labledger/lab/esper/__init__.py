@@ -1,0 +1,1 @@
+"""Esper: morphogenetic training — Tolaria, Kasmina, Tamiyo, Urza — and Simic policy training."""
