@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -87,9 +86,10 @@ def test_rewritten_history_with_a_recomputed_chain_is_caught(url: str, tmp_path:
 def test_a_forged_anchor_fails_its_mac(url: str, tmp_path: Path) -> None:
     _fill(url, 0, 3)
     anchor = tmp_path / "lab.db.anchor"
-    doc = json.loads(anchor.read_text())
-    doc["position"] = 2
-    anchor.write_text(json.dumps(doc))
+    raw = bytearray(anchor.read_bytes())
+    for offset in (0, 128):  # claim an older head in both slots, without the key
+        raw[offset + 4 : offset + 12] = (1).to_bytes(8, "big")
+    anchor.write_bytes(bytes(raw))
     with open_store(url) as store:
         report = store.verify()
         assert not report.ok and "MAC" in report.message
@@ -97,8 +97,8 @@ def test_a_forged_anchor_fails_its_mac(url: str, tmp_path: Path) -> None:
 
 def test_the_anchor_follows_commits(url: str, tmp_path: Path) -> None:
     _fill(url, 0, 4)
-    doc = json.loads((tmp_path / "lab.db.anchor").read_text())
     with open_store(url) as store:
-        assert doc["position"] == store.head() == 4
+        state = store.anchor.read()  # type: ignore[attr-defined]
+        assert state is not None and state.position == store.head() == 4
         assert store.verify().ok
     assert (tmp_path / "lab.db.anchor.key").stat().st_mode & 0o777 == 0o600

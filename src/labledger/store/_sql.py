@@ -116,6 +116,8 @@ class SqlEventStore(EventStore):
 
     def close(self) -> None:
         self.engine.dispose()
+        if self.anchor is not None:
+            self.anchor.close()
 
     # -- head anchor --------------------------------------------------------
 

@@ -4,8 +4,8 @@ SQLite silently drops every commit after a damaged WAL frame, and its own
 integrity check then says "ok"; an edit of event k with the chain
 recomputed from k onwards passes ``verify`` too. Both leave the log
 disagreeing with what it said earlier. The anchor remembers it: after every
-commit the store writes ``{position, chain, mac}`` to a side file (temp file
-and rename, so a torn write never replaces a good anchor). On open and in
+commit the store writes ``(position, chain, mac)`` into one of two slots of a
+side file (a torn write spoils at most the slot being written). On open and in
 ``verify`` the log is checked against it: a head below the anchor means
 lost commits ("log regressed from P to Q; K events missing"), a different
 chain link at the anchor's position means history was rewritten. Either
@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 import secrets
+import struct
 import threading
 from pathlib import Path
 
@@ -43,6 +43,8 @@ PATH_ENV = "LABLEDGER_ANCHOR"
 
 
 class AnchorState(msgspec.Struct, frozen=True):
+    """A head: its position and chain link (hex)."""
+
     position: int
     chain: str
 
@@ -51,58 +53,90 @@ class AnchorMismatch(CorruptionDetected):
     """The log no longer matches its head anchor; appends are refused until an operator acts."""
 
 
+SLOT = struct.Struct(">4sqq32s32s")  # magic, position, (unused) reserved, chain, mac
+SLOT_SIZE = 128
+MAGIC = b"LLA1"
+
+
 class HeadAnchor:
-    """Reads and advances one anchor file."""
+    """Reads and advances one anchor file.
+
+    The file holds two fixed-size slots; a head at position p is written to slot
+    ``p % 2`` with one ``pwrite``. A torn write can spoil only the slot being
+    written, and the reader takes the highest position among slots whose MAC
+    holds, so the anchor survives a crash mid-write without temp files.
+    """
 
     def __init__(self, path: Path, key: bytes | None = None, *, create_key: bool = True) -> None:
         self.path = path
         self.key = key if key is not None else _key_for(path, create=create_key)
         self._lock = threading.Lock()
         self._written = -1
+        self._fd: int | None = None
 
-    def _mac(self, position: int, chain: str) -> str:
-        return hmac.new(self.key, f"{position}:{chain}".encode(), hashlib.sha256).hexdigest()
+    def _mac(self, position: int, chain: bytes) -> bytes:
+        return hmac.new(self.key, MAGIC + position.to_bytes(8, "big") + chain,
+                        hashlib.sha256).digest()  # fmt: skip
 
     def read(self) -> AnchorState | None:
         """The anchored head, or None when there is no anchor yet.
 
         Raises:
-            AnchorMismatch: the file is unreadable or its MAC does not match.
+            AnchorMismatch: the file is unreadable or no slot's MAC matches.
         """
         try:
-            doc = json.loads(self.path.read_bytes())
-            state = AnchorState(int(doc["position"]), str(doc["chain"]))
-            mac = str(doc["mac"])
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except OSError as exc:
             raise AnchorMismatch(f"head anchor {self.path} is unreadable ({exc})") from exc
-        if not hmac.compare_digest(mac, self._mac(state.position, state.chain)):
+        best: AnchorState | None = None
+        for offset in (0, SLOT_SIZE):
+            chunk = raw[offset : offset + SLOT.size]
+            if len(chunk) < SLOT.size:
+                continue
+            magic, position, _, chain, mac = SLOT.unpack(chunk)
+            if magic != MAGIC or not hmac.compare_digest(mac, self._mac(position, chain)):
+                continue
+            if best is None or position > best.position:
+                best = AnchorState(position, chain.hex())
+        if best is None and raw.strip(b"\0"):
             raise AnchorMismatch(
                 f"head anchor {self.path} fails its MAC: it was edited, or the anchor key changed"
             )
-        return state
+        return best
 
     def advance(self, position: int, chain: bytes) -> None:
         """Record a committed head (never moves this process's anchor backwards)."""
         with self._lock:
             if position <= self._written:
                 return
-            self._write(AnchorState(position, chain.hex()))
+            self._write(position, chain)
             self._written = position
 
     def reset(self, position: int, chain: bytes) -> None:
-        """An operator accepts the log as it is now."""
+        """An operator accepts the log as it is now (both slots rewritten)."""
         with self._lock:
-            self._write(AnchorState(position, chain.hex()))
+            fd = self._open()
+            os.ftruncate(fd, 0)
+            self._write(position, chain)
+            os.fsync(fd)
             self._written = position
 
-    def _write(self, state: AnchorState) -> None:
-        doc = {"position": state.position, "chain": state.chain,
-               "mac": self._mac(state.position, state.chain)}  # fmt: skip
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(json.dumps(doc).encode())
-        os.replace(tmp, self.path)
+    def _open(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        return self._fd
+
+    def _write(self, position: int, chain: bytes) -> None:
+        slot = SLOT.pack(MAGIC, position, 0, chain, self._mac(position, chain))
+        os.pwrite(self._open(), slot.ljust(SLOT_SIZE, b"\0"), (position % 2) * SLOT_SIZE)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 def _key_for(anchor: Path, *, create: bool) -> bytes:
