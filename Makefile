@@ -35,7 +35,7 @@ check: lint typecheck test
 
 bench: $(BIN)/.installed
 	$(BIN)/pip install -q -c constraints.txt -e ".[bench]"
-	LABLEDGER_BENCH_PG_URL=$${LABLEDGER_BENCH_PG_URL-$(PG_URL)} $(BIN)/python benchmarks/store_bench.py
+	LABLEDGER_BENCH_PG_URL=$${LABLEDGER_BENCH_PG_URL-$(PG_URL)} $(BIN)/python benchmarks/perf_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -41,7 +41,9 @@ class LabGate:
         self.keyring = keyring
         self.strict = strict
 
-    def prepare(self, event: NewEvent) -> tuple[NewEvent, CommandClaim | None]:
+    def prepare(
+        self, event: NewEvent, *, typed: bool = False
+    ) -> tuple[NewEvent, CommandClaim | None]:
         size = len(event.data) + len(event.metadata)
         if size > MAX_DOCUMENT_BYTES:  # refused before any decoding
             raise InvalidEvent(
@@ -61,6 +63,8 @@ class LabGate:
         cls = registry.event_class(event.type)
         if issubclass(cls, SignedCommand) and event.schema_version == cls.VERSION:
             return self._prepare_command(event, cls)
+        if typed and event.schema_version == cls.VERSION:
+            return event, None  # encoded by its class just now: validated and canonical
         return self._validated(event), None
 
     def _validated(self, event: NewEvent) -> NewEvent:

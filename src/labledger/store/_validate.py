@@ -81,8 +81,8 @@ def normalize_part(part: StreamAppend, gate: Gate | None = None) -> Part:
     events = [normalize(e) for e in part.events]
     claims: list[CommandClaim | None] = [None] * len(events)
     if gate is not None:
-        for i, e in enumerate(events):
-            events[i], claims[i] = gate.prepare(e)
+        for i, (e, given) in enumerate(zip(events, part.events, strict=True)):
+            events[i], claims[i] = gate.prepare(e, typed=not isinstance(given, NewEvent))
     seen: set[str] = set()
     for e in events:
         if e.id in seen:

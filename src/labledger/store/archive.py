@@ -424,9 +424,11 @@ class HistoricalGate:
     def __init__(self, inner: Gate) -> None:
         self.inner = inner
 
-    def prepare(self, event: NewEvent) -> tuple[NewEvent, CommandClaim | None]:
+    def prepare(
+        self, event: NewEvent, *, typed: bool = False
+    ) -> tuple[NewEvent, CommandClaim | None]:
         """Validate through the wrapped gate; drop the freshness/nonce claim of good commands."""
-        event, claim = self.inner.prepare(event)
+        event, claim = self.inner.prepare(event, typed=typed)
         if claim is not None and claim.refusal is not None:
             reason, detail = claim.refusal
             raise InvalidEvent(

@@ -32,8 +32,13 @@ class CommandClaim(msgspec.Struct, frozen=True, kw_only=True):
 class Gate(Protocol):
     """Validation and command security, supplied by the layers above the store."""
 
-    def prepare(self, event: NewEvent) -> tuple[NewEvent, CommandClaim | None]:
+    def prepare(
+        self, event: NewEvent, *, typed: bool = False
+    ) -> tuple[NewEvent, CommandClaim | None]:
         """Validate (and canonicalise) one event before the transaction.
+
+        ``typed`` says the event was encoded from a typed object (``to_new_event``),
+        which validated it already; a gate may skip re-validating its payload.
 
         Returns:
             The event to store, and a claim when it is a signed command.
