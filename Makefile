@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 run: $(BIN)/.installed
-	$(BIN)/labledger demo
+	$(BIN)/labledger lab
 
 test: $(BIN)/.installed
 	LABLEDGER_TEST_PG_URL=$${LABLEDGER_TEST_PG_URL-$(PG_URL)} $(BIN)/pytest -q -n 2

@@ -20,6 +20,7 @@ from labledger.cli import (
     _demo,
     _dream_verbs,
     _esper_verbs,
+    _lab_verbs,
     _ops_verbs,
     _project_verbs,
     _security_verbs,
@@ -61,6 +62,7 @@ EXTENSIONS: list[Any] = [
     _dream_verbs,
     _toolgen_verbs,
     _esper_verbs,
+    _lab_verbs,
 ]
 
 _encode = msgspec.json.Encoder().encode
