@@ -15,6 +15,7 @@ from typing import Protocol
 
 import anyio
 import anyio.to_thread
+import msgspec
 from sqlalchemy import Connection
 
 from labledger.errors import ProjectionError
@@ -144,45 +145,47 @@ class ProjectionEngine:
     def _fill(
         self, proj: Projection, cp: Checkpoint, *, until: int | None, progress: Progress | None
     ) -> Checkpoint:
-        head = self.source.head() if until is None else until
-        total, done = max(0, head - cp.position), 0
-        batch: list[RecordedEvent] = []
-        for record in self.source.read_all(cp.position + 1, batch_size=self.batch_size):
-            if until is not None and record.position > until:
-                break
-            batch.append(record)
-            if len(batch) >= self.batch_size:
-                cp = self._apply_batch(proj, cp, batch)
-                done += len(batch)
-                batch = []
-                if progress:
-                    progress(done, max(total, done))
-        if batch:
+        total = max(0, (self.source.head() if until is None else until) - cp.position)
+        done = 0
+        for batch in self._batches(cp.position + 1, until):
             cp = self._apply_batch(proj, cp, batch)
             done += len(batch)
+            if progress:
+                progress(done, max(total, done))
         if progress:
             progress(done, max(total, done))
         return cp
 
+    def _batches(self, start: int, until: int | None = None) -> Iterator[list[RecordedEvent]]:
+        """The log from ``start`` (up to ``until``) in lists of ``batch_size``."""
+        batch: list[RecordedEvent] = []
+        for record in self.source.read_all(start, batch_size=self.batch_size):
+            if until is not None and record.position > until:
+                break
+            batch.append(record)
+            if len(batch) >= self.batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    @staticmethod
+    def _fold(tx: Tx, proj: Projection, records: list[RecordedEvent]) -> int:
+        """Apply the records ``proj`` handles; how many it applied."""
+        wanted, applied = proj.type_names(), 0
+        for record in records:
+            if record.type in wanted:
+                proj.apply(tx, decode_record(record))
+                applied += 1
+        return applied
+
     def _apply_batch(
         self, proj: Projection, cp: Checkpoint, records: list[RecordedEvent]
     ) -> Checkpoint:
-        wanted = proj.type_names()
         with self._write() as conn:
-            tx = Tx(conn, self.tables(proj, cp.version, cp.generation))
-            applied = 0
-            for record in records:
-                if record.type in wanted:
-                    proj.apply(tx, decode_record(record))
-                    applied += 1
-            new = Checkpoint(
-                name=cp.name,
-                version=cp.version,
-                generation=cp.generation,
-                position=records[-1].position,
-                events_applied=cp.events_applied + applied,
-                updated_at_us=_now_us(),
-            )
+            applied = self._fold(Tx(conn, self.tables(proj, cp.version, cp.generation)), proj,
+                                 records)  # fmt: skip
+            new = _advanced(cp, records[-1].position, applied)
             cps.advance(conn, cp, new)
         return new
 
@@ -237,64 +240,28 @@ class ProjectionEngine:
     ) -> Checkpoint:
         # The shadow is not in ll_projections yet: apply batches without a checkpoint
         # row; an interrupted rebuild starts again from zero.
-        head = self.source.head()
-        wanted, done = proj.type_names(), 0
+        head, done = self.source.head(), 0
         tables = self.tables(proj, shadow.version, shadow.generation)
-        batch: list[RecordedEvent] = []
-
-        def flush() -> None:
-            nonlocal shadow, done
+        for batch in self._batches(1):
             with self._write() as conn:
-                tx = Tx(conn, tables)
-                applied = 0
-                for record in batch:
-                    if record.type in wanted:
-                        proj.apply(tx, decode_record(record))
-                        applied += 1
-            shadow = Checkpoint(
-                name=shadow.name,
-                version=shadow.version,
-                generation=shadow.generation,
-                position=batch[-1].position,
-                events_applied=shadow.events_applied + applied,
-                updated_at_us=_now_us(),
-            )
+                applied = self._fold(Tx(conn, tables), proj, batch)
+            shadow = _advanced(shadow, batch[-1].position, applied)
             done += len(batch)
-            batch.clear()
             if progress:
                 progress(done, max(head, done))
-
-        for record in self.source.read_all(1, batch_size=self.batch_size):
-            batch.append(record)
-            if len(batch) >= self.batch_size:
-                flush()
-        if batch:
-            flush()
         return shadow
 
     def _swap(
         self, conn: Connection, proj: Projection, old: Checkpoint, shadow: Checkpoint
     ) -> Checkpoint:
         tx = Tx(conn, self.tables(proj, shadow.version, shadow.generation))
-        wanted, applied, position = proj.type_names(), shadow.events_applied, shadow.position
-        for record in self.source.read_all(position + 1, batch_size=self.batch_size):
-            if record.type in wanted:
-                proj.apply(tx, decode_record(record))
-                applied += 1
-            position = record.position
+        for batch in self._batches(shadow.position + 1):
+            shadow = _advanced(shadow, batch[-1].position, self._fold(tx, proj, batch))
         current = cps.load(conn, proj.name)
         if current is None or current.generation != old.generation:
             raise CheckpointMoved(f"projection {proj.name!r} was rebuilt concurrently")
-        new = Checkpoint(
-            name=proj.name,
-            version=shadow.version,
-            generation=shadow.generation,
-            position=position,
-            events_applied=applied,
-            updated_at_us=_now_us(),
-        )
-        cps.advance(conn, current, new)
-        return new
+        cps.advance(conn, current, shadow)
+        return shadow
 
     def _drop_generations_before(self, proj: Projection, keep_from: int) -> None:
         """Drop generations older than the previous one: a reader that looked up the
@@ -321,6 +288,13 @@ def _sql(store: EventStore | LogSource) -> SqlEventStore:
     if not isinstance(store, SqlEventStore):
         raise ProjectionError("projections need a SQL store to hold their tables")
     return store
+
+
+def _advanced(cp: Checkpoint, position: int, applied: int) -> Checkpoint:
+    return msgspec.structs.replace(
+        cp, position=position, events_applied=cp.events_applied + applied,
+        updated_at_us=_now_us(),
+    )  # fmt: skip
 
 
 def _now_us() -> int:
