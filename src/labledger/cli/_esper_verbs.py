@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from labledger.cli import _esper_lab_verbs
 from labledger.cli._progress import ProgressLine
 from labledger.cli._project_verbs import engine_for
 from labledger.errors import CorruptionDetected, UsageError
@@ -157,6 +158,7 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(store_handler=cmd_seeds)
     p = verbs.add_parser("nonces", help="admitted nonces per key, refusals by reason")
     p.set_defaults(store_handler=cmd_nonces)
+    _esper_lab_verbs.add_parsers(verbs)  # esper train, esper plot
     p = sub.add_parser("audit", help="command → verification → effects → report → reward")
     p.add_argument("command_id", nargs="?", metavar="COMMAND_ID")
     p.add_argument("--rejected", action="store_true", help="list refused commands")

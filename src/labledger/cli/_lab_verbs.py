@@ -56,9 +56,16 @@ def cmd_lab(args: argparse.Namespace) -> int:
     _section("ToolGen ⇄ RepairLab: a short tournament")
     _step(run, db, "toolgen", "run", "--epochs", str(args.epochs), "--timed-runs", "5",
           "--curriculum", "rotate", "--seed", "7", quiet=True)  # fmt: skip
-    if importlib.util.find_spec("labledger.lab.esper.session") is not None:
+    esper = importlib.util.find_spec("labledger.lab.esper.session") is not None
+    if esper:
         _section("Esper: morphogenetic training with signed Tamiyo commands")
-        _step(run, db, "esper", "train", "--epochs", "5", quiet=True)
+        summary = json.loads(_step(run, db, "esper", "train", "--epochs", "5", "--seed", "0"))
+        command = _first_command(run, db, summary.get("run_id", ""))
+        if command:
+            _section(f"Audit trail of command {command} (command → verification → effect → report)")
+            _step(run, db, "audit", command, "--text")
+        _section("Simic training set (from the esper_training read model)")
+        _step(run, db, "esper", "training-set", "export", "--out", args.training_set)
     _section("Baselines (from the dream_baselines read model)")
     _step(run, db, "dream", "baselines")
     _section("Best candidates (from candidate packs)")
@@ -74,6 +81,15 @@ def cmd_lab(args: argparse.Namespace) -> int:
           f"Try: labledger --db {db} dream pack <CAND_ID>, toolgen rates, audit --rejected, "
           "project status", flush=True)  # fmt: skip
     return 0
+
+
+def _first_command(run: Callable[[list[str]], int], db: str, run_id: str) -> str | None:
+    rows = _step(run, db, "read", f"esper-commands-{run_id}", "--limit", "1", quiet=True)
+    for line in rows.splitlines():
+        command_id = json.loads(line).get("data", {}).get("command_id")
+        if isinstance(command_id, str):
+            return command_id
+    return None
 
 
 def _print_best(report_json: str) -> None:
@@ -105,4 +121,6 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--epochs", type=int, default=3, help="ToolGen epochs (default 3)")
     p.add_argument("--budget-ms", type=int, default=30, help="D-REAM trial budget (default 30)")
     p.add_argument("--plot", default="dream-report.png", help="where the D-REAM plot goes")
+    p.add_argument("--training-set", default="esper-training.pt",
+                   help="where the Esper training set export goes")  # fmt: skip
     p.set_defaults(plain_handler=cmd_lab)

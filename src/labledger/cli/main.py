@@ -24,6 +24,7 @@ from labledger.cli import (
     _ops_verbs,
     _project_verbs,
     _security_verbs,
+    _simic_verbs,
     _toolgen_verbs,
 )
 from labledger.cli._input import MAX_LINE_BYTES, events_from_lines
@@ -63,6 +64,7 @@ EXTENSIONS: list[Any] = [
     _toolgen_verbs,
     _esper_verbs,
     _lab_verbs,
+    _simic_verbs,
 ]
 
 _encode = msgspec.json.Encoder().encode

@@ -103,6 +103,7 @@ from labledger.events.toolgen import (
     ToolEvaluated,
     ToolSynthesized,
 )
+from labledger.events.weatherlight import EmergencyKind, EmergencyRouted
 
 __all__ = [
     "TYPE_NAME_MAX_LENGTH",
@@ -121,6 +122,8 @@ __all__ = [
     "CommandSecurity",
     "DecisionMetadata",
     "DreamManifest",
+    "EmergencyKind",
+    "EmergencyRouted",
     "EpisodeEnded",
     "Event",
     "EventLevel",

@@ -31,10 +31,12 @@ def _esper() -> list[Projection]:
     from labledger.projections.audit import AuditProjection, NonceLedgerProjection
     from labledger.projections.esper_training import EsperTrainingProjection
     from labledger.projections.seeds import SeedsProjection
+    from labledger.projections.telemetry_contract import TelemetryContractProjection
 
     return [
         AuditProjection(),
         EsperTrainingProjection(),
         NonceLedgerProjection(),
         SeedsProjection(),
+        TelemetryContractProjection(),
     ]

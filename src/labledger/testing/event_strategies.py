@@ -461,6 +461,24 @@ def _esper_state_examples() -> list[Event]:
     ]
 
 
+def _weatherlight_examples() -> list[Event]:
+    from labledger.events.weatherlight import EmergencyKind, EmergencyRouted
+
+    return [
+        EmergencyRouted(
+            source_position=42,
+            source_stream="security-rejections",
+            source_type="security.CommandRejected",
+            kind=EmergencyKind.COMMAND_REJECTED,
+            priority=None,
+            reason="replayed_nonce",
+            origin="esper.AdaptationCommand",
+            detail="nonce n-7 already admitted",
+            counters={"total": 3, "reason.command_rejected.replayed_nonce": 1},
+        )
+    ]
+
+
 def example_events() -> list[Event]:
     """One realistic, deterministic instance of every current event type, by type name.
 
@@ -474,5 +492,6 @@ def example_events() -> list[Event]:
         + _esper_command_examples()
         + _esper_seed_examples()
         + _esper_state_examples()
+        + _weatherlight_examples()
     )
     return sorted(examples, key=lambda event: event.TYPE)

@@ -1,0 +1,115 @@
+"""Field reports: the measured outcome of each command after its observation window.
+
+A command decided after epoch ``e`` is judged after epoch ``e + window``: the
+deltas are the metrics then minus the metrics of the ``SystemStateReported``
+the decision saw. A run that ends first cuts the window: the report covers
+the epochs that did happen, or is ``ABORTED`` when none did.
+
+**The reward rule** (written down here, tested in ``tests/lab``)::
+
+    reward     = accuracy_delta − 0.5 · loss_delta − param_rent
+    param_rent = RENT · added_params / host_params        (RENT = 0.02)
+
+The first two terms are exactly the training-set projection's reward
+(``projections.esper_training.reward``); the rent charges a seed for the
+parameters it adds (a seed as large as the host pays 0.02, i.e. two points
+of accuracy). The report carries ``added_params``, ``host_params``,
+``param_rent`` and ``reward`` in ``extra_metrics`` so a consumer can apply
+the rent without this module.
+
+Outcome: ``SUCCESS`` when the reward is above +``NEUTRAL_BAND``,
+``REGRESSION`` below −``NEUTRAL_BAND``, else ``NEUTRAL``.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from labledger.events.esper import (
+    FieldOutcome,
+    FieldReport,
+    FieldReportDelta,
+    TrainingMetrics,
+)
+from labledger.projections.esper_training import REWARD_LOSS_WEIGHT
+
+RENT = 0.02
+NEUTRAL_BAND = 0.002
+DEFAULT_WINDOW = 2
+
+
+class PendingReport(msgspec.Struct, kw_only=True):
+    """A command waiting for the end of its window."""
+
+    command_id: str
+    epoch: int
+    """The epoch whose state the decision saw."""
+    due_epoch: int
+    baseline: TrainingMetrics
+    added_params: int
+    host_params: int
+    latency_ms: float
+
+
+def param_rent(added_params: int, host_params: int) -> float:
+    """The compute rent of ``added_params`` on a host of ``host_params``."""
+    return RENT * added_params / max(1, host_params)
+
+
+def reward(accuracy_delta: float, loss_delta: float, added_params: int, host_params: int) -> float:
+    """The field report's reward (see the module docstring)."""
+    return accuracy_delta - REWARD_LOSS_WEIGHT * loss_delta - param_rent(added_params, host_params)
+
+
+def outcome(value: float) -> FieldOutcome:
+    """The verdict for a reward."""
+    if value > NEUTRAL_BAND:
+        return FieldOutcome.SUCCESS
+    if value < -NEUTRAL_BAND:
+        return FieldOutcome.REGRESSION
+    return FieldOutcome.NEUTRAL
+
+
+def report(pending: PendingReport, now: TrainingMetrics) -> FieldReport:
+    """The report of ``pending`` judged on the metrics ``now`` (a cut window: fewer epochs)."""
+    epochs = now.epoch - pending.epoch
+    if epochs < 1:
+        return _aborted(pending)
+    accuracy_delta = max(-1.0, min(1.0, now.accuracy - pending.baseline.accuracy))
+    loss_delta = now.loss - pending.baseline.loss
+    value = reward(accuracy_delta, loss_delta, pending.added_params, pending.host_params)
+    return FieldReport(
+        command_id=pending.command_id,
+        outcome=outcome(value),
+        delta=FieldReportDelta(
+            loss_delta=loss_delta,
+            accuracy_delta=accuracy_delta,
+            latency_ms=round(pending.latency_ms, 3),
+            observation_window_epochs=epochs,
+        ),
+        extra_metrics=_extra(pending, value),
+    )
+
+
+def _aborted(pending: PendingReport) -> FieldReport:
+    return FieldReport(
+        command_id=pending.command_id,
+        outcome=FieldOutcome.ABORTED,
+        delta=FieldReportDelta(
+            loss_delta=0.0,
+            accuracy_delta=0.0,
+            latency_ms=round(pending.latency_ms, 3),
+            observation_window_epochs=1,
+        ),
+        extra_metrics=_extra(pending, 0.0) | {"observed_epochs": 0.0},
+    )
+
+
+def _extra(pending: PendingReport, value: float) -> dict[str, float]:
+    return {
+        "added_params": float(pending.added_params),
+        "host_params": float(pending.host_params),
+        "param_rent": param_rent(pending.added_params, pending.host_params),
+        "reward": value,
+        "decision_epoch": float(pending.epoch),
+    }

@@ -1,0 +1,341 @@
+"""An Esper training session: Tolaria trains, Tamiyo decides, Kasmina acts, all in the log.
+
+Streams: ``esper-<run>`` (everything but commands, exact expected versions)
+and ``esper-commands-<run>`` (Tamiyo's signed commands, through the gate).
+Per run: ``run.RunStarted`` + one ``esper.KernelRegistered`` per blueprint.
+Per epoch ``e``, in order:
+
+1. batch: [``esper.RollbackPerformed``] · Kasmina's lifecycle tick
+   (``esper.SeedGateEvaluated`` / ``esper.SeedStageChanged`` / ``esper.SeedPruned``)
+   · ``esper.SystemStateReported`` · ``esper.TelemetryPacket`` (kasmina, then
+   tolaria) · ``esper.FieldReport`` for every window ending at ``e``;
+2. at most one ``esper.AdaptationCommand`` (commands stream);
+3. batch: Kasmina's verdicts and effects (``security.CommandAccepted`` or
+   ``security.CommandRejected`` + a CRITICAL packet; ``esper.SeedGerminated``,
+   ``esper.SeedFossilized``, ``esper.SeedPruned`` …) · ``run.Heartbeat`` whose
+   metadata names the checkpoint blob of the end of ``e``.
+
+Then ``esper.EpisodeEnded``, the reports of cut windows, ``run.RunFinished``.
+
+**Resume** (:func:`resume_session`): the checkpoint is the last heartbeat's
+blob — host and seed parameters plus the whole session state (slots, pending
+reports, cursors, nonces acted on, policy memory). ``run.RunResumed`` names it;
+the dead attempt's events after it are superseded, its commands after it are
+skipped (left without a report), and the epoch after it is replayed: data
+order depends on ``(seed, epoch)`` only and SGD has no state, so the numbers
+match an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import msgspec
+import torch
+
+from labledger.errors import CommandRejected, UsageError
+from labledger.events.esper import (
+    EpisodeEnded,
+    KernelRegistered,
+)
+from labledger.events.runs import (
+    Heartbeat,
+    RunFinished,
+    RunOutcome,
+    RunResumed,
+    RunStarted,
+    Subsystem,
+)
+from labledger.events.typed import typed
+from labledger.lab.esper import _acting, _epoch, field_reports, tolaria
+from labledger.lab.esper._run import (
+    KASMINA,
+    TAMIYO,
+    Run,
+    SessionState,
+    Tally,
+    commands_stream,
+    event_id,
+    stream_of,
+)
+from labledger.lab.esper.kasmina import SlotState
+from labledger.lab.esper.tamiyo import load_policy, to_command
+from labledger.lab.esper.urza import Kernel, KernelCache, register_kernels
+from labledger.security import KeyRing, LabGate
+from labledger.store import EventStore
+
+Hook = Callable[[Run, int], None]
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """What a session does; stored in its ``run.RunStarted.config``."""
+
+    epochs: int = 5
+    seed: int = 0
+    policy: str = "heuristic"
+    lr: float = 0.3
+    batch: int = 32
+    blueprints: tuple[str, ...] = ("residual_mlp", "low_rank")
+    window: int = field_reports.DEFAULT_WINDOW
+    prefetch_budget_s: float = 2.0
+    prefetch_delay_s: float = 0.0
+    """Fault injection: simulated Urza latency."""
+    diverge_epoch: int | None = None
+    """Fault injection: blow up the host in this epoch (rollback drill)."""
+    cache_bytes: int = 4 * 1024 * 1024
+    threads: int = 1
+
+
+@dataclass
+class Summary:
+    """What a session did."""
+
+    run_id: str
+    attempt: int
+    epochs: int
+    accuracy: dict[int, float]
+    final_accuracy: float
+    tally: Tally
+    elapsed_s: float
+
+
+def _determinism(cfg: SessionConfig) -> None:
+    torch.manual_seed(cfg.seed)
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(cfg.threads)
+
+
+def session_ring(store: EventStore, ring: KeyRing | None) -> KeyRing:
+    """The ring commands are signed with: ``ring``, else the store gate's; a session key if empty.
+
+    The gate verifies with its own ring, so a session key is added to that very ring.
+    """
+    gate = getattr(store, "gate", None)
+    target = ring if ring is not None else gate.keyring if isinstance(gate, LabGate) else KeyRing()
+    if target.active is None:
+        target.add(f"esper-session-{secrets.token_hex(4)}", secrets.token_bytes(32))
+    return target
+
+
+def _make_run(
+    store: EventStore,
+    run_id: str,
+    cfg: SessionConfig,
+    ring: KeyRing | None,
+    kernels: dict[str, Kernel],
+    progress: Any,
+) -> Run:
+    _determinism(cfg)
+    policy = load_policy(cfg.policy, store, cfg.blueprints)
+    return Run(
+        store=store,
+        run_id=run_id,
+        config=cfg,
+        ring=session_ring(store, ring),
+        policy=policy,
+        host=tolaria.Host(cfg.seed),
+        data=tolaria.load_data(cfg.seed),
+        cache=KernelCache(store, cfg.cache_bytes),
+        kernels=kernels,
+        state=SessionState(slots={n: SlotState() for n in tolaria.SLOT_NAMES}),
+        progress=progress,
+    )
+
+
+def run_session(
+    store: EventStore,
+    config: SessionConfig,
+    *,
+    run_id: str | None = None,
+    ring: KeyRing | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    hook: Hook | None = None,
+) -> Summary:
+    """Train a new run to its end (see the module docstring).
+
+    Args:
+        store: a ledger (its gate verifies the commands).
+        config: the session; ``config.policy`` is ``heuristic`` or ``ckpt:SHA``.
+        run_id: default ``esper-<date>-<random>``.
+        ring: signing keys; default the store gate's ring (a session key is added if empty).
+        progress: called with (epochs done, epochs).
+        hook: called after each epoch's state is appended (tests inject commands here).
+
+    Raises:
+        UsageError: bad settings or policy spec. WrongExpectedVersion: a second writer.
+    """
+    if config.epochs < 1 or config.window < 1 or config.batch < 1 or config.lr <= 0:
+        raise UsageError("epochs, window and batch must be >= 1 and lr > 0")
+    started = time.monotonic()
+    run_id = run_id or f"{time.strftime('%Y%m%d', time.gmtime())}-{secrets.token_hex(4)}"
+    kernels, registered = register_kernels(
+        store, list(config.blueprints), tolaria.HIDDEN, config.seed
+    )
+    run = _make_run(store, run_id, config, ring, kernels, progress)
+    from labledger import __version__
+
+    begin = RunStarted(
+        subsystem=Subsystem.ESPER,
+        config=_config_doc(config),
+        code_version=__version__,
+        host=socket.gethostname() or "unknown",
+        heartbeat_interval_s=30.0,
+    )
+    batch = [run.new(begin, -1, "started")]
+    batch += [run.new(k, -1, "kernel", i, actor="esper.urza") for i, k in enumerate(registered)]
+    run.append(batch)
+    run.remember_good()
+    return _drive(run, 0, hook, started)
+
+
+def resume_session(
+    store: EventStore,
+    run_id: str,
+    *,
+    ring: KeyRing | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    hook: Hook | None = None,
+) -> Summary:
+    """Continue ``run_id`` as a new attempt from its last checkpoint (module docstring).
+
+    Raises:
+        UsageError: no such run, or it already finished.
+    """
+    started = time.monotonic()
+    items = list(typed(store.read_stream(stream_of(run_id))))
+    begin = next((i.event for i in items if isinstance(i.event, RunStarted)), None)
+    if not isinstance(begin, RunStarted):
+        raise UsageError(f"no Esper run {run_id!r}: stream {stream_of(run_id)!r} is empty")
+    if any(isinstance(i.event, RunFinished) for i in items):
+        raise UsageError(f"run {run_id!r} already finished")
+    cfg = msgspec.convert(begin.config, SessionConfig, strict=False)
+    kernels: dict[str, Kernel] = {}
+    cache = KernelCache(store, cfg.cache_bytes)
+    for i in items:
+        if isinstance(i.event, KernelRegistered):
+            k = i.event
+            params = sum(p.numel() for p in cache.instantiate(k.artifact_sha256).parameters())
+            kernels[k.blueprint_id] = Kernel(k.blueprint_id, k.artifact_sha256, 0, params)
+    attempts = [i.event.attempt for i in items if isinstance(i.event, RunResumed)]
+    beats = [
+        i
+        for i in items
+        if isinstance(i.event, Heartbeat) and b"checkpoint_sha256" in i.record.metadata
+    ]
+    run = _make_run(store, run_id, cfg, ring, kernels, progress)
+    run.version = items[-1].record.stream_version
+    checkpoint_position, sha, start = items[-1].position, None, 0
+    if beats:
+        meta = msgspec.json.decode(beats[-1].record.metadata)
+        sha, checkpoint_position = meta["checkpoint_sha256"], beats[-1].position
+        run.restore(store.get_blob(sha))
+        start = run.state.epoch_done + 1
+    else:
+        kernel_items = [i for i in items if isinstance(i.event, KernelRegistered | RunStarted)]
+        checkpoint_position = kernel_items[-1].position
+        run.remember_good()
+    attempt = max([0, *attempts]) + 1
+    resumed = RunResumed(
+        attempt=attempt,
+        resumes_attempt=attempt - 1,
+        checkpoint_id=f"epoch-{start - 1}",
+        checkpoint_position=checkpoint_position,
+        checkpoint_sha256=sha,
+    )
+    run.state.attempt, run.state.heartbeat_seq = attempt, -1
+    run.append([run.new(resumed, start - 1, "resumed")])
+    run.state.commands_cursor = store.stream_version(commands_stream(run_id)) + 1
+    return _drive(run, start, hook, started)
+
+
+def _config_doc(cfg: SessionConfig) -> dict[str, Any]:
+    doc = asdict(cfg)
+    doc["blueprints"] = list(cfg.blueprints)
+    return doc
+
+
+# -- the loop -------------------------------------------------------------------------
+
+
+def _drive(run: Run, start: int, hook: Hook | None, started: float) -> Summary:
+    cfg: SessionConfig = run.config
+    for epoch in range(start, cfg.epochs):
+        _epoch.run_epoch(run, epoch)
+        if hook is not None:
+            hook(run, epoch)
+        _decide(run, epoch)
+        acted = _acting.poll(run, epoch)
+        sha = run.save_checkpoint()
+        run.state.heartbeat_seq += 1
+        beat = Heartbeat(
+            attempt=run.state.attempt,
+            seq=run.state.heartbeat_seq,
+            progress=f"epoch {epoch + 1}/{cfg.epochs}",
+        )
+        meta = msgspec.json.encode({"checkpoint_sha256": sha, "epoch": epoch})
+        batch = [run.new(e, epoch, kind, actor=KASMINA) for e, kind in acted]
+        run.append([*batch, run.new(beat, epoch, "heartbeat", metadata=meta)])
+        if run.progress is not None:
+            run.progress(epoch + 1, cfg.epochs)
+    _finish(run)
+    final = run.state.metrics.accuracy if run.state.metrics else 0.0
+    return Summary(
+        run.run_id,
+        run.state.attempt,
+        cfg.epochs,
+        dict(run.state.accuracy),
+        final,
+        run.tally,
+        round(time.monotonic() - started, 3),
+    )
+
+
+def _decide(run: Run, epoch: int) -> None:
+    decision = run.policy.decide(run.live(), list(tolaria.SLOT_NAMES))
+    if decision is None:
+        return
+    command_id = f"{run.run_id}-a{run.state.attempt}-e{epoch}"
+    current = run.state.slots.get(decision.slot)
+    seed_id = current.seed_id if current is not None and decision.blueprint_id is None else None
+    cmd = to_command(decision, command_id, seed_id, run.ring)
+    new = cmd.to_new_event(
+        id=event_id(run.run_id, run.state.attempt, epoch, "command"),
+        run_id=run.run_id,
+        actor=TAMIYO,
+    )
+    run.tally.commands += 1
+    try:
+        run.store.append(commands_stream(run.run_id), [new])
+    except CommandRejected:
+        run.tally.rejected_by_gate += 1  # recorded by the store; training goes on
+
+
+def _finish(run: Run) -> None:
+    m = run.state.metrics
+    assert m is not None
+    end = run.config.epochs
+    reports = _epoch.due(run, end, m, all_=True)
+    ended = EpisodeEnded(
+        episode=0,
+        steps=run.state.steps,
+        final_accuracy=m.accuracy,
+        episode_reward=run.state.rewards,
+        success=m.accuracy >= 0.9,
+        truncated=False,
+    )
+    finished = RunFinished(
+        attempt=run.state.attempt,
+        outcome=RunOutcome.SUCCEEDED,
+        detail=f"{end} epochs, accuracy {m.accuracy:.4f}",
+    )
+    batch = [run.new(ended, end, "episode")]
+    batch += [
+        run.new(r, end, f"report-{r.command_id}", actor="esper.field_reports") for r in reports
+    ]
+    run.append([*batch, run.new(finished, end, "finished")])

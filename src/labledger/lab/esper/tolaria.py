@@ -1,0 +1,234 @@
+"""Tolaria: trains the host network on the CPU — the digits of scikit-learn, nothing downloaded.
+
+The host is an MLP ``64 → 32 → [slot r0] → 32 → [slot r1] → 10``. One epoch is
+mini-batch SGD over a shuffle drawn from ``(seed, epoch)`` alone, so an epoch
+replays identically after a resume. The optimizer is plain SGD without
+momentum: it has no state, so a checkpoint is the parameters alone.
+
+Seeds in TRAINING learn in isolation: after each host step, a second pass
+with their slots probing (``x + k(x)``) updates only their own parameters, so
+an untrained seed never disturbs the host.
+
+Divergence (:func:`diverged`): a non-finite validation loss, or one above
+``factor`` × the last good epoch's. The session then restores the last good
+checkpoint and records it.
+
+Checkpoints (:func:`encode_checkpoint`) are a msgspec document of raw tensor
+bytes plus JSON state — no pickle anywhere, so restoring one executes nothing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from labledger.errors import CorruptionDetected, UsageError
+from labledger.lab.esper.slots import SeedSlot
+
+HIDDEN = 32
+SLOT_NAMES = ("r0", "r1")
+DIVERGENCE_FACTOR = 3.0
+
+
+@dataclass(frozen=True)
+class Data:
+    """Train and validation split of the digits (features scaled to [0, 1])."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+
+
+def load_data(seed: int, val_fraction: float = 0.2) -> Data:
+    """The 1797 8×8 digits shipped with scikit-learn, split by a permutation of ``seed``.
+
+    The CSV is read straight from the installed package: importing scikit-learn
+    itself (and scipy behind it) would cost seconds per process for one file.
+    """
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        raise UsageError("the digits data ships with scikit-learn: pip install 'labledger[ml]'")
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+    with gzip.open(path, "rt") as fh:
+        table = np.loadtxt(fh, delimiter=",", dtype=np.float32)
+    x = torch.tensor(table[:, :-1] / 16.0)
+    y = torch.tensor(table[:, -1].astype(np.int64))
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    n_val = int(len(y) * val_fraction)
+    val, train = order[:n_val], order[n_val:]
+    return Data(x[train], y[train], x[val], y[val])
+
+
+class Host(nn.Module):
+    """The host MLP with its seed slots."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.fc1 = nn.Linear(64, HIDDEN)
+            self.fc2 = nn.Linear(HIDDEN, HIDDEN)
+            self.out = nn.Linear(HIDDEN, 10)
+        self.slots = nn.ModuleDict({name: SeedSlot(name, HIDDEN) for name in SLOT_NAMES})
+
+    def slot(self, name: str) -> SeedSlot:
+        """The slot called ``name``."""
+        module = self.slots[name]
+        assert isinstance(module, SeedSlot)
+        return module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.slot("r0")(torch.relu(self.fc1(x)))
+        h = self.slot("r1")(torch.relu(self.fc2(h)))
+        out: torch.Tensor = self.out(h)
+        return out
+
+    def host_parameter_count(self) -> int:
+        """Parameters of the host proper (without seeds)."""
+        return sum(p.numel() for n, p in self.named_parameters() if not n.startswith("slots."))
+
+
+@dataclass
+class EpochStats:
+    """What one epoch of training measured."""
+
+    train_loss: float
+    grad_norm: float
+    steps: int
+    samples: int
+    seconds: float
+    probe_loss: dict[str, float] = field(default_factory=dict)
+    """Per slot in TRAINING: mean loss of its isolated pass."""
+
+
+def _sgd(params: list[nn.Parameter], lr: float) -> None:
+    with torch.no_grad():
+        for p in params:
+            if p.grad is not None:
+                p.add_(p.grad, alpha=-lr)
+                p.grad = None
+
+
+def train_epoch(
+    host: Host, data: Data, *, epoch: int, seed: int, lr: float, batch: int
+) -> EpochStats:
+    """One epoch of SGD over a shuffle of ``(seed, epoch)``; probing passes for training seeds."""
+    started = time.perf_counter()
+    host.train()
+    probing = [s for s in (host.slot(n) for n in SLOT_NAMES) if s.mode == "probe"]
+    seed_params = {id(p) for s in probing for p in s.seed_parameters()}
+    host_params = [p for p in host.parameters() if id(p) not in seed_params]
+    order = torch.randperm(
+        len(data.y_train), generator=torch.Generator().manual_seed(seed * 7919 + epoch)
+    )
+    losses, norms, probe = [], [], {s.name: 0.0 for s in probing}
+    steps = 0
+    for start in range(0, len(order), batch):
+        idx = order[start : start + batch]
+        x, y = data.x_train[idx], data.y_train[idx]
+        loss = F.cross_entropy(host(x), y)
+        loss.backward()  # type: ignore[no-untyped-call]
+        grads = [p.grad.norm() for p in host_params if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack(grads))) if grads else 0.0)
+        _sgd(host_params, lr)
+        losses.append(float(loss.detach()))
+        for slot in probing:
+            slot.probing = True
+            probe_loss = F.cross_entropy(host(x), y)
+            slot.probing = False
+            if probe_loss.requires_grad:
+                probe_loss.backward()  # type: ignore[no-untyped-call]
+            _sgd(slot.seed_parameters(), lr)
+            host.zero_grad(set_to_none=True)
+            probe[slot.name] += float(probe_loss.detach())
+        steps += 1
+    return EpochStats(
+        train_loss=sum(losses) / max(1, len(losses)),
+        grad_norm=sum(norms) / max(1, len(norms)),
+        steps=steps,
+        samples=len(order),
+        seconds=time.perf_counter() - started,
+        probe_loss={k: v / max(1, steps) for k, v in probe.items()},
+    )
+
+
+def evaluate(host: Host, data: Data) -> tuple[float, float]:
+    """Validation (loss, accuracy); a non-finite loss is returned as ``inf``."""
+    host.eval()
+    with torch.no_grad():
+        logits = host(data.x_val)
+        loss = float(F.cross_entropy(logits, data.y_val))
+        accuracy = float((logits.argmax(dim=1) == data.y_val).float().mean())
+    return (loss if math.isfinite(loss) else math.inf), accuracy
+
+
+def diverged(loss: float, last_good_loss: float | None, factor: float = DIVERGENCE_FACTOR) -> bool:
+    """Whether a validation loss is divergent: non-finite, or ``factor`` × the last good."""
+    if not math.isfinite(loss):
+        return True
+    return last_good_loss is not None and loss > factor * max(last_good_loss, 1e-3)
+
+
+def inject_divergence(host: Host) -> None:
+    """Fault injection: blow up a host layer the way an exploding gradient would."""
+    with torch.no_grad():
+        host.fc2.weight.mul_(1e4)
+
+
+# -- checkpoints: raw tensor bytes, never pickle -----------------------------------
+
+
+class _Tensor(msgspec.Struct, frozen=True):
+    dtype: str
+    shape: list[int]
+    data: bytes
+
+
+class _Checkpoint(msgspec.Struct, frozen=True):
+    format: str
+    state: dict[str, Any]
+    tensors: dict[str, _Tensor]
+
+
+FORMAT = "labledger.esper.checkpoint.v1"
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64}
+
+
+def encode_checkpoint(tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> bytes:
+    """One self-contained checkpoint: the tensors' raw bytes and a JSON-able ``state``."""
+    packed = {}
+    for name, t in tensors.items():
+        array = t.detach().cpu().contiguous().numpy()
+        packed[name] = _Tensor(str(array.dtype), list(array.shape), array.tobytes())
+    return msgspec.msgpack.encode(_Checkpoint(FORMAT, state, packed))
+
+
+def decode_checkpoint(data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and state of :func:`encode_checkpoint` bytes.
+
+    Raises:
+        CorruptionDetected: not a checkpoint of this format.
+    """
+    try:
+        doc = msgspec.msgpack.decode(data, type=_Checkpoint)
+    except msgspec.DecodeError as exc:
+        raise CorruptionDetected(f"not an Esper checkpoint: {exc}") from exc
+    if doc.format != FORMAT:
+        raise CorruptionDetected(f"checkpoint format {doc.format!r}, expected {FORMAT!r}")
+    tensors = {}
+    for name, t in doc.tensors.items():
+        array = np.frombuffer(bytearray(t.data), dtype=np.dtype(t.dtype)).reshape(t.shape)
+        tensors[name] = torch.from_numpy(array.copy())
+    return tensors, doc.state

@@ -1,0 +1,195 @@
+"""Esper lab pure parts (issue #7): reward rule, alpha schedule, gates, verification, Urza cache."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import msgspec
+import pytest
+import torch
+
+from labledger.errors import CorruptionDetected
+from labledger.events.esper import (
+    ActionHeads,
+    AdaptationCommand,
+    AlphaCurve,
+    DecisionMetadata,
+    FieldOutcome,
+    LifecycleOp,
+    SeedStage,
+    TrainingMetrics,
+)
+from labledger.events.security import CommandSecurity, RejectReason
+from labledger.lab.esper import field_reports, kasmina, tolaria, urza
+from labledger.lab.esper.slots import SeedSlot
+from labledger.projections.esper_training import reward as projection_reward
+from labledger.security import KeyRing, sign
+from labledger.testing.backends import SqliteBackend
+from labledger.testing.projection_contract import fresh_ledger
+
+NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+
+
+def metrics(epoch: int, loss: float, accuracy: float) -> TrainingMetrics:
+    return TrainingMetrics(
+        epoch=epoch,
+        step=10 * epoch,
+        loss=loss,
+        accuracy=accuracy,
+        grad_norm=1.0,
+        learning_rate=0.3,
+        throughput_samples_per_s=None,
+    )
+
+
+def test_reward_rule_is_the_projections_reward_minus_a_parameter_rent() -> None:
+    pending = field_reports.PendingReport(
+        command_id="c",
+        epoch=1,
+        due_epoch=3,
+        baseline=metrics(1, 0.8, 0.70),
+        added_params=1000,
+        host_params=5000,
+        latency_ms=2.0,
+    )
+    report = field_reports.report(pending, metrics(3, 0.5, 0.80))
+    d = report.delta
+    assert (d.observation_window_epochs, d.accuracy_delta) == (2, pytest.approx(0.10))
+    assert d.loss_delta == pytest.approx(-0.3)
+    rent = 0.02 * 1000 / 5000
+    assert report.extra_metrics["param_rent"] == pytest.approx(rent)
+    assert report.extra_metrics["reward"] == pytest.approx(0.10 + 0.15 - rent)
+    assert report.extra_metrics["reward"] == pytest.approx(projection_reward(d) - rent)
+    assert report.outcome is FieldOutcome.SUCCESS
+    worse = field_reports.report(pending, metrics(2, 0.9, 0.69))
+    assert worse.outcome is FieldOutcome.REGRESSION
+    cut = field_reports.report(pending, metrics(1, 0.8, 0.7))  # the run ended at the decision
+    assert cut.outcome is FieldOutcome.ABORTED and cut.extra_metrics["observed_epochs"] == 0
+
+
+@pytest.mark.parametrize("curve", list(AlphaCurve))
+def test_alpha_schedule_rises_monotonically_to_its_target(curve: AlphaCurve) -> None:
+    values = [kasmina.alpha_at(i, 4, 0.8, curve) for i in range(5)]
+    assert values[0] == 0.0 and values[-1] == pytest.approx(0.8)
+    assert values == sorted(values)
+
+
+def test_lifecycle_training_blending_holding_and_an_open_breaker_prunes() -> None:
+    s = kasmina.SlotState(
+        stage=SeedStage.TRAINING, seed_id="s1", kernel_sha="a" * 64, blend_steps=2, train_epochs=1
+    )
+    seen = kasmina.Observed(
+        epoch=2, train_loss=0.5, val_loss=0.4, probe_loss={"r0": 0.55}, breaker_open={}
+    )
+    changes, pruned = kasmina.tick("r0", s, seen)
+    assert pruned is None and [type(c).__name__ for c in changes] == [
+        "SeedGateEvaluated",
+        "SeedStageChanged",
+    ]
+    assert (s.stage, s.alpha) == (SeedStage.BLENDING, 0.5)
+    kasmina.tick("r0", s, seen)
+    assert s.alpha == 1.0
+    changes, pruned = kasmina.tick("r0", s, seen)
+    assert s.stage is SeedStage.HOLDING and changes[0].passed  # type: ignore[union-attr]
+    bad = kasmina.SlotState(stage=SeedStage.TRAINING, seed_id="s2", train_epochs=3)
+    broken = kasmina.Observed(2, 0.5, 0.4, {}, {"r0": "kernel output shape (2, 33)"})
+    assert kasmina.tick("r0", bad, broken)[1] == "circuit breaker open: kernel output shape (2, 33)"
+    assert kasmina.applicable(LifecycleOp.FOSSILIZE, bad) is not None
+
+
+def command(ring: KeyRing, now: dt.datetime = NOW) -> AdaptationCommand:
+    meta = DecisionMetadata(policy_version="p", risk=0.1, blend=None, coverage=1.0)
+    cmd = AdaptationCommand(
+        command_id="c1",
+        target_slot="r0",
+        target_seed_id=None,
+        blueprint_id="low_rank",
+        operation=LifecycleOp.GERMINATE,
+        heads=ActionHeads(blueprint="low_rank"),
+        metadata=meta,
+        security=CommandSecurity(
+            signature="",
+            nonce="n",
+            issued_at=now,
+            key_id="k",
+            freshness_window=dt.timedelta(seconds=60),
+        ),
+    )
+    signed = sign(cmd, ring, now=now)
+    assert isinstance(signed, AdaptationCommand)
+    return signed
+
+
+def test_kasmina_verifies_admission_signature_freshness_nonce_and_slot() -> None:
+    ring = KeyRing({"k1": b"s" * 32})
+    cmd = command(ring)
+    ok = {"in_log": True, "now": NOW, "nonces_seen": set[str](), "slots": {"r0", "r1"}}
+    assert kasmina.verify(cmd, ring, **ok) is None  # type: ignore[arg-type]
+    forged = msgspec.structs.replace(cmd, blueprint_id="residual_mlp")
+    cases = [
+        (cmd, {"in_log": False}, RejectReason.MALFORMED),
+        (forged, {}, RejectReason.BAD_SIGNATURE),
+        (cmd, {"now": NOW + dt.timedelta(minutes=5)}, RejectReason.STALE),
+        (cmd, {"now": NOW - dt.timedelta(minutes=5)}, RejectReason.FUTURE),
+        (cmd, {"nonces_seen": {cmd.security.nonce}}, RejectReason.REPLAYED_NONCE),
+        (cmd, {"slots": {"r1"}}, RejectReason.MALFORMED),
+    ]
+    for c, change, reason in cases:
+        problem = kasmina.verify(c, ring, **(ok | change))  # type: ignore[arg-type]
+        assert problem is not None and problem[0] is reason, (change, problem)
+    assert kasmina.verify(cmd, KeyRing({"k2": b"t" * 32}), **ok)[0] is RejectReason.UNKNOWN_KEY  # type: ignore[arg-type,index]
+
+
+def test_kernel_cache_verifies_refuses_pickles_and_evicts_lru_by_size(
+    sqlite_backend: SqliteBackend,
+) -> None:
+    with fresh_ledger(sqlite_backend) as store:
+        kernels, events = urza.register_kernels(store, list(urza.BLUEPRINTS), 32, seed=1)
+        assert [e.blueprint_id for e in events] == list(urza.BLUEPRINTS)
+        again, _ = urza.register_kernels(store, ["low_rank"], 32, seed=1)
+        assert again["low_rank"].sha256 != kernels["low_rank"].sha256  # seeded by position
+        sizes = sorted(k.size for k in kernels.values())
+        cache = urza.KernelCache(store, max_bytes=sizes[-1] + sizes[-2])
+        for k in kernels.values():
+            module = cache.instantiate(k.sha256)
+            x = torch.randn(3, 32)
+            assert module(x).shape == (3, 32)
+        assert cache.misses == 4 and cache.evictions >= 1 and cache.size <= cache.max_bytes
+        first = next(iter(kernels.values())).sha256
+        assert first not in cache  # least recently used went first
+        last = list(kernels.values())[-1].sha256
+        cache.fetch(last)
+        assert cache.hits == 1
+        pickled = store.put_blob(b"\x80\x04K\x01.")
+        with pytest.raises(CorruptionDetected, match="not a TorchScript archive"):
+            cache.instantiate(pickled)
+
+
+def test_slot_falls_back_to_identity_and_the_breaker_isolates_a_failing_kernel() -> None:
+    data, _ = urza.compile_blueprint("broken_shape", 32, seed=0)
+    import io
+
+    with urza._jit_quiet():
+        kernel = torch.jit.load(io.BytesIO(data))  # type: ignore[no-untyped-call]
+    slot = SeedSlot("r0", 32)
+    slot.attach(kernel)
+    slot.mode, slot.alpha = "blend", 0.5
+    x = torch.randn(4, 32)
+    for _ in range(5):
+        assert torch.equal(slot(x), x)  # the identity path
+    assert slot.breaker.open and slot.breaker.total == 3  # isolated: not called after opening
+    assert "shape" in slot.breaker.last_error
+
+
+def test_divergence_rule_and_checkpoint_round_trip_without_pickle() -> None:
+    assert tolaria.diverged(math.inf, None) and tolaria.diverged(2.0, 0.5)
+    assert not tolaria.diverged(1.4, 0.5)
+    host = tolaria.Host(seed=3)
+    blob = tolaria.encode_checkpoint(dict(host.state_dict()), {"epoch": 2})
+    assert not blob.startswith(b"\x80")
+    tensors, state = tolaria.decode_checkpoint(blob)
+    assert state == {"epoch": 2}
+    assert all(torch.equal(tensors[k], v) for k, v in host.state_dict().items())
+    with pytest.raises(CorruptionDetected):
+        tolaria.decode_checkpoint(b"\x80\x04garbage")
