@@ -10,7 +10,7 @@ PG_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e ".[dev,postgres,ml,plot]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev,postgres,ml,plot,api]"
 	touch $@
 
 run: $(BIN)/.installed

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from labledger.cli._progress import ProgressLine
 from labledger.projections import ProjectionEngine, all_projections
+from labledger.projections.runs import run_rows
 from labledger.projections.status import status
 from labledger.store import EventStore, init_store, open_store
 from labledger.store._sql import SqlEventStore
@@ -113,12 +114,8 @@ def cmd_runs(args: argparse.Namespace, store: EventStore) -> int:
     engine = engine_for(store)
     engine.catch_up("runs")
     with engine.read("runs") as tx:
-        table = tx.table("runs")
-        query = sa.select(table).order_by(table.c.started_at_us, table.c.run_id)
-        if args.status:
-            query = query.where(table.c.status == args.status)
-        for row in tx.conn.execute(query):
-            _print(dict(row._mapping))
+        for row in run_rows(tx, status=args.status):
+            _print(row)
     return 0
 
 

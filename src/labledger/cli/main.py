@@ -24,6 +24,7 @@ from labledger.cli import (
     _ops_verbs,
     _project_verbs,
     _security_verbs,
+    _serve_verbs,
     _simic_verbs,
     _toolgen_verbs,
 )
@@ -65,6 +66,7 @@ EXTENSIONS: list[Any] = [
     _esper_verbs,
     _lab_verbs,
     _simic_verbs,
+    _serve_verbs,
 ]
 
 _encode = msgspec.json.Encoder().encode

@@ -7,6 +7,8 @@ after a new attempt continues it, ``finished`` or ``abandoned`` at the end.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from labledger.events import Event, all_types
@@ -82,3 +84,16 @@ class RunsProjection(Projection):
             case _:
                 pass
         tx.update("runs", {"run_id": run_id}, **changes)
+
+
+def run_rows(
+    tx: Tx, status: str | None = None, subsystem: str | None = None
+) -> list[dict[str, Any]]:
+    """Rows of the ``runs`` read model, oldest first, optionally filtered."""
+    table = tx.table("runs")
+    query = sa.select(table).order_by(table.c.started_at_us, table.c.run_id)
+    if status is not None:
+        query = query.where(table.c.status == status)
+    if subsystem is not None:
+        query = query.where(table.c.subsystem == subsystem)
+    return [dict(row._mapping) for row in tx.conn.execute(query)]

@@ -1,0 +1,116 @@
+"""The CLI's exit semantics as HTTP status codes, in one place (a test pins the mapping).
+
+=====================================================  ======  ========
+error                                                  status  CLI exit
+=====================================================  ======  ========
+WrongExpectedVersion                                   409     3
+InvalidEvent, EventDecodeError, IdempotencyConflict,   422     2
+UsageError
+CommandRejected                                        403     4
+StoreUnavailable, SchemaNotInitialized                 503     5
+CorruptionDetected                                     500     1
+BlobNotFound                                           404     2
+anything else of ours (e.g. ProjectionError)           500     2
+=====================================================  ======  ========
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request, Response
+
+from labledger.api._state import ApiState, encode
+from labledger.errors import (
+    BlobNotFound,
+    CommandRejected,
+    CorruptionDetected,
+    EventDecodeError,
+    IdempotencyConflict,
+    InvalidEvent,
+    LabledgerError,
+    SchemaNotInitialized,
+    StoreUnavailable,
+    UsageError,
+    WrongExpectedVersion,
+)
+
+
+def http_status(exc: LabledgerError) -> int:
+    """The HTTP status of an error (the same classes as ``cli.main.exit_code``)."""
+    if isinstance(exc, CorruptionDetected):
+        return 500
+    if isinstance(exc, WrongExpectedVersion):
+        return 409
+    if isinstance(exc, CommandRejected):
+        return 403
+    if isinstance(exc, StoreUnavailable | SchemaNotInitialized):
+        return 503
+    if isinstance(exc, BlobNotFound):
+        return 404
+    if isinstance(exc, InvalidEvent | EventDecodeError | IdempotencyConflict | UsageError):
+        return 422
+    return 500
+
+
+def error_body(exc: LabledgerError) -> dict[str, Any]:
+    """The JSON body of an error: its class, its message, and what it carries."""
+    body: dict[str, Any] = {"error": type(exc).__name__, "detail": str(exc)}
+    if isinstance(exc, WrongExpectedVersion):
+        body |= {"stream": exc.stream, "expected": str(exc.expected), "actual": exc.actual}
+    elif isinstance(exc, CommandRejected):
+        body |= {"reason": exc.reason, "position": exc.position}
+    elif isinstance(exc, CorruptionDetected):
+        body |= {"position": exc.position}
+    return body
+
+
+def rejection_reason(exc: LabledgerError) -> str:
+    """The ``reason`` label of ``labledger_api_rejections_total`` for a refused write."""
+    if isinstance(exc, CommandRejected):
+        return exc.reason
+    if isinstance(exc, WrongExpectedVersion):
+        return "conflict"
+    if isinstance(exc, IdempotencyConflict):
+        return "idempotency_conflict"
+    if isinstance(exc, InvalidEvent | EventDecodeError | UsageError):
+        return "invalid"
+    return "error"
+
+
+async def labledger_error(request: Request, exc: Exception) -> Response:
+    """Exception handler: a LabledgerError as its status and a JSON body."""
+    assert isinstance(exc, LabledgerError)
+    state: ApiState = request.app.state.ledger
+    if request.method == "POST":
+        state.metrics.rejected(rejection_reason(exc))
+    status = http_status(exc)
+    headers = {"Retry-After": "5"} if status == 503 else None
+    return Response(encode(error_body(exc)), status, headers, media_type="application/json")
+
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error", "detail"],
+    "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for error statuses."""
+    text = {
+        401: "no valid bearer token",
+        403: "signed command rejected",
+        404: "not found",
+        409: "expected-version conflict",
+        422: "invalid input",
+        500: "integrity failure",
+        503: "store unavailable or schema not initialised",
+    }
+    return {
+        s: {
+            "description": text[s],
+            "content": {"application/json": {"schema": ERROR_SCHEMA}},
+        }
+        for s in statuses
+    }

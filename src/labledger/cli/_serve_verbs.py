@@ -1,0 +1,103 @@
+"""CLI verbs of the HTTP side: ``serve`` (API + dashboard under uvicorn) and ``export-parquet``.
+
+FastAPI, uvicorn and pyarrow are imported only when these verbs run
+(``pip install 'labledger[api]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from labledger.errors import UsageError
+from labledger.projections import ProjectionEngine, all_projections
+from labledger.security.keyring import KeyRing
+from labledger.store import EventStore
+
+
+def _port(value: str) -> int:
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port (1-65535)")
+    return int(value)
+
+
+def _token(ring: KeyRing, key_id: str | None) -> str:
+    from labledger.api import api_token
+
+    kid = key_id or ring.active
+    secret = ring.secret(kid) if kid else None
+    if kid is None or secret is None:
+        raise UsageError(f"no key {kid!r} in the key ring: run `labledger keys new`")
+    return api_token(kid, secret)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the API and dashboard (or, with ``--print-token``, print a bearer token)."""
+    ring = KeyRing.from_env()
+    if args.print_token:
+        print(_token(ring, args.key))
+        return 0
+    try:
+        import uvicorn
+
+        from labledger.api import create_app, is_loopback
+    except ImportError as exc:
+        raise UsageError(
+            f"serve needs the api extra: pip install 'labledger[api]' ({exc})"
+        ) from exc
+    app = create_app(args.db, keyring=ring, host=args.host)
+    reads = "open (loopback)" if is_loopback(args.host) else "need a token"
+    print(
+        f"labledger serve: http://{args.host}:{args.port}/ui/runs (API docs at /docs); "
+        f"reads {reads}, writes need a token (labledger serve --print-token)",
+        file=sys.stderr,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def cmd_export_parquet(args: argparse.Namespace, store: EventStore) -> int:
+    """Write Parquet files: one per event type (``--type``), one per read-model table."""
+    if not args.type and not args.model:
+        raise UsageError("export-parquet: give at least one --type or --model")
+    try:
+        from labledger.api import export
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise UsageError(
+            f"export-parquet needs pyarrow: pip install 'labledger[api]' ({exc})"
+        ) from exc
+    out = Path(args.out)
+    written = export.export_events(store, args.type, out, args.run) if args.type else {}
+    if args.model:
+        engine = ProjectionEngine(store, all_projections())
+        for name in args.model:
+            engine.get(name)
+        for name in args.model:
+            written |= export.export_model(engine, name, out)
+    for table, rows in written.items():
+        sys.stdout.buffer.write(
+            msgspec.json.encode({"table": table, "rows": rows, "out": str(out)}) + b"\n"
+        )
+    sys.stdout.flush()
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add ``serve`` and ``export-parquet`` to the ``labledger`` parser."""
+    p = sub.add_parser("serve", help="HTTP API, live tail, metrics and dashboard (uvicorn)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
+    p.add_argument("--port", type=_port, default=8321)
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info"])
+    p.add_argument("--print-token", action="store_true", help="print the bearer token and exit")
+    p.add_argument("--key", default=None, metavar="KID", help="token of this key (default: active)")
+    p.set_defaults(plain_handler=cmd_serve)
+    p = sub.add_parser("export-parquet", help="events per type and read models as Parquet")
+    p.add_argument("--type", action="append", default=[], metavar="T", help="event type (repeat)")
+    p.add_argument("--model", action="append", default=[], metavar="NAME", help="read model")
+    p.add_argument("--run", default=None, metavar="RUN_ID", help="only events of this run")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.set_defaults(store_handler=cmd_export_parquet)
