@@ -19,6 +19,11 @@ run: $(BIN)/.installed
 test: $(BIN)/.installed
 	LABLEDGER_TEST_PG_URL=$${LABLEDGER_TEST_PG_URL-$(PG_URL)} $(BIN)/pytest -q -n 2
 
+# The fault-injection suite alone (it also runs inside `make test`); the long
+# profile is `LABLEDGER_TEST_PROFILE=long make faults` (docs/reliability.md).
+faults: $(BIN)/.installed
+	LABLEDGER_TEST_PG_URL=$${LABLEDGER_TEST_PG_URL-$(PG_URL)} $(BIN)/pytest -q -rA tests/faults
+
 # The thorough profile: 5x the examples, more kills (several minutes more).
 test-long: $(BIN)/.installed
 	LABLEDGER_TEST_PROFILE=long LABLEDGER_TEST_PG_URL=$${LABLEDGER_TEST_PG_URL-$(PG_URL)} \
