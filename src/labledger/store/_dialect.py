@@ -77,6 +77,10 @@ class Dialect(abc.ABC):
     def migration_lock(self, conn: Connection) -> Iterator[None]:
         """Hold off other migrators for the duration of an upgrade."""
 
+    def snapshot_options(self) -> dict[str, Any]:
+        """Execution options for a multi-statement read that must see one snapshot."""
+        return {}
+
     def notify_appended_raw(self, txn: RawTxn, head: int) -> None:  # noqa: B027
         """Tell subscribers, at commit, that the log grew (no-op where they poll)."""
 

@@ -119,6 +119,11 @@ class PostgresDialect(Dialect):
             )
             conn.commit()
 
+    def snapshot_options(self) -> dict[str, Any]:
+        # READ COMMITTED gives each statement its own snapshot: a scan of the log and
+        # of the stream index could straddle a commit and disagree.
+        return {"isolation_level": "REPEATABLE READ"}
+
     def notify_appended_raw(self, txn: RawTxn, head: int) -> None:
         # Delivered at commit, only if the transaction commits.
         txn.execute(f"SELECT pg_notify({CHANNEL_SQL}, ?)", (str(head),))

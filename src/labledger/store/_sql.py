@@ -305,7 +305,10 @@ class SqlEventStore(EventStore):
     # -- integrity -----------------------------------------------------------------
 
     def verify(self) -> VerifyReport:
-        report = self._read(verify_log)
+        with self._errors(), self.engine.connect() as conn:
+            conn = conn.execution_options(**self.dialect.snapshot_options())
+            with conn.begin():
+                report = verify_log(conn)
         problem = self._check_anchor()
         if report.ok and problem is not None:
             return msgspec.structs.replace(

@@ -168,6 +168,13 @@ class SqliteDialect(Dialect):
                 f"cannot write or open {where} ({message}): the disk may be full, "
                 "missing or failing; nothing was acknowledged."
             )
+        if "could not decode" in lowered:
+            from labledger.errors import CorruptionDetected
+
+            return CorruptionDetected(
+                f"{where} holds text that is not valid UTF-8 ({message}): a damaged record. "
+                "Restore from a backup."
+            )
         if code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
             from labledger.errors import CorruptionDetected
 

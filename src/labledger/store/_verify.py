@@ -7,6 +7,7 @@ version seen per stream, which is checked against the stream index at the end.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -61,6 +62,8 @@ class _Scan:
         for row in rows:
             pos, version, stream = row[0], row[1], row[5]
             expected = self.checked + 1
+            if not isinstance(pos, int):
+                raise _Damage(expected, Problem.GAP, f"position {pos!r} is not an integer")
             if pos != expected:
                 what = "missing" if pos > expected else "repeated"
                 raise _Damage(
@@ -68,21 +71,29 @@ class _Scan:
                     Problem.GAP,
                     f"expected position {expected}, found {pos} (events {what})",
                 )
-            computed = record_checksum(
-                pos,
-                version,
-                row[2],
-                row[3],
-                row[4],
-                stream,
-                row[6],
-                row[7],
-                row[8],
-                row[9],
-                row[10],
-                bytes(row[11]),
-                bytes(row[12]),
-            )
+            try:
+                computed = record_checksum(
+                    pos,
+                    version,
+                    row[2],
+                    row[3],
+                    row[4],
+                    stream,
+                    row[6],
+                    row[7],
+                    row[8],
+                    row[9],
+                    row[10],
+                    bytes(row[11]),
+                    bytes(row[12]),
+                )
+            except (struct.error, TypeError, ValueError, AttributeError) as exc:
+                # A damaged record can hold a value of the wrong type (a REAL where
+                # an INTEGER belongs): that is a checksum failure, not a crash.
+                damage = _Damage(
+                    pos, Problem.CHECKSUM, f"a stored field has the wrong type ({exc})"
+                )
+                raise damage from exc
             if computed != bytes(row[13]):
                 raise _Damage(
                     pos,
