@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,7 +83,7 @@ class SqliteDialect(Dialect):
         def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
             cur = dbapi_conn.cursor()
             if not read_only:
-                cur.execute("PRAGMA journal_mode=WAL")
+                _set_wal(cur)
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             cur.execute("PRAGMA foreign_keys=ON")
@@ -192,8 +193,6 @@ class SqliteWaiter(AppendWaiter):
     """
 
     def __init__(self, engine: Engine) -> None:
-        import time
-
         self._sleep = time.sleep
         self._monotonic = time.monotonic
         self._raw = engine.raw_connection()
@@ -241,3 +240,16 @@ class SqliteTxn(RawTxn):
 
     def list_param(self, values: Sequence[Any]) -> Any:
         return json.dumps(list(values))
+
+
+def _set_wal(cur: sqlite3.Cursor) -> None:
+    """Switch to WAL. On a brand-new file several processes may race to do it; the
+    switch needs an exclusive lock and can report "locked" without waiting, so retry."""
+    for attempt in range(100):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() or attempt == 99:
+                raise
+            time.sleep(0.05)
