@@ -109,8 +109,10 @@ def _text(link: dict[str, Any]) -> str:
             f"{link['reason']!r}; appended by {link['actor'] or '?'} with key {link['key_id']}"
         )
     if step == "verification":
-        why = f"{link['reason']}: {link['detail']}" if link.get("reason") else link["detail"]
-        return f"{at}{link['verdict']} by {link['actor'] or '?'} (key {link['key_id']}) {why}"
+        detail = link.get("detail") or ""
+        why = f"{link['reason']}: {detail}" if link.get("reason") else detail
+        line = f"{at}{link['verdict']} by {link['actor'] or '?'} (key {link['key_id']})"
+        return f"{line} {why}" if why else line
     if step == "effect":
         return f"{at}{link['kind']} slot {link['slot']}: {link['detail']} [{link['actor'] or '?'}]"
     if step == "field_report":
