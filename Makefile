@@ -1,16 +1,22 @@
 # The two set-up commands in README.md are `make run` and `make test`; each
-# creates .venv itself on a fresh machine.
+# creates .venv itself on a fresh machine, from the locks in locks/ (never
+# from floating versions): `make lock` regenerates them from pyproject.toml.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PG_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+# Hash-checked installs from a lock; labledger itself without dependencies,
+# built by the locked hatchling (no build isolation, so nothing floats there).
+LOCKED  = pip install -q --require-hashes
+SELF    = pip install -q --no-deps --no-build-isolation
 
-.PHONY: run test test-long lint typecheck check bench faults catalog clean
+.PHONY: run test test-long lint typecheck check bench faults catalog clean lock smoke-base
 
-$(BIN)/.installed: pyproject.toml constraints.txt
+$(BIN)/.installed: pyproject.toml locks/tools.txt locks/dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e ".[dev,postgres,ml,plot,api]"
+	$(BIN)/$(LOCKED) -r locks/tools.txt
+	$(BIN)/$(LOCKED) -r locks/dev.txt
+	$(BIN)/$(SELF) -e .
 	touch $@
 
 run: $(BIN)/.installed
@@ -38,13 +44,45 @@ typecheck: $(BIN)/.installed
 
 check: lint typecheck test
 
+# `pip install labledger` with no extras, in a venv of its own, then every verb
+# either works or exits 2 naming its extra (issue #12).
+BASE_VENV ?= .venv-base
+smoke-base:
+	rm -rf $(BASE_VENV)
+	$(PYTHON) -m venv $(BASE_VENV)
+	$(BASE_VENV)/bin/$(LOCKED) -r locks/tools.txt
+	$(BASE_VENV)/bin/$(LOCKED) -r locks/base.txt
+	$(BASE_VENV)/bin/$(SELF) .
+	$(BASE_VENV)/bin/python tests/smoke/base_install.py $(BASE_VENV)/bin/labledger
+
 bench: $(BIN)/.installed
-	$(BIN)/pip install -q -c constraints.txt -e ".[bench]"
+	$(BIN)/$(LOCKED) -r locks/bench.txt
 	LABLEDGER_BENCH_PG_URL=$${LABLEDGER_BENCH_PG_URL-$(PG_URL)} $(BIN)/python benchmarks/perf_bench.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BASE_VENV) .pytest_cache .mypy_cache .ruff_cache
 
 catalog: $(BIN)/.installed
 	$(BIN)/python -m labledger.events.catalog --write
 	$(BIN)/python -m labledger.projections.catalog --write
+
+# Regenerate every lock from pyproject.toml (run it to raise a version, then
+# commit locks/). all.txt resolves every extra together; each narrower lock is
+# resolved under it, so all of them agree on every shared version.
+COMPILE = $(LOCKVENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links --no-header
+LOCKVENV ?= .venv-lock
+EXTRA_SETS = base: postgres:postgres ml:ml plot:plot api:api \
+	dev:dev,postgres,ml,plot,api bench:dev,postgres,ml,plot,api,bench
+lock:
+	rm -rf $(LOCKVENV)
+	$(PYTHON) -m venv $(LOCKVENV)
+	$(LOCKVENV)/bin/$(LOCKED) -r locks/tools.txt
+	$(COMPILE) -o locks/tools.txt locks/tools.in
+	$(COMPILE) --all-extras -o locks/all.txt pyproject.toml
+	for set in $(EXTRA_SETS); do \
+		name=$${set%%:*}; extras=$${set#*:}; \
+		flags=$$(echo "$$extras" | tr ',' '\n' | sed -n 's/^./--extra &/p' | tr '\n' ' '); \
+		$(COMPILE) -c locks/all.txt $$flags -o locks/$$name.txt pyproject.toml || exit 1; \
+	done
+	rm -rf $(LOCKVENV)

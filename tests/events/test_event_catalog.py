@@ -83,3 +83,22 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["--write", "--root", str(tmp_path)]) == 0
     assert main(["--check", "--root", str(tmp_path)]) == 0
     assert "up to date" in capsys.readouterr().out
+
+
+def test_docstring_layout_is_not_drift_but_a_contract_change_is(tmp_path: Path) -> None:
+    """Issue #12: msgspec 0.23 dedents docstrings that 0.19 copied verbatim."""
+    write_catalog(tmp_path)
+    path = tmp_path / "schemas" / "run.RunResumed.v1.json"
+    schema = json.loads(path.read_text())
+    body = schema["$defs"]["RunResumed"]
+    body["description"] = body["description"].replace("\n", "\n    ") + "\n   "
+    path.write_text(json.dumps(schema, indent=4))  # other indentation, other key order
+    assert check_catalog(tmp_path) == []
+
+    body["properties"]["attempt"]["type"] = "string"
+    path.write_text(json.dumps(schema))
+    assert check_catalog(tmp_path) == ["out of date: schemas/run.RunResumed.v1.json"]
+    del body["properties"]["attempt"]
+    body["required"].remove("attempt")
+    path.write_text(json.dumps(schema))
+    assert check_catalog(tmp_path) == ["out of date: schemas/run.RunResumed.v1.json"]

@@ -12,26 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from labledger.errors import (
     CommandRejected,
     IdempotencyConflict,
+    InvalidEvent,
     LabledgerError,
     WrongExpectedVersion,
 )
 from labledger.store._integrity import chain_link, record_checksum
+from labledger.store._rows import EVENT_ID, Row, to_recorded
 from labledger.store._validate import Part
 from labledger.store.base import ANY, AppendResult, NewEvent, RecordedEvent, StreamState
 from labledger.store.hooks import CommandClaim, Gate
 
 Request = Sequence[Part]
-Row = tuple[Any, ...]
-
-ROW_COLUMNS = (
-    "position, event_id, stream, stream_version, type, schema_version, recorded_at, "
-    "correlation_id, causation_id, run_id, actor, data, metadata, checksum, chain"
-)
 Outcome = list[AppendResult] | LabledgerError
 
 
@@ -60,9 +55,16 @@ class Plan:
     outcomes: list[Outcome] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
     versions: dict[str, tuple[int, int]] = field(default_factory=dict)  # stream: (version, pos)
-    new_ids: set[str] = field(default_factory=set)
+    new_rows: dict[str, Row] = field(default_factory=dict)  # event id: its row in this commit
     nonces: list[Row] = field(default_factory=list)
     nonce_values: set[str] = field(default_factory=set)
+
+    def stored(self, event_id: str, state: LogState) -> RecordedEvent | None:
+        """The event with this id in the log or earlier in this commit, if any."""
+        found = state.existing.get(event_id)
+        if found is None and (row := self.new_rows.get(event_id)) is not None:
+            found = to_recorded(row)
+        return found
 
 
 class _Refused(Exception):
@@ -78,7 +80,7 @@ class _Staged:
     link: bytes
     rows: list[Row] = field(default_factory=list)
     versions: dict[str, tuple[int, int]] = field(default_factory=dict)
-    ids: set[str] = field(default_factory=set)
+    ids: set[str] = field(default_factory=set)  # of this request's earlier parts
     nonces: list[Row] = field(default_factory=list)
     nonce_values: set[str] = field(default_factory=set)
     results: list[AppendResult] = field(default_factory=list)
@@ -105,7 +107,7 @@ def plan(requests: Sequence[Request], state: LogState, gate: Gate | None = None)
         head, link = staged.head, staged.link
         result.rows.extend(staged.rows)
         result.versions.update(staged.versions)
-        result.new_ids |= staged.ids
+        result.new_rows.update((row[EVENT_ID], row) for row in staged.rows)
         result.nonces.extend(staged.nonces)
         result.nonce_values |= staged.nonce_values
         result.outcomes.append(outcome)
@@ -113,13 +115,15 @@ def plan(requests: Sequence[Request], state: LogState, gate: Gate | None = None)
 
 
 def _plan_part(part: Part, state: LogState, result: Plan, staged: _Staged) -> None:
-    replay = _replayed(part, state)
+    # An identical request earlier in the same commit (a retry that raced its
+    # original into one group-commit flush) is a replay like any other.
+    replay = _replayed(part, state, result)
     if replay is not None:
         staged.results.append(replay)
         return
     for e in part.events:
-        if e.id in result.new_ids or e.id in staged.ids:
-            raise IdempotencyConflict(e.id, "another request in the same commit")
+        if e.id in staged.ids:
+            raise InvalidEvent(f"event id {e.id} appears twice in one request")
     staged.ids.update(e.id for e in part.events)
     _check_claims(part, state, result, staged)
     current = _version(part.stream, staged, result, state)
@@ -164,13 +168,13 @@ def _stage_row(stream: str, version: int, e: NewEvent, state: LogState, staged: 
         e.metadata,
     )
     staged.link = chain_link(staged.link, checksum)
-    # In the column order of ROW_COLUMNS.
+    # In the column order of _rows.ROW_COLUMNS.
     staged.rows.append(
         (
             pos,
-            e.id,
             stream,
             version,
+            e.id,
             e.type,
             e.schema_version,
             at,
@@ -261,17 +265,20 @@ def _same_content(stored: RecordedEvent, new: NewEvent, stream: str) -> str | No
     return None
 
 
-def _replayed(part: Part, state: LogState) -> AppendResult | None:
+def _replayed(part: Part, state: LogState, result: Plan) -> AppendResult | None:
     """The original result if every id of ``part`` is stored with the same content."""
-    stored = [state.existing.get(e.id) for e in part.events]
-    if all(s is None for s in stored):
+    stored = [result.stored(e.id, state) for e in part.events]
+    found = [s for s in stored if s is not None]
+    if not found:
         return None
-    for e, s in zip(part.events, stored, strict=True):
-        if s is None:
-            raise IdempotencyConflict(e.id, "only part of this batch (the rest is new)")
+    if len(found) < len(stored):
+        raise IdempotencyConflict(
+            found[0].id,
+            f"another batch; this one adds {len(stored) - len(found)} new event(s) to it",
+        )
+    for e, s in zip(part.events, found, strict=True):
         if (diff := _same_content(s, e, part.stream)) is not None:
             raise IdempotencyConflict(e.id, diff)
-    found = [s for s in stored if s is not None]
     versions = [s.stream_version for s in found]
     if versions != list(range(versions[0], versions[0] + len(versions))):
         raise IdempotencyConflict(part.events[0].id, "these ids in another order")

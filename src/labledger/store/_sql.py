@@ -27,9 +27,9 @@ from labledger.store import anchor as anchor_mod
 from labledger.store._append import Outcome, Request
 from labledger.store._dialect import AppendWaiter, Dialect, dialect_for
 from labledger.store._group import GroupCommitter
+from labledger.store._rows import READ_COLUMNS, to_recorded
 from labledger.store._validate import normalize_part
 from labledger.store._verify import verify_log
-from labledger.store._writer import READ_COLUMNS, to_recorded
 from labledger.store.anchor import AnchorMismatch, HeadAnchor
 from labledger.store.base import (
     ANY,

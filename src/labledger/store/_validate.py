@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
@@ -43,15 +44,34 @@ def _check_name(kind: str, value: str, limit: int) -> None:
         raise InvalidEvent(f"{kind} is not valid UTF-8 text") from exc
 
 
+_object = msgspec.json.Decoder(dict[str, Any])
+
+
+def _check_object(kind: str, raw: object) -> None:
+    """``raw`` must be the bytes of one JSON object: every reader decodes it as one."""
+    if not isinstance(raw, bytes):
+        raise InvalidEvent(f"event {kind} must be bytes of a JSON object, not {type(raw).__name__}")
+    try:
+        _object.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidEvent(f"event {kind} is not a JSON object: {exc}") from exc
+
+
 def normalize(event: NewEvent | SupportsNewEvent) -> NewEvent:
     """Validate one event's envelope and return it with a canonical id."""
-    if not isinstance(event, NewEvent):
+    typed = not isinstance(event, NewEvent)
+    if typed:
         if not isinstance(event, SupportsNewEvent):
             raise InvalidEvent(f"cannot append a {type(event).__name__}: not an event")
         event = event.to_new_event()
+    assert isinstance(event, NewEvent)
     _check_name("event type", event.type, MAX_TYPE_LENGTH)
-    if not isinstance(event.data, bytes) or not isinstance(event.metadata, bytes):
-        raise InvalidEvent("event data and metadata must be bytes of a JSON object")
+    if typed:  # encoded from a typed object: a JSON object by construction
+        if not isinstance(event.data, bytes) or not isinstance(event.metadata, bytes):
+            raise InvalidEvent("event data and metadata must be bytes of a JSON object")
+    else:
+        _check_object("data", event.data)
+        _check_object("metadata", event.metadata)
     if not (0 < event.schema_version < 2**31):
         raise InvalidEvent(f"schema_version {event.schema_version} is out of range")
     for name in ("correlation_id", "causation_id", "run_id", "actor"):

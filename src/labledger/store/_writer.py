@@ -12,21 +12,18 @@ recognised.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from labledger.errors import LabledgerError
 from labledger.store import _nonces
-from labledger.store._append import ROW_COLUMNS, LogState, Outcome, Plan, Request, plan
+from labledger.store._append import LogState, Outcome, Plan, Request, plan
 from labledger.store._rawtxn import Params, RawTxn
+from labledger.store._rows import CHAIN, EVENT_ID, READ_COLUMNS, ROW_COLUMNS, to_recorded
 from labledger.store.base import RecordedEvent
 
 if TYPE_CHECKING:
     from labledger.store._sql import SqlEventStore
 
-READ_COLUMNS = (
-    "position, stream, stream_version, event_id, type, schema_version, recorded_at, "
-    "correlation_id, causation_id, run_id, actor, data, metadata"
-)
 HEAD = "SELECT position, chain FROM ll_events ORDER BY position DESC LIMIT 1"
 INSERT = f"INSERT INTO ll_events ({ROW_COLUMNS}) VALUES ({', '.join('?' * 15)})"
 UPSERT_STREAM = (
@@ -35,26 +32,6 @@ UPSERT_STREAM = (
     "last_position = excluded.last_position"
 )
 ID_CHUNK = 2000
-
-
-def to_recorded(row: Sequence[Any]) -> RecordedEvent:
-    """A row in READ_COLUMNS order as a RecordedEvent."""
-    data, metadata = row[11], row[12]
-    return RecordedEvent(
-        position=row[0],
-        stream=row[1],
-        stream_version=row[2],
-        id=row[3],
-        type=row[4],
-        schema_version=row[5],
-        recorded_at_us=row[6],
-        correlation_id=row[7],
-        causation_id=row[8],
-        run_id=row[9],
-        actor=row[10],
-        data=data if type(data) is bytes else bytes(data),
-        metadata=metadata if type(metadata) is bytes else bytes(metadata),
-    )
 
 
 class DuplicateId(Exception):
@@ -87,7 +64,7 @@ def _attempt(store: SqlEventStore, requests: Sequence[Request], *, check_ids: bo
                 )
                 dialect.notify_appended_raw(txn, planned.rows[-1][0])
         last = planned.rows[-1] if planned.rows else None
-        return planned.outcomes, (None if last is None else (last[0], last[-1]))
+        return planned.outcomes, (None if last is None else (last[0], last[CHAIN]))
     except Exception as exc:
         if not check_ids and dialect.is_duplicate_id(exc):
             raise DuplicateId from exc
@@ -143,7 +120,7 @@ def _existing(txn: RawTxn, requests: Sequence[Request]) -> dict[str, RecordedEve
     for i in range(0, len(ids), ID_CHUNK):
         (rows,) = txn.fetch([(sql, (txn.list_param(ids[i : i + ID_CHUNK]),))])
         for row in rows:
-            found[row[3]] = to_recorded(row)
+            found[row[EVENT_ID]] = to_recorded(row)
     return found
 
 

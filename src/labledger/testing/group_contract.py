@@ -107,6 +107,46 @@ class GroupCommitContract(BackendFixtures):
         assert store.stream_version("taken") == 0 and store.stream_version("c") == -1
         assert store.verify().ok
 
+    def test_identical_appends_in_one_flush_are_one_append(self, store: EventStore) -> None:
+        """Issue #12: a retry sharing its original's flush got IdempotencyConflict."""
+        assert isinstance(store, SqlEventStore)
+        batch = [ev(1), ev(2)]
+        held = _HeldLeader(store, total=4)
+        calls: list[Callable[[], Any]] = [lambda: store.append("lead", [ev(0)])]
+        calls += [lambda: store.append("r", batch, NO_STREAM) for _ in range(3)]
+        waiter = threading.Thread(target=held.wait_for_queue)
+        waiter.start()
+        results = _run_all(calls)
+        waiter.join()
+        assert held.batches[1:] == [3], f"the three appends did not share a flush: {held.batches}"
+        assert not any(isinstance(r, Exception) for r in results), results
+        fresh = [r for r in results[1:] if not r.already_appended]
+        assert len(fresh) == 1
+        for r in results[1:]:
+            assert (r.first_position, r.last_position) == (2, 3)
+            assert (r.first_version, r.last_version) == (0, 1)
+        assert store.head() == 3 and [e.id for e in store.read_stream("r")] == [e.id for e in batch]
+        assert store.verify().ok
+
+    def test_same_id_other_content_in_one_flush_is_a_conflict(self, store: EventStore) -> None:
+        assert isinstance(store, SqlEventStore)
+        original = ev(1)
+        other = NewEvent(type="test.Happened", data=b'{"x":2}', id=original.id)
+        held = _HeldLeader(store, total=3)
+        calls: list[Callable[[], Any]] = [
+            lambda: store.append("lead", [ev(0)]),
+            lambda: store.append("r", [original]),
+            lambda: store.append("r", [other]),
+        ]
+        waiter = threading.Thread(target=held.wait_for_queue)
+        waiter.start()
+        results = _run_all(calls)
+        waiter.join()
+        assert held.batches[1:] == [2], held.batches
+        assert not isinstance(results[1], Exception)
+        assert isinstance(results[2], IdempotencyConflict) and "a different data" in str(results[2])
+        assert store.head() == 2 and store.verify().ok
+
     def test_a_failing_transaction_does_not_fail_the_others(self, store: EventStore) -> None:
         assert isinstance(store, SqlEventStore)
         real = store.commit_requests

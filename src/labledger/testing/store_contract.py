@@ -131,6 +131,31 @@ class AppendContract(BackendFixtures):
             store.append("s", [e, ev(5)])  # half old, half new
         assert store.head() == 1
 
+    def test_mixed_batch_names_the_stored_id(self, store: EventStore) -> None:
+        """Issue #12: the message named a new id as "already appended"."""
+        stored = ev(0)
+        store.append("s", [stored])
+        new = ev(1)
+        with pytest.raises(IdempotencyConflict) as info:
+            store.append("s", [new, stored])
+        assert info.value.event_id == stored.id
+        assert stored.id in str(info.value) and new.id not in str(info.value)
+        assert store.head() == 1
+
+    @pytest.mark.parametrize(
+        "payload", [b"state1", b"[1, 2]", b'"text"', b"", b"{", b"\xff", b"null", b"{} {}"]
+    )
+    def test_data_and_metadata_must_be_json_objects(
+        self, store: EventStore, payload: bytes
+    ) -> None:
+        """Issue #12: ``data=b"state1"`` was stored, and ``read`` printed non-JSON lines."""
+        store.append("s", [ev(0)])
+        with pytest.raises(InvalidEvent, match="data is not a JSON object"):
+            store.append("s", [NewEvent(type="test.Happened", data=payload)])
+        with pytest.raises(InvalidEvent, match="metadata is not a JSON object"):
+            store.append("s", [NewEvent(type="test.Happened", data=b"{}", metadata=payload)])
+        assert store.head() == 1 and store.verify().ok
+
     def test_duplicate_id_inside_a_batch_is_refused(self, store: EventStore) -> None:
         e = ev(0)
         with pytest.raises(InvalidEvent):
