@@ -17,6 +17,18 @@ class UsageError(LabledgerError, ValueError):
     """The caller asked for something malformed (bad stream name, bad input)."""
 
 
+class MissingExtra(UsageError):
+    """An optional extra is not installed; the message gives the ``pip install`` line."""
+
+    def __init__(self, what: str, extra: str, modules: list[str]) -> None:
+        self.extra = extra
+        self.modules = modules
+        super().__init__(
+            f"{what} needs the '{extra}' extra ({', '.join(modules)} not installed): "
+            f"pip install 'labledger[{extra}]'"
+        )
+
+
 class WrongExpectedVersion(LabledgerError):
     """The stream is not at the version the caller expected; nothing was written."""
 
@@ -65,6 +77,10 @@ class SchemaNotInitialized(LabledgerError):
 
 class StoreUnavailable(LabledgerError, ConnectionError):
     """The store cannot be written or reached: disk full, read-only file, server down."""
+
+
+class DatabaseMissing(StoreUnavailable):
+    """The server is up but has no database of that name; ``labledger init`` creates it."""
 
 
 class StoreBusy(StoreUnavailable):

@@ -10,9 +10,10 @@ import sys
 import uuid
 
 import pytest
+import sqlalchemy as sa
 
 from labledger.cli.main import run
-from labledger.testing.backends import Backend
+from labledger.testing.backends import Backend, PostgresBackend
 
 Lines = list[dict[str, object]]
 
@@ -205,3 +206,32 @@ def test_entry_point_and_default_db(tmp_path: os.PathLike[str]) -> None:
     head = subprocess.run([*cmd, "head"], env=env, capture_output=True, text=True)
     assert head.stdout.strip() == "1"
     assert (tmp_path / "env.db").exists()  # type: ignore[operator]
+
+
+def test_init_creates_a_missing_postgres_database(
+    postgres_backend: PostgresBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue #12: only the database was missing, and the message asked if the server ran."""
+    name = f"ll_missing_{uuid.uuid4().hex[:10]}"
+    url = sa.engine.make_url(postgres_backend.server_url).set(database=name)
+    url_text = url.render_as_string(hide_password=False)
+    code, _, err = cli(url_text, "head", capsys=capsys)
+    assert code == 5 and f"database '{name}' does not exist" in err and "init" in err
+    assert "is the server running" not in err
+    try:
+        code, _, err = cli(url_text, "init", capsys=capsys)
+        assert code == 0 and f"created database '{name}'" in err
+        code, _, err = cli(url_text, "init", capsys=capsys)  # idempotent, says nothing new
+        assert code == 0 and "created" not in err
+        assert cli(url_text, "head", capsys=capsys)[:2] == (0, "0\n")
+    finally:
+        admin = sa.create_engine(postgres_backend.server_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        run(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == "labledger 0.1.0"

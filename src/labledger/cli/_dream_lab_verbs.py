@@ -16,6 +16,7 @@ from pathlib import Path
 
 import msgspec
 
+from labledger import extras
 from labledger.cli._progress import ProgressLine
 from labledger.errors import UsageError
 from labledger.lab.dream import report
@@ -61,7 +62,12 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``dream report``."""
     p.add_argument("--domain", default=None)
     p.add_argument("--top", type=_positive, default=3, help="candidates per domain (default 3)")
-    p.add_argument("--out", type=Path, default=Path("dream-report.png"), help="the PNG to write")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="the PNG to write (default: dream-report.png, none with --json); needs [plot]",
+    )
     p.add_argument("--regimes", type=Path, default=None, help="regimes.yaml for the perf units")
     p.add_argument("--json", action="store_true", help="print the packs as JSON lines instead")
 
@@ -140,9 +146,20 @@ def cmd_report(args: argparse.Namespace, store: EventStore) -> int:
     else:
         sys.stdout.write("\n".join(report.text_lines(best)) + "\n")
     sys.stdout.flush()
+    out = args.out
+    if out is None and not args.json:
+        out = Path("dream-report.png")
+        if not extras.installed("plot"):
+            _note(
+                "dream report: no plot: matplotlib is not installed (pip install 'labledger[plot]')"
+            )
+            return 0
+    if out is None:
+        return 0
+    extras.require("plot", "dream report --out")
     units = {d: s.perf_unit for d, s in load_regimes(args.regimes).config.domains.items()}
     try:
-        out = report.plot(best, baselines, units, args.out)
+        out = report.plot(best, baselines, units, out)
     except ValueError as exc:
         _note(f"dream report: no plot: {exc}")
         return 0

@@ -19,8 +19,8 @@ from typing import Any
 
 import msgspec
 
+from labledger import extras
 from labledger.cli._progress import ProgressLine
-from labledger.errors import UsageError
 from labledger.store import EventStore
 
 _encode = msgspec.json.Encoder().encode
@@ -34,10 +34,9 @@ def _positive(value: str) -> int:
 
 def cmd_train(args: argparse.Namespace, store: EventStore) -> int:
     """Train a new run (or ``--resume`` one) and print its summary as JSON."""
-    try:
-        from labledger.lab.esper import session
-    except ImportError as exc:
-        raise UsageError(f"esper train needs torch: pip install 'labledger[ml]' ({exc})") from exc
+    extras.require("ml", "esper train")
+    from labledger.lab.esper import session
+
     if args.resume is not None:
         bar = ProgressLine(f"esper resume {args.resume}", unit="epochs")
         summary = session.resume_session(store, args.resume, progress=bar)
@@ -63,6 +62,7 @@ def cmd_train(args: argparse.Namespace, store: EventStore) -> int:
 
 def cmd_plot(args: argparse.Namespace, store: EventStore) -> int:
     """Write the accuracy-over-epochs PNG of one run."""
+    extras.require("plot", "esper plot")
     from labledger.lab.esper.plot import plot_run
 
     out = plot_run(store, args.run_id, Path(args.out))

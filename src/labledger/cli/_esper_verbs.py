@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from labledger import extras
 from labledger.cli import _esper_lab_verbs
 from labledger.cli._progress import ProgressLine
 from labledger.cli._project_verbs import engine_for
@@ -53,10 +54,9 @@ def cmd_training_export(args: argparse.Namespace, store: EventStore) -> int:
     with engine.read(name) as tx:
         rows = completed(tx, as_of=report.head)
         pending = pending_count(tx, as_of=report.head)
-    try:
-        from labledger.projections import training_data
-    except ImportError as exc:
-        raise UsageError(f"the export needs torch: pip install 'labledger[ml]' ({exc})") from exc
+    extras.require("ml", "esper training-set export")
+    from labledger.projections import training_data
+
     out = Path(args.out)
     bar = ProgressLine(f"export {out.name}", unit="transitions")
     doc = training_data.write_training_set(

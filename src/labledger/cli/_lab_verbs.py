@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import io
 import json
 import sys
@@ -19,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from labledger import extras
 from labledger.store import init_store
 
 
@@ -56,8 +56,11 @@ def cmd_lab(args: argparse.Namespace) -> int:
     _section("ToolGen ⇄ RepairLab: a short tournament")
     _step(run, db, "toolgen", "run", "--epochs", str(args.epochs), "--timed-runs", "5",
           "--curriculum", "rotate", "--seed", "7", quiet=True)  # fmt: skip
-    esper = importlib.util.find_spec("labledger.lab.esper.session") is not None
-    if esper:
+    if not extras.installed("ml"):
+        _section("Esper: skipped")
+        absent = ", ".join(extras.missing("ml"))
+        print(f"Esper needs the 'ml' extra ({absent} not installed): pip install 'labledger[ml]'")
+    else:
         _section("Esper: morphogenetic training with signed Tamiyo commands")
         summary = json.loads(_step(run, db, "esper", "train", "--epochs", "5", "--seed", "0"))
         command = _first_command(run, db, summary.get("run_id", ""))
@@ -69,7 +72,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
     _section("Baselines (from the dream_baselines read model)")
     _step(run, db, "dream", "baselines")
     _section("Best candidates (from candidate packs)")
-    report = _step(run, db, "dream", "report", "--json", "--out", args.plot, quiet=True)
+    plot = ["--out", args.plot] if extras.installed("plot") else []
+    report = _step(run, db, "dream", "report", "--json", *plot, quiet=True)
     _print_best(report)
     _section("Leaderboard (from the toolgen read model)")
     _step(run, db, "toolgen", "leaderboard", "--top", "3")

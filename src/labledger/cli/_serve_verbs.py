@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from labledger import extras
 from labledger.errors import UsageError
 from labledger.projections import ProjectionEngine, all_projections
 from labledger.security.keyring import KeyRing
@@ -41,14 +42,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.print_token:
         print(_token(ring, args.key))
         return 0
-    try:
-        import uvicorn
+    extras.require("api", "serve")
+    import uvicorn
 
-        from labledger.api import create_app, is_loopback
-    except ImportError as exc:
-        raise UsageError(
-            f"serve needs the api extra: pip install 'labledger[api]' ({exc})"
-        ) from exc
+    from labledger.api import create_app, is_loopback
+
     app = create_app(args.db, keyring=ring, host=args.host)
     reads = "open (loopback)" if is_loopback(args.host) else "need a token"
     print(
@@ -64,12 +62,9 @@ def cmd_export_parquet(args: argparse.Namespace, store: EventStore) -> int:
     """Write Parquet files: one per event type (``--type``), one per read-model table."""
     if not args.type and not args.model:
         raise UsageError("export-parquet: give at least one --type or --model")
-    try:
-        from labledger.api import export
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise UsageError(
-            f"export-parquet needs pyarrow: pip install 'labledger[api]' ({exc})"
-        ) from exc
+    extras.require("api", "export-parquet", ("pyarrow",))
+    from labledger import parquet as export
+
     out = Path(args.out)
     written = export.export_events(store, args.type, out, args.run) if args.type else {}
     if args.model:

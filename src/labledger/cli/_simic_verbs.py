@@ -26,6 +26,7 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
+from labledger import extras
 from labledger.cli._progress import ProgressLine
 from labledger.cli._project_verbs import engine_for
 from labledger.errors import CorruptionDetected, UsageError
@@ -77,10 +78,9 @@ def _export(store: EventStore, out: Path) -> None:
 
 def cmd_simic(args: argparse.Namespace, store: EventStore) -> int:
     """Train a new Tamiyo policy (advantage-filtered BC), store it, record PolicyUpdated."""
-    try:
-        from labledger.lab.esper import simic
-    except ImportError as exc:
-        raise UsageError(f"simic needs torch: pip install 'labledger[ml]' ({exc})") from exc
+    extras.require("ml", "esper simic")
+    from labledger.lab.esper import simic
+
     with tempfile.TemporaryDirectory(prefix="labledger-simic-") as tmp:
         source = Path(args.from_export) if args.from_export else Path(tmp) / "train.pt"
         if not args.from_export:

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from labledger import extras
 from labledger.cli._progress import ProgressLine
 from labledger.cli._project_verbs import engine_for
 from labledger.projections.toolgen import (
@@ -226,6 +227,7 @@ def cmd_run(args: argparse.Namespace, store: EventStore) -> int:
 
 def cmd_plot(args: argparse.Namespace, store: EventStore) -> int:
     """Write a PNG of the median_ms per epoch per spec (from the read model)."""
+    extras.require("plot", "toolgen plot")
     from pathlib import Path
 
     from labledger.lab.toolgen.plot import plot_epochs

@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, BinaryIO
 
 import msgspec
+from sqlalchemy.engine import make_url
 
+from labledger import __version__
 from labledger.cli import (
     _archive_verbs,
     _demo,
@@ -35,11 +37,13 @@ from labledger.errors import (
     IdempotencyConflict,
     InvalidEvent,
     LabledgerError,
+    MissingExtra,
     SchemaNotInitialized,
     StoreUnavailable,
     UsageError,
     WrongExpectedVersion,
 )
+from labledger.extras import extra_for
 from labledger.ledger import open_ledger
 from labledger.store import (
     ANY,
@@ -48,6 +52,7 @@ from labledger.store import (
     EventStore,
     ExpectedVersion,
     RecordedEvent,
+    create_database,
     default_url,
     init_store,
 )
@@ -155,6 +160,8 @@ def _print_json(obj: object) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    if create_database(args.db):
+        print(f"created database {make_url(args.db).database!r}", file=sys.stderr)
     revision = init_store(args.db)
     print(f"labledger schema at revision {revision} in {args.db}", file=sys.stderr)
     return OK
@@ -225,6 +232,7 @@ def _nonnegative(value: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="labledger", description="The event-sourced ledger of an ML lab.")
+    parser.add_argument("--version", action="version", version=f"labledger {__version__}")
     parser.add_argument(
         "--db",
         default=None,
@@ -291,6 +299,14 @@ def run(argv: Sequence[str] | None = None) -> int:
     except LabledgerError as exc:
         print(f"labledger: {exc}", file=sys.stderr)
         return exit_code(exc)
+    except ModuleNotFoundError as exc:
+        # An optional extra that a verb imports late: name it, exit 2.
+        extra = extra_for(exc.name)
+        if extra is None:
+            raise
+        what = "a postgresql:// store" if extra == "postgres" else args.verb
+        print(f"labledger: {MissingExtra(what, extra, [str(exc.name)])}", file=sys.stderr)
+        return USAGE
     except BrokenPipeError:
         return OK
     except KeyboardInterrupt:

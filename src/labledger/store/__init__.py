@@ -56,6 +56,13 @@ def open_store(
     return SqlEventStore(url or default_url(), read_only=read_only, gate=gate, **options)
 
 
+def create_database(url: str | None = None) -> bool:
+    """Create the PostgreSQL database of ``url`` if the server has none; True if it did."""
+    from labledger.store._schema_admin import create_database as create
+
+    return create(url or default_url())
+
+
 def init_store(url: str | None = None) -> str:
     """Create or upgrade the schema to head (one migrator at a time). Returns the revision."""
     from labledger.store._schema_admin import upgrade
@@ -81,6 +88,7 @@ __all__ = [
     "StreamInfo",
     "StreamState",
     "VerifyReport",
+    "create_database",
     "default_url",
     "init_store",
     "open_store",

@@ -51,6 +51,13 @@ class Dialect(abc.ABC):
     def exists(self) -> bool:
         """Whether there is a database to open (without creating one)."""
 
+    def create_database(self) -> bool:
+        """Create the database if the server has none by that name; True if it did.
+
+        Where opening a database creates it (SQLite), there is nothing to do.
+        """
+        return False
+
     @abc.abstractmethod
     def lock_for_append(self, conn: Connection) -> None:
         """Serialize appenders so positions are assigned in commit order.

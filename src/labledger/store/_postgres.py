@@ -24,7 +24,12 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
-from labledger.errors import CorruptionDetected, LabledgerError, StoreUnavailable
+from labledger.errors import (
+    CorruptionDetected,
+    DatabaseMissing,
+    LabledgerError,
+    StoreUnavailable,
+)
 from labledger.store._dialect import AppendWaiter, Dialect
 from labledger.store._rawtxn import Params, RawTxn
 
@@ -63,6 +68,26 @@ class PostgresDialect(Dialect):
             dbapi_conn.commit()
 
         return engine
+
+    def create_database(self) -> bool:
+        url = make_url(self.url)
+        name = url.database or ""
+        # CREATE DATABASE runs outside a transaction, from the server's maintenance database.
+        admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                found = conn.execute(
+                    text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+                ).first()
+                if found is not None:
+                    return False
+                quoted = conn.dialect.identifier_preparer.quote_identifier(name)
+                conn.execute(text(f"CREATE DATABASE {quoted}"))
+                return True
+        except sa_exc.SQLAlchemyError as exc:
+            raise self.translate(exc) or exc from exc
+        finally:
+            admin.dispose()
 
     def lock_for_append(self, conn: Connection) -> None:
         conn.execute(
@@ -144,6 +169,14 @@ class PostgresDialect(Dialect):
             return StoreUnavailable(f"{where} is read-only ({orig}); nothing was written.")
         if isinstance(orig, psycopg.errors.DataCorrupted | psycopg.errors.IndexCorrupted):
             return CorruptionDetected(f"{where} reports storage corruption: {orig}")
+        name = make_url(self.url).database
+        if isinstance(
+            orig, psycopg.OperationalError
+        ) and f'database "{name}" does not exist' in str(orig):
+            return DatabaseMissing(
+                f"database {name!r} does not exist on the PostgreSQL server at {where}; "
+                f"create it with: labledger --db '{self.url}' init"
+            )
         if isinstance(orig, psycopg.OperationalError | psycopg.InterfaceError) or isinstance(
             exc, sa_exc.OperationalError | sa_exc.InterfaceError
         ):

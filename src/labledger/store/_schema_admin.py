@@ -31,6 +31,11 @@ def _migrate_url(url: str, target: str, *, downgrade: bool) -> str:
     return found or "base"
 
 
+def create_database(url: str) -> bool:
+    """Create the database named by ``url`` if its server has none; True if it did."""
+    return dialect_for(url).create_database()
+
+
 def upgrade(url: str, target: str = "head") -> str:
     return _migrate_url(url, target, downgrade=False)
 
