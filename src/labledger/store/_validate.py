@@ -55,6 +55,8 @@ def _check_object(kind: str, raw: object) -> None:
         _object.decode(raw)
     except msgspec.DecodeError as exc:
         raise InvalidEvent(f"event {kind} is not a JSON object: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidEvent(f"event {kind} is nested too deeply to be read back") from exc
 
 
 def normalize(event: NewEvent | SupportsNewEvent) -> NewEvent:
