@@ -51,7 +51,7 @@ from labledger.events.dream import (
 from labledger.events.runs import RunResumed, RunStarted
 from labledger.events.typed import Typed
 from labledger.projections import dream_stats as ds
-from labledger.projections.base import Projection, TableSet, Tx
+from labledger.projections.base import Projection, RowLike, TableSet, Tx
 from labledger.store.base import RecordedEvent
 
 _canon = msgspec.json.Encoder(order="sorted").encode
@@ -295,7 +295,7 @@ def _set_baseline(
 # -- reading -----------------------------------------------------------------
 
 
-def _baseline_values(row: sa.Row[Any]) -> dict[str, Any]:
+def _baseline_values(row: RowLike) -> dict[str, Any]:
     values: dict[str, Any] = {m: getattr(row, m) for m in ds.METRICS if getattr(row, m) is not None}
     return {**values, "baseline_id": row.baseline_id}
 
@@ -322,7 +322,7 @@ def current_baselines(tx: Tx, domain: str | None = None) -> list[dict[str, Any]]
     return [_baseline_line(c, tx.get("baselines", baseline_id=c.baseline_id)) for c in rows]
 
 
-def _baseline_line(cur: sa.Row[Any], row: sa.Row[Any] | None) -> dict[str, Any]:
+def _baseline_line(cur: sa.Row[Any], row: RowLike | None) -> dict[str, Any]:
     line: dict[str, Any] = {"domain": cur.domain, "regime": cur.regime, "baseline_id": None}
     if row is not None:
         kpis = _baseline_values(row)

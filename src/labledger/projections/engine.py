@@ -183,8 +183,9 @@ class ProjectionEngine:
         self, proj: Projection, cp: Checkpoint, records: list[RecordedEvent]
     ) -> Checkpoint:
         with self._write() as conn:
-            applied = self._fold(Tx(conn, self.tables(proj, cp.version, cp.generation)), proj,
-                                 records)  # fmt: skip
+            tx = Tx(conn, self.tables(proj, cp.version, cp.generation))
+            applied = self._fold(tx, proj, records)
+            tx.flush()  # the batch's rows, then its checkpoint, in one transaction
             new = _advanced(cp, records[-1].position, applied)
             cps.advance(conn, cp, new)
         return new
@@ -244,7 +245,9 @@ class ProjectionEngine:
         tables = self.tables(proj, shadow.version, shadow.generation)
         for batch in self._batches(1):
             with self._write() as conn:
-                applied = self._fold(Tx(conn, tables), proj, batch)
+                tx = Tx(conn, tables)
+                applied = self._fold(tx, proj, batch)
+                tx.flush()
             shadow = _advanced(shadow, batch[-1].position, applied)
             done += len(batch)
             if progress:
@@ -257,6 +260,7 @@ class ProjectionEngine:
         tx = Tx(conn, self.tables(proj, shadow.version, shadow.generation))
         for batch in self._batches(shadow.position + 1):
             shadow = _advanced(shadow, batch[-1].position, self._fold(tx, proj, batch))
+        tx.flush()
         current = cps.load(conn, proj.name)
         if current is None or current.generation != old.generation:
             raise CheckpointMoved(f"projection {proj.name!r} was rebuilt concurrently")

@@ -72,7 +72,7 @@ from labledger.events.esper import (
 from labledger.events.runs import RunAbandoned
 from labledger.events.telemetry import HealthStatus, TelemetryPacket, TelemetryPriority
 from labledger.events.typed import Typed
-from labledger.projections.base import Projection, TableSet, Tx
+from labledger.projections.base import Projection, RowLike, TableSet, Tx
 from labledger.projections.seeds import (
     SEED_EVENTS,
     SeedEvent,
@@ -135,7 +135,7 @@ def reward(delta: FieldReportDelta) -> float:
     return delta.accuracy_delta - REWARD_LOSS_WEIGHT * delta.loss_delta
 
 
-def observation(run: sa.Row[Any] | None, slots: Sequence[sa.Row[Any]], slot: str) -> list[float]:
+def observation(run: RowLike | None, slots: Sequence[sa.Row[Any]], slot: str) -> list[float]:
     """The feature vector (:data:`FEATURE_NAMES`) of ``slot`` given a run row and its slots."""
     metrics = [0.0] * len(_METRICS)
     if run is not None and run.state_position is not None:

@@ -27,7 +27,7 @@ from labledger.events.esper import (
     SeedStageChanged,
 )
 from labledger.events.typed import Typed
-from labledger.projections.base import Projection, TableSet, Tx
+from labledger.projections.base import Projection, RowLike, TableSet, Tx
 from labledger.store.base import RecordedEvent
 
 SEED_EVENTS: tuple[type[Event], ...] = (
@@ -62,7 +62,7 @@ def add_slots_table(tables: TableSet) -> sa.Table:
     )
 
 
-def next_slot_values(previous: sa.Row[Any] | None, event: SeedEvent) -> dict[str, Any]:
+def next_slot_values(previous: RowLike | None, event: SeedEvent) -> dict[str, Any]:
     """The slot's new stage, seed, blueprint and alpha after one lifecycle event.
 
     A pruned seed no longer contributes to the host, so its alpha becomes 0; a

@@ -34,7 +34,7 @@ detail). Event counts per (run, kind) are kept beside them — the seed's
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import msgspec
 import sqlalchemy as sa
@@ -42,7 +42,7 @@ import sqlalchemy as sa
 from labledger.events import Event
 from labledger.events.telemetry import TelemetryEvent, TelemetryPacket
 from labledger.events.typed import Typed
-from labledger.projections.base import Projection, TableSet, Tx
+from labledger.projections.base import Projection, RowLike, TableSet, Tx
 from labledger.projections.seeds import run_key
 
 EPOCH_COMPLETED = "EPOCH_COMPLETED"
@@ -182,7 +182,7 @@ class _Check:
         row = self.tx.get("kinds", **key)
         self.tx.upsert("kinds", key, events=1 if row is None else row.events + 1)
 
-    def _run_row(self) -> sa.Row[Any]:
+    def _run_row(self) -> RowLike:
         row = self.tx.get("runs", run_id=self.run_id)
         if row is None:
             self.tx.insert("runs", run_id=self.run_id, epochs_completed=0, batch_seq=1)

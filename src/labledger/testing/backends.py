@@ -36,6 +36,10 @@ class Backend(abc.ABC):
     def tamper(self, url: str) -> Iterator[sa.Connection]:
         """A raw connection with the append-only guards off, to simulate corruption."""
 
+    def sa_engine(self, url: str) -> sa.Engine:
+        """A plain SQLAlchemy engine on ``url`` (PostgreSQL through psycopg 3)."""
+        return sa.create_engine(sa_url(url))
+
 
 class SqliteBackend(Backend):
     name = "sqlite"
@@ -106,6 +110,14 @@ class PostgresBackend(Backend):
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
         admin.dispose()
+
+
+def sa_url(url: str) -> str:
+    """``url`` with the driver SQLAlchemy needs named (``postgresql://`` → psycopg 3)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
 
 
 def postgres_server_url() -> str | None:

@@ -390,6 +390,7 @@ class _LoudEngine(ProjectionEngine):
                     from labledger.events.typed import decode_record
 
                     proj.apply(tx, decode_record(record))
+            tx.flush()
         _say("ROWS", str(records[-1].position))
         time.sleep(0.3)
         new = Checkpoint(
