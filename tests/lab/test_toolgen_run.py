@@ -172,7 +172,9 @@ def test_sigkill_midway_then_resume_loses_and_duplicates_nothing(backend: Backen
         engine.catch_up("toolgen")  # the read model follows the dead run's partial log
         assert run(["--db", store.url, "toolgen", "run", "--resume", "killed"]) == 0
 
-        config = TournamentConfig(epochs=6, specs=(TD, JF), seed=3, timed_runs=3, curriculum="rotate")
+        config = TournamentConfig(
+            epochs=6, specs=(TD, JF), seed=3, timed_runs=3, curriculum="rotate"
+        )
         planned = [tool_id("killed", t.key) for t in config.trials()]
         made = Counter(m.tool_id for m in _of(store, ToolSynthesized))
         assert sorted(made) == sorted(planned) and set(made.values()) == {1}
