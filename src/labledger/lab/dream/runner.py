@@ -347,3 +347,6 @@ def _judge(run: _Run, g: int) -> tuple[list[float], GenerationResult]:
     text = "no safe candidate" if best is None else f"best {cids[best]} score_v2 {scores[best]:.6g}"
     run.notice(f"dream {run.config.domain} generation {g}: {text} ({unsafe} unsafe)")
     return scores, result
+
+
+__all__ = ["GenerationResult", "RunRequest", "RunSummary", "resume_run", "start_run"]

@@ -165,27 +165,30 @@ def run_session(
     """
     if config.epochs < 1 or config.window < 1 or config.batch < 1 or config.lr <= 0:
         raise UsageError("epochs, window and batch must be >= 1 and lr > 0")
-    started = time.monotonic()
+    started_s = time.monotonic()
     run_id = run_id or f"{time.strftime('%Y%m%d', time.gmtime())}-{secrets.token_hex(4)}"
     kernels, registered = register_kernels(
         store, list(config.blueprints), tolaria.HIDDEN, config.seed
     )
     run = _make_run(RunLog(store, ESPER_RUNS, run_id), config, ring, kernels, progress)
+    kernel_events = [
+        run.new(k, -1, "kernel", i, actor="esper.urza") for i, k in enumerate(registered)
+    ]
+    run.log.start(_started(config), then=kernel_events, name=run.name(-1, "started"))
+    run.remember_good()
+    return _drive(run, 0, hook, started_s)
+
+
+def _started(config: SessionConfig) -> RunStarted:
     from labledger import __version__
 
-    begin = RunStarted(
+    return RunStarted(
         subsystem=Subsystem.ESPER,
         config=_config_doc(config),
         code_version=__version__,
         host=socket.gethostname() or "unknown",
         heartbeat_interval_s=30.0,
     )
-    kernel_events = [
-        run.new(k, -1, "kernel", i, actor="esper.urza") for i, k in enumerate(registered)
-    ]
-    run.log.start(begin, then=kernel_events, name=run.name(-1, "started"))
-    run.remember_good()
-    return _drive(run, 0, hook, started)
 
 
 def resume_session(
@@ -201,7 +204,7 @@ def resume_session(
     Raises:
         UsageError: no such run, or it already finished.
     """
-    started = time.monotonic()
+    started_s = time.monotonic()
     items: list[Typed[Event]] = []
     log = RunLog.load(store, ESPER_RUNS, run_id, apply=items.append)
     if log.started is None:
@@ -219,7 +222,7 @@ def resume_session(
     )
     run.state.attempt, run.state.heartbeat_seq = log.attempt, log.heartbeat_seq
     run.state.commands_cursor = store.stream_version(commands_stream(run_id)) + 1
-    return _drive(run, start, hook, started)
+    return _drive(run, start, hook, started_s)
 
 
 def _kernels(store: EventStore, cfg: SessionConfig, items: list[Typed[Event]]) -> dict[str, Kernel]:
@@ -262,7 +265,7 @@ def _config_doc(cfg: SessionConfig) -> dict[str, Any]:
 # -- the loop -------------------------------------------------------------------------
 
 
-def _drive(run: Run, start: int, hook: Hook | None, started: float) -> Summary:
+def _drive(run: Run, start: int, hook: Hook | None, started_s: float) -> Summary:
     cfg: SessionConfig = run.config
     for epoch in range(start, cfg.epochs):
         _epoch.run_epoch(run, epoch)
@@ -288,7 +291,7 @@ def _drive(run: Run, start: int, hook: Hook | None, started: float) -> Summary:
         dict(run.state.accuracy),
         final,
         run.tally,
-        round(time.monotonic() - started, 3),
+        round(time.monotonic() - started_s, 3),
     )
 
 
