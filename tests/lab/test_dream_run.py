@@ -78,7 +78,7 @@ def store(backend: Backend) -> Iterator[EventStore]:
 
 
 def stream(store: EventStore, run_id: str) -> list[Typed[Event]]:
-    return list(typed(store.read_stream(st.stream_of(run_id))))
+    return list(typed(store.read_stream(st.DREAM_RUNS.stream(run_id))))
 
 
 E = TypeVar("E", bound=Event)

@@ -173,7 +173,7 @@ def test_gpu_is_skipped_without_torch_or_cuda(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_trial_ids_are_deterministic_per_trial() -> None:
-    a = st.event_id("r1", "trial", 0, "r1.gen0_ind0", "idle", 2)
-    assert a == st.event_id("r1", "trial", 0, "r1.gen0_ind0", "idle", 2)
-    assert a != st.event_id("r1", "trial", 0, "r1.gen0_ind0", "idle", 3)
+    a = st.DREAM_RUNS.event_id("r1", "trial", 0, "r1.gen0_ind0", "idle", 2)
+    assert a == st.DREAM_RUNS.event_id("r1", "trial", 0, "r1.gen0_ind0", "idle", 2)
+    assert a != st.DREAM_RUNS.event_id("r1", "trial", 0, "r1.gen0_ind0", "idle", 3)
     assert st.cand_id("r1", 2, 3) == "r1.gen2_ind3"

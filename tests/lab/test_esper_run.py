@@ -26,7 +26,7 @@ from labledger.events.runs import Heartbeat, RunFinished, RunResumed
 from labledger.events.security import CommandRejected
 from labledger.events.telemetry import TelemetryPacket, TelemetryPriority
 from labledger.events.typed import Typed, typed
-from labledger.lab.esper._run import Run, commands_stream, stream_of
+from labledger.lab.esper._run import ESPER_RUNS, Run, commands_stream
 from labledger.lab.esper.session import SessionConfig, run_session
 from labledger.projections.esper_training import FEATURE_NAMES
 from labledger.security import REJECTIONS_STREAM, KeyRing
@@ -45,7 +45,7 @@ def store(backend: Backend) -> Iterator[EventStore]:
 
 
 def items(store: EventStore, run_id: str) -> list[Typed[Event]]:
-    return list(typed(store.read_stream(stream_of(run_id))))
+    return list(typed(store.read_stream(ESPER_RUNS.stream(run_id))))
 
 
 def numbers(run: list[Typed[Event]]) -> list[tuple[int, float, float]]:

@@ -34,7 +34,7 @@ from labledger.events.toolgen import (
     ToolSynthesized,
 )
 from labledger.events.typed import typed
-from labledger.lab.toolgen import RunConfig, run_toolgen
+from labledger.lab.toolgen import TournamentConfig, run_toolgen
 from labledger.lab.toolgen.records import tool_id, trials_stream
 from labledger.projections import ProjectionEngine
 from labledger.projections.toolgen import ToolgenProjection, leaderboard, rates
@@ -43,7 +43,7 @@ from labledger.testing.backends import Backend
 from labledger.testing.projection_contract import fresh_ledger
 
 TD, JF = "text_deduplicate", "json_flatten"
-SMALL = RunConfig(epochs=3, specs=(TD, JF), seed=7, timed_runs=3, curriculum="rotate")
+SMALL = TournamentConfig(epochs=3, specs=(TD, JF), seed=7, timed_runs=3, curriculum="rotate")
 # Hand values: linear from (2000 ms, 128 MB, temp 1.0) at epoch 0 by (-25 ms, -1.6 MB,
 # -0.0125) per epoch.
 BUDGETS = {0: (2000.0, 128.0), 1: (1975.0, 126.4), 2: (1950.0, 124.8)}
@@ -172,7 +172,9 @@ def test_sigkill_midway_then_resume_loses_and_duplicates_nothing(backend: Backen
         engine.catch_up("toolgen")  # the read model follows the dead run's partial log
         assert run(["--db", store.url, "toolgen", "run", "--resume", "killed"]) == 0
 
-        config = RunConfig(epochs=6, specs=(TD, JF), seed=3, timed_runs=3, curriculum="rotate")
+        config = TournamentConfig(
+            epochs=6, specs=(TD, JF), seed=3, timed_runs=3, curriculum="rotate"
+        )
         planned = [tool_id("killed", t.key) for t in config.trials()]
         made = Counter(m.tool_id for m in _of(store, ToolSynthesized))
         assert sorted(made) == sorted(planned) and set(made.values()) == {1}

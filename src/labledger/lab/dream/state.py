@@ -1,17 +1,19 @@
 """A D-REAM run as state folded from its stream, and the pure rules around it.
 
-A run is the stream ``dream-<run_id>``; every event carries ``run_id``. What a
-(re)starting runner needs to know is a function of that stream alone
-(:func:`fold_run`): the run's configuration (its ``run.RunStarted``), the
-current attempt, the trials and cap breaches recorded, the generations
-completed and whether it finished. The runner then skips every trial already
-in the log, which is how a resumed run neither loses nor repeats one.
+A run is the stream ``dream-<run_id>`` (:data:`DREAM_RUNS`); every event carries
+``run_id``. What a (re)starting runner needs to know is a function of that
+stream alone: the lifecycle (started, attempt, heartbeats, finished) is folded
+by :class:`~labledger.lab.runs.RunLog`, and the rest — the run's configuration,
+the trials and cap breaches recorded, the generations completed — by
+:meth:`DreamRunState.apply`. The runner then skips every trial already in the
+log, which is how a resumed run neither loses nor repeats one.
 
 Identities are deterministic. A trial is named by (run, generation,
 candidate, regime, trial number) and its event id is the UUIDv5 of that name
-(:func:`event_id`), so re-appending an in-doubt batch (an append whose
-acknowledgement was lost) returns ``already_appended`` instead of writing a
-second copy, and a second writer of the same trial is refused.
+(:meth:`RunKind.event_id <labledger.lab.runs.RunKind.event_id>`), so
+re-appending an in-doubt batch (an append whose acknowledgement was lost)
+returns ``already_appended`` instead of writing a second copy, and a second
+writer of the same trial is refused.
 """
 
 from __future__ import annotations
@@ -31,22 +33,13 @@ from labledger.events.dream import (
     TrialKpis,
     TrialRecorded,
 )
-from labledger.events.runs import Heartbeat, RunFinished, RunResumed, RunStarted
+from labledger.events.runs import RunResumed, RunStarted
 from labledger.events.typed import Typed
 from labledger.lab.dream.config import Cap, DomainCaps
+from labledger.lab.runs import RunKind
 
-NAMESPACE = uuid.UUID("6c1e1f0e-5d2a-4c59-9a55-2f1d0b7a6d31")
-"""The UUIDv5 namespace of D-REAM event ids (fixed forever)."""
-
-
-def stream_of(run_id: str) -> str:
-    """The stream that holds the whole run."""
-    return f"dream-{run_id}"
-
-
-def event_id(run_id: str, *parts: object) -> str:
-    """The deterministic id of one event of a run, named by ``parts``."""
-    return str(uuid.uuid5(NAMESPACE, "/".join([run_id, *map(str, parts)])))
+DREAM_RUNS = RunKind("dream", uuid.UUID("6c1e1f0e-5d2a-4c59-9a55-2f1d0b7a6d31"))
+"""Streams ``dream-<run_id>``; the UUIDv5 namespace of D-REAM event ids is fixed forever."""
 
 
 def cand_id(run_id: str, generation: int, index: int) -> str:
@@ -61,7 +54,7 @@ class TrialKey(NamedTuple):
     trial: int
 
 
-class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
+class DreamRunConfig(msgspec.Struct, frozen=True, kw_only=True):
     """What a run was asked to do; stored flat in its ``run.RunStarted.config``."""
 
     domain: str
@@ -89,60 +82,39 @@ def budgets_ms(budget_ms: int, scales: dict[str, float]) -> dict[str, int]:
     return {regime: max(1, round(budget_ms * scale)) for regime, scale in scales.items()}
 
 
-class RunState(msgspec.Struct, kw_only=True):
-    """Everything a runner needs to continue a run, folded from its stream."""
+class DreamRunState(msgspec.Struct, kw_only=True):
+    """What a D-REAM run recorded besides its lifecycle, folded from its stream."""
 
-    run_id: str
-    config: RunConfig | None = None
-    started: RunStarted | None = None
-    attempt: int = 0
-    heartbeat_seq: int = -1
-    version: int = -1
-    last_position: int = -1
+    config: DreamRunConfig | None = None
     trials: dict[TrialKey, tuple[int, TrialKpis]] = msgspec.field(default_factory=dict)
     """Per trial: the position it was recorded at, and its KPIs."""
     caps: dict[str, int] = msgspec.field(default_factory=dict)
     """Per capped candidate, the position of its first breach."""
     completed: dict[int, GenerationCompleted] = msgspec.field(default_factory=dict)
-    finished: RunFinished | None = None
 
+    def apply(self, item: Typed[Event]) -> None:
+        """Fold one event of the run's stream, in order.
 
-def fold_run(run_id: str, items: Iterable[Typed[Event]]) -> RunState:
-    """The state of run ``run_id`` after the events of its stream, in order.
-
-    A ``run.RunResumed`` starts a new attempt and drops the trials and cap
-    breaches recorded after its checkpoint (as the read models do).
-    """
-    state = RunState(run_id=run_id)
-    for item in items:
-        state.version, state.last_position = item.record.stream_version, item.position
-        _apply(state, item.event, item.position)
-    return state
-
-
-def _apply(state: RunState, event: Event, position: int) -> None:
-    match event:
-        case RunStarted():
-            state.started = event
-            state.config = msgspec.convert(event.config, RunConfig)
-        case TrialRecorded():
-            key = TrialKey(event.generation, event.cand_id, event.regime.value, event.trial)
-            state.trials[key] = (position, event.kpis)
-        case SafetyCapExceeded():
-            state.caps.setdefault(event.cand_id, position)
-        case GenerationCompleted():
-            state.completed[event.generation] = event
-        case Heartbeat():
-            state.heartbeat_seq = event.seq
-        case RunResumed():
-            state.attempt, state.heartbeat_seq = event.attempt, -1
-            after = event.checkpoint_position
-            state.trials = {k: v for k, v in state.trials.items() if v[0] <= after}
-            state.caps = {k: v for k, v in state.caps.items() if v <= after}
-        case RunFinished():
-            state.finished = event
-        case _:
-            pass
+        A ``run.RunResumed`` drops the trials and cap breaches recorded after
+        its checkpoint (as the read models do).
+        """
+        event, position = item.event, item.position
+        match event:
+            case RunStarted():
+                self.config = msgspec.convert(event.config, DreamRunConfig)
+            case TrialRecorded():
+                key = TrialKey(event.generation, event.cand_id, event.regime.value, event.trial)
+                self.trials[key] = (position, event.kpis)
+            case SafetyCapExceeded():
+                self.caps.setdefault(event.cand_id, position)
+            case GenerationCompleted():
+                self.completed[event.generation] = event
+            case RunResumed():
+                after = event.checkpoint_position
+                self.trials = {k: v for k, v in self.trials.items() if v[0] <= after}
+                self.caps = {k: v for k, v in self.caps.items() if v <= after}
+            case _:
+                pass
 
 
 class Breach(NamedTuple):

@@ -2,14 +2,14 @@
 
 Private to ``session``: the loop there decides *when*; this module holds *what*
 a session is (host, kernels, cache, slots, pending reports, cursors) and how
-it is written — one stream per run with exact expected versions, event ids
-``uuid5(run/attempt/epoch/kind/n)``, and checkpoints as content-addressed
-blobs (:mod:`labledger.lab.esper.tolaria` format: raw tensor bytes + JSON).
+it is written — one stream per run through a :class:`~labledger.lab.runs.RunLog`
+(exact expected versions), event ids ``uuid5(run/attempt/epoch/kind/n)``, and
+checkpoints as content-addressed blobs (:mod:`labledger.lab.esper.tolaria`
+format: raw tensor bytes + JSON).
 """
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +18,6 @@ from typing import Any
 import msgspec
 import torch
 
-from labledger.errors import StoreUnavailable
 from labledger.events import Event
 from labledger.events.esper import SeedStage, TrainingMetrics
 from labledger.events.telemetry import HealthStatus, TelemetryPriority
@@ -28,28 +27,20 @@ from labledger.lab.esper.kasmina import SlotState
 from labledger.lab.esper.policy import LiveState, Policy
 from labledger.lab.esper.tamiyo import HeuristicPolicy
 from labledger.lab.esper.urza import Kernel, KernelCache
+from labledger.lab.runs import RunKind, RunLog
 from labledger.security import KeyRing
-from labledger.store import NO_STREAM, EventStore, NewEvent
+from labledger.store import EventStore, NewEvent
 
-NAMESPACE = uuid.UUID("0b5c3f4e-7a41-4d8e-9e51-5d7f3c1a2e90")
-"""The UUIDv5 namespace of Esper event ids (fixed forever)."""
 KASMINA, TAMIYO, TOLARIA = "esper.kasmina", "esper.tamiyo", "esper.tolaria"
+ESPER_RUNS = RunKind("esper", uuid.UUID("0b5c3f4e-7a41-4d8e-9e51-5d7f3c1a2e90"), actor=TOLARIA)
+"""The run's own stream ``esper-<run>`` (everything but the commands); the UUIDv5
+namespace of Esper event ids is fixed forever."""
 Progress = Callable[[int, int], None]
-
-
-def stream_of(run_id: str) -> str:
-    """The run's own stream: everything but the commands."""
-    return f"esper-{run_id}"
 
 
 def commands_stream(run_id: str) -> str:
     """Where Tamiyo's signed commands go (through the store's gate)."""
     return f"esper-commands-{run_id}"
-
-
-def event_id(run_id: str, attempt: int, epoch: int, kind: str, n: int = 0) -> str:
-    """The deterministic id of one event: ``uuid5(run/attempt/epoch/kind/n)``."""
-    return str(uuid.uuid5(NAMESPACE, f"{run_id}/{attempt}/{epoch}/{kind}/{n}"))
 
 
 class SessionState(msgspec.Struct, kw_only=True):
@@ -58,6 +49,8 @@ class SessionState(msgspec.Struct, kw_only=True):
     epoch_done: int = -1
     attempt: int = 0
     heartbeat_seq: int = -1
+    """``attempt`` and ``heartbeat_seq`` are the RunLog's, copied when a checkpoint is
+    saved: the checkpoint format keeps them (a resume starts a new attempt anyway)."""
     slots: dict[str, SlotState] = msgspec.field(default_factory=dict)
     pending: list[PendingReport] = msgspec.field(default_factory=list)
     nonces_seen: list[str] = msgspec.field(default_factory=list)
@@ -89,8 +82,7 @@ class Tally:
 class Run:
     """One live session (see the module docstring)."""
 
-    store: EventStore
-    run_id: str
+    log: RunLog
     config: Any
     """The session's ``SessionConfig`` (typed in ``session``; kept loose to avoid a cycle)."""
     ring: KeyRing
@@ -100,7 +92,6 @@ class Run:
     cache: KernelCache
     kernels: dict[str, Kernel]
     state: SessionState
-    version: int = -1
     progress: Progress | None = None
     tally: Tally = field(default_factory=Tally)
     last_good: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -108,8 +99,16 @@ class Run:
     priority: TelemetryPriority = TelemetryPriority.NORMAL
 
     @property
-    def stream(self) -> str:
-        return stream_of(self.run_id)
+    def store(self) -> EventStore:
+        return self.log.store
+
+    @property
+    def run_id(self) -> str:
+        return self.log.run_id
+
+    def name(self, epoch: int, kind: str, n: int = 0) -> tuple[object, ...]:
+        """An event's name within the run: ``(attempt, epoch, kind, n)``."""
+        return (self.log.attempt, epoch, kind, n)
 
     def new(
         self,
@@ -122,23 +121,11 @@ class Run:
         metadata: bytes = b"{}",
     ) -> NewEvent:
         """``event`` with its deterministic id, the run id and actor."""
-        eid = event_id(self.run_id, self.state.attempt, epoch, kind, n)
-        return event.to_new_event(id=eid, run_id=self.run_id, actor=actor, metadata=metadata)
+        return self.log.new(event, *self.name(epoch, kind, n), actor=actor, metadata=metadata)
 
     def append(self, events: list[NewEvent]) -> None:
-        """Append at the exact next version; retry an in-doubt batch (same ids, same bytes)."""
-        if not events:
-            return
-        expected = self.version if self.version >= 0 else NO_STREAM
-        for attempt in range(3):
-            try:
-                result = self.store.append(self.stream, events, expected)
-                break
-            except StoreUnavailable:
-                if attempt == 2:
-                    raise
-                time.sleep(0.5 * (attempt + 1))
-        self.version = result.last_version
+        """Append at the exact next version (see :meth:`RunLog.append`)."""
+        self.log.append(events)
 
     def live(self) -> LiveState:
         """Tamiyo's view: the latest metrics, every touched slot, the latest health."""
@@ -156,6 +143,7 @@ class Run:
         if isinstance(self.policy, HeuristicPolicy):
             self.state.policy_history = dict(self.policy.history)
             self.state.policy_germinated = self.policy.germinated
+        self.state.attempt, self.state.heartbeat_seq = self.log.attempt, self.log.heartbeat_seq
         tensors = dict(self.host.state_dict())
         doc = msgspec.to_builtins(self.state)
         return self.store.put_blob(tolaria.encode_checkpoint(tensors, doc))

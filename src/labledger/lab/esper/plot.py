@@ -15,7 +15,7 @@ from labledger.events.esper import (
 )
 from labledger.events.runs import RunResumed
 from labledger.events.typed import typed
-from labledger.lab.esper._run import stream_of
+from labledger.lab.esper._run import ESPER_RUNS
 from labledger.store import EventStore
 
 Marker = tuple[int, str]
@@ -32,9 +32,9 @@ def run_series(store: EventStore, run_id: str) -> tuple[dict[int, float], list[M
     """
     accuracy: dict[int, float] = {}
     markers: dict[tuple[int, str], None] = {}
-    items = list(typed(store.read_stream(stream_of(run_id))))
+    items = list(typed(store.read_stream(ESPER_RUNS.stream(run_id))))
     if not items:
-        raise UsageError(f"no Esper run {run_id!r}: stream {stream_of(run_id)!r} is empty")
+        raise UsageError(f"no Esper run {run_id!r}: stream {ESPER_RUNS.stream(run_id)!r} is empty")
     for item in items:
         e = item.event
         match e:

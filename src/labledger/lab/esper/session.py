@@ -39,33 +39,27 @@ import msgspec
 import torch
 
 from labledger.errors import CommandRejected, UsageError
+from labledger.events import Event
 from labledger.events.esper import (
     EpisodeEnded,
     KernelRegistered,
 )
-from labledger.events.runs import (
-    Heartbeat,
-    RunFinished,
-    RunOutcome,
-    RunResumed,
-    RunStarted,
-    Subsystem,
-)
-from labledger.events.typed import typed
+from labledger.events.runs import Heartbeat, RunStarted, Subsystem
+from labledger.events.typed import Typed
 from labledger.lab.esper import _acting, _epoch, field_reports, tolaria
 from labledger.lab.esper._run import (
+    ESPER_RUNS,
     KASMINA,
     TAMIYO,
     Run,
     SessionState,
     Tally,
     commands_stream,
-    event_id,
-    stream_of,
 )
 from labledger.lab.esper.kasmina import SlotState
 from labledger.lab.esper.tamiyo import load_policy, to_command
 from labledger.lab.esper.urza import Kernel, KernelCache, register_kernels
+from labledger.lab.runs import RunLog
 from labledger.security import KeyRing, LabGate
 from labledger.store import EventStore
 
@@ -124,18 +118,17 @@ def session_ring(store: EventStore, ring: KeyRing | None) -> KeyRing:
 
 
 def _make_run(
-    store: EventStore,
-    run_id: str,
+    log: RunLog,
     cfg: SessionConfig,
     ring: KeyRing | None,
     kernels: dict[str, Kernel],
     progress: Any,
 ) -> Run:
     _determinism(cfg)
+    store = log.store
     policy = load_policy(cfg.policy, store, cfg.blueprints)
     return Run(
-        store=store,
-        run_id=run_id,
+        log=log,
         config=cfg,
         ring=session_ring(store, ring),
         policy=policy,
@@ -172,26 +165,30 @@ def run_session(
     """
     if config.epochs < 1 or config.window < 1 or config.batch < 1 or config.lr <= 0:
         raise UsageError("epochs, window and batch must be >= 1 and lr > 0")
-    started = time.monotonic()
+    started_s = time.monotonic()
     run_id = run_id or f"{time.strftime('%Y%m%d', time.gmtime())}-{secrets.token_hex(4)}"
     kernels, registered = register_kernels(
         store, list(config.blueprints), tolaria.HIDDEN, config.seed
     )
-    run = _make_run(store, run_id, config, ring, kernels, progress)
+    run = _make_run(RunLog(store, ESPER_RUNS, run_id), config, ring, kernels, progress)
+    kernel_events = [
+        run.new(k, -1, "kernel", i, actor="esper.urza") for i, k in enumerate(registered)
+    ]
+    run.log.start(_started(config), then=kernel_events, name=run.name(-1, "started"))
+    run.remember_good()
+    return _drive(run, 0, hook, started_s)
+
+
+def _started(config: SessionConfig) -> RunStarted:
     from labledger import __version__
 
-    begin = RunStarted(
+    return RunStarted(
         subsystem=Subsystem.ESPER,
         config=_config_doc(config),
         code_version=__version__,
         host=socket.gethostname() or "unknown",
         heartbeat_interval_s=30.0,
     )
-    batch = [run.new(begin, -1, "started")]
-    batch += [run.new(k, -1, "kernel", i, actor="esper.urza") for i, k in enumerate(registered)]
-    run.append(batch)
-    run.remember_good()
-    return _drive(run, 0, hook, started)
 
 
 def resume_session(
@@ -207,14 +204,29 @@ def resume_session(
     Raises:
         UsageError: no such run, or it already finished.
     """
-    started = time.monotonic()
-    items = list(typed(store.read_stream(stream_of(run_id))))
-    begin = next((i.event for i in items if isinstance(i.event, RunStarted)), None)
-    if not isinstance(begin, RunStarted):
-        raise UsageError(f"no Esper run {run_id!r}: stream {stream_of(run_id)!r} is empty")
-    if any(isinstance(i.event, RunFinished) for i in items):
+    started_s = time.monotonic()
+    items: list[Typed[Event]] = []
+    log = RunLog.load(store, ESPER_RUNS, run_id, apply=items.append)
+    if log.started is None:
+        raise UsageError(f"no Esper run {run_id!r}: stream {log.stream!r} is empty")
+    if log.finished is not None:
         raise UsageError(f"run {run_id!r} already finished")
-    cfg = msgspec.convert(begin.config, SessionConfig, strict=False)
+    cfg = msgspec.convert(log.started.config, SessionConfig, strict=False)
+    run = _make_run(log, cfg, ring, _kernels(store, cfg, items), progress)
+    checkpoint_position, sha, start = _restore(run, items)
+    log.resume(
+        checkpoint_id=f"epoch-{start - 1}",
+        checkpoint_position=checkpoint_position,
+        checkpoint_sha256=sha,
+        name=(log.attempt + 1, start - 1, "resumed", 0),
+    )
+    run.state.attempt, run.state.heartbeat_seq = log.attempt, log.heartbeat_seq
+    run.state.commands_cursor = store.stream_version(commands_stream(run_id)) + 1
+    return _drive(run, start, hook, started_s)
+
+
+def _kernels(store: EventStore, cfg: SessionConfig, items: list[Typed[Event]]) -> dict[str, Kernel]:
+    """The run's registered kernels, instantiated once to count their parameters."""
     kernels: dict[str, Kernel] = {}
     cache = KernelCache(store, cfg.cache_bytes)
     for i in items:
@@ -222,36 +234,26 @@ def resume_session(
             k = i.event
             params = sum(p.numel() for p in cache.instantiate(k.artifact_sha256).parameters())
             kernels[k.blueprint_id] = Kernel(k.blueprint_id, k.artifact_sha256, 0, params)
-    attempts = [i.event.attempt for i in items if isinstance(i.event, RunResumed)]
+    return kernels
+
+
+def _restore(run: Run, items: list[Typed[Event]]) -> tuple[int, str | None, int]:
+    """Restore the last heartbeat's checkpoint: (its position, its blob, the epoch to run next).
+
+    Without a checkpointed heartbeat the run restarts at epoch 0 after its registrations.
+    """
     beats = [
         i
         for i in items
         if isinstance(i.event, Heartbeat) and b"checkpoint_sha256" in i.record.metadata
     ]
-    run = _make_run(store, run_id, cfg, ring, kernels, progress)
-    run.version = items[-1].record.stream_version
-    checkpoint_position, sha, start = items[-1].position, None, 0
-    if beats:
-        meta = msgspec.json.decode(beats[-1].record.metadata)
-        sha, checkpoint_position = meta["checkpoint_sha256"], beats[-1].position
-        run.restore(store.get_blob(sha))
-        start = run.state.epoch_done + 1
-    else:
-        kernel_items = [i for i in items if isinstance(i.event, KernelRegistered | RunStarted)]
-        checkpoint_position = kernel_items[-1].position
+    if not beats:
         run.remember_good()
-    attempt = max([0, *attempts]) + 1
-    resumed = RunResumed(
-        attempt=attempt,
-        resumes_attempt=attempt - 1,
-        checkpoint_id=f"epoch-{start - 1}",
-        checkpoint_position=checkpoint_position,
-        checkpoint_sha256=sha,
-    )
-    run.state.attempt, run.state.heartbeat_seq = attempt, -1
-    run.append([run.new(resumed, start - 1, "resumed")])
-    run.state.commands_cursor = store.stream_version(commands_stream(run_id)) + 1
-    return _drive(run, start, hook, started)
+        registered = [i for i in items if isinstance(i.event, KernelRegistered | RunStarted)]
+        return registered[-1].position, None, 0
+    meta = msgspec.json.decode(beats[-1].record.metadata)
+    run.restore(run.store.get_blob(meta["checkpoint_sha256"]))
+    return beats[-1].position, meta["checkpoint_sha256"], run.state.epoch_done + 1
 
 
 def _config_doc(cfg: SessionConfig) -> dict[str, Any]:
@@ -263,7 +265,7 @@ def _config_doc(cfg: SessionConfig) -> dict[str, Any]:
 # -- the loop -------------------------------------------------------------------------
 
 
-def _drive(run: Run, start: int, hook: Hook | None, started: float) -> Summary:
+def _drive(run: Run, start: int, hook: Hook | None, started_s: float) -> Summary:
     cfg: SessionConfig = run.config
     for epoch in range(start, cfg.epochs):
         _epoch.run_epoch(run, epoch)
@@ -272,27 +274,24 @@ def _drive(run: Run, start: int, hook: Hook | None, started: float) -> Summary:
         _decide(run, epoch)
         acted = _acting.poll(run, epoch)
         sha = run.save_checkpoint()
-        run.state.heartbeat_seq += 1
-        beat = Heartbeat(
-            attempt=run.state.attempt,
-            seq=run.state.heartbeat_seq,
-            progress=f"epoch {epoch + 1}/{cfg.epochs}",
-        )
         meta = msgspec.json.encode({"checkpoint_sha256": sha, "epoch": epoch})
+        beat = run.log.heartbeat(
+            f"epoch {epoch + 1}/{cfg.epochs}", name=run.name(epoch, "heartbeat"), metadata=meta
+        )
         batch = [run.new(e, epoch, kind, actor=KASMINA) for e, kind in acted]
-        run.append([*batch, run.new(beat, epoch, "heartbeat", metadata=meta)])
+        run.append([*batch, beat])
         if run.progress is not None:
             run.progress(epoch + 1, cfg.epochs)
     _finish(run)
     final = run.state.metrics.accuracy if run.state.metrics else 0.0
     return Summary(
         run.run_id,
-        run.state.attempt,
+        run.log.attempt,
         cfg.epochs,
         dict(run.state.accuracy),
         final,
         run.tally,
-        round(time.monotonic() - started, 3),
+        round(time.monotonic() - started_s, 3),
     )
 
 
@@ -300,15 +299,11 @@ def _decide(run: Run, epoch: int) -> None:
     decision = run.policy.decide(run.live(), list(tolaria.SLOT_NAMES))
     if decision is None:
         return
-    command_id = f"{run.run_id}-a{run.state.attempt}-e{epoch}"
+    command_id = f"{run.run_id}-a{run.log.attempt}-e{epoch}"
     current = run.state.slots.get(decision.slot)
     seed_id = current.seed_id if current is not None and decision.blueprint_id is None else None
     cmd = to_command(decision, command_id, seed_id, run.ring)
-    new = cmd.to_new_event(
-        id=event_id(run.run_id, run.state.attempt, epoch, "command"),
-        run_id=run.run_id,
-        actor=TAMIYO,
-    )
+    new = run.log.new(cmd, *run.name(epoch, "command"), actor=TAMIYO)
     run.tally.commands += 1
     try:
         run.store.append(commands_stream(run.run_id), [new])
@@ -329,13 +324,9 @@ def _finish(run: Run) -> None:
         success=m.accuracy >= 0.9,
         truncated=False,
     )
-    finished = RunFinished(
-        attempt=run.state.attempt,
-        outcome=RunOutcome.SUCCEEDED,
-        detail=f"{end} epochs, accuracy {m.accuracy:.4f}",
-    )
     batch = [run.new(ended, end, "episode")]
     batch += [
         run.new(r, end, f"report-{r.command_id}", actor="esper.field_reports") for r in reports
     ]
-    run.append([*batch, run.new(finished, end, "finished")])
+    detail = f"{end} epochs, accuracy {m.accuracy:.4f}"
+    run.log.finish(detail, before=batch, name=run.name(end, "finished"))

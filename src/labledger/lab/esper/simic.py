@@ -398,10 +398,10 @@ class Comparison(msgspec.Struct, frozen=True, kw_only=True):
 def _params_added(store: EventStore, run_id: str, kernel_params: dict[str, int]) -> int:
     from labledger.events import SeedGerminated, SeedPruned
     from labledger.events.typed import typed
-    from labledger.lab.esper._run import stream_of
+    from labledger.lab.esper._run import ESPER_RUNS
 
     kept: dict[str, str] = {}
-    for item in typed(store.read_stream(stream_of(run_id))):
+    for item in typed(store.read_stream(ESPER_RUNS.stream(run_id))):
         if isinstance(item.event, SeedGerminated):
             kept[item.event.slot] = item.event.blueprint_id
         elif isinstance(item.event, SeedPruned):

@@ -39,7 +39,7 @@ _ID_NAMESPACE = uuid.UUID("5e0d6a3c-7f1b-4c51-9a55-2f3b8e0c9d17")
 _NAME_MAX = 256
 
 
-class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
+class RoutingCheckpoint(msgspec.Struct, frozen=True, kw_only=True):
     """Where routing stands: the last routed source position, stream version, counters."""
 
     source_position: int = 0
@@ -47,15 +47,15 @@ class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
     counters: dict[str, int] = msgspec.field(default_factory=dict)
 
 
-def load_checkpoint(store: EventStore) -> Checkpoint:
+def load_checkpoint(store: EventStore) -> RoutingCheckpoint:
     """The checkpoint derived from the emergency stream's last record (empty stream: zero)."""
     version = store.stream_version(EMERGENCY_STREAM)
     if version < 0:
-        return Checkpoint()
+        return RoutingCheckpoint()
     (last,) = store.read_stream(EMERGENCY_STREAM, from_version=version, limit=1)
     routed = decode(last.type, last.schema_version, last.data)
     assert isinstance(routed, EmergencyRouted)
-    return Checkpoint(
+    return RoutingCheckpoint(
         source_position=routed.source_position,
         stream_version=version,
         counters=dict(routed.counters),
@@ -151,7 +151,7 @@ class Weatherlight:
             except WrongExpectedVersion:
                 self.checkpoint = load_checkpoint(self.store)
                 continue
-            self.checkpoint = Checkpoint(
+            self.checkpoint = RoutingCheckpoint(
                 source_position=record.position,
                 stream_version=result.last_version,
                 counters=dict(routed.counters),
@@ -202,7 +202,7 @@ def counters(store: EventStore) -> dict[str, int]:
 __all__ = [
     "EMERGENCY_STREAM",
     "WATCHED",
-    "Checkpoint",
+    "RoutingCheckpoint",
     "Weatherlight",
     "counters",
     "load_checkpoint",

@@ -1,9 +1,9 @@
-"""Events from typed state: names, deterministic ids, and the tournament's records.
+"""Events from typed state: stream names, ids, and the tournament's records.
 
-Pure functions. Ids are ``uuid5`` of the run and the item's identity, so a
-batch re-sent after an unknown outcome (a crash between commit and
-acknowledgement) is recognised by the store as already appended, never
-written twice.
+Pure functions. Event ids are ``uuid5`` of the run (or handoff) and the item's
+identity (:mod:`labledger.lab.runs`), so a batch re-sent after an unknown
+outcome (a crash between commit and acknowledgement) is recognised by the store
+as already appended, never written twice.
 """
 
 from __future__ import annotations
@@ -20,33 +20,40 @@ from labledger.events.toolgen import (
     ToolEvaluated,
     ToolSynthesized,
 )
+from labledger.lab.runs import RunKind
 from labledger.lab.toolgen import scoring
 from labledger.lab.toolgen.budgets import anneal_temp, budgets_for
 from labledger.lab.toolgen.evaluate import Measurement
 from labledger.lab.toolgen.specs import Spec
 
-NAMESPACE = uuid.UUID("6f0e3c2a-7d4b-5a51-9c1e-2b7f0a9d4e11")
+_NAMESPACE = uuid.UUID("6f0e3c2a-7d4b-5a51-9c1e-2b7f0a9d4e11")
+"""The UUIDv5 namespace of every ToolGen and RepairLab event id (fixed forever)."""
 HANDOFF_REASON = "toolgen_incorrect"
 
-
-def event_id(*parts: object) -> str:
-    """A deterministic event id: ``uuid5`` of the parts joined by ``/``."""
-    return str(uuid.uuid5(NAMESPACE, "/".join(str(p) for p in parts)))
+# ToolGen's lifecycle has its own stream, ``run-<run>``. It is appended with
+# ANY: the exact-version guard against a second writer sits on the trials
+# stream, where a duplicate would count. Heartbeats are numbered from 1.
+TOOLGEN_RUNS = RunKind("run", _NAMESPACE, actor="toolgen", first_heartbeat_seq=1, exact=False)
+"""A tournament's lifecycle stream ``run-<run>``; its trial ids use the same names."""
+TRIALS = RunKind("toolgen", _NAMESPACE, actor="toolgen")
+"""The tournament's trials stream ``toolgen-<run>``: one atomic batch per trial."""
+REPAIRS = RunKind("repairlab", _NAMESPACE, actor="repairlab")
+"""RepairLab's stream per handoff ``repairlab-<handoff>``; ids are keyed by the handoff."""
 
 
 def run_stream(run_id: str) -> str:
     """The run's lifecycle stream (RunStarted, Heartbeat, RunResumed, RunFinished)."""
-    return f"run-{run_id}"
+    return TOOLGEN_RUNS.stream(run_id)
 
 
 def trials_stream(run_id: str) -> str:
     """The tournament's stream: one atomic batch per trial."""
-    return f"toolgen-{run_id}"
+    return TRIALS.stream(run_id)
 
 
 def repair_stream(handoff_id: str) -> str:
     """RepairLab's stream for one handoff: attempts, outcomes, the challenger."""
-    return f"repairlab-{handoff_id}"
+    return REPAIRS.stream(handoff_id)
 
 
 def tool_id(run_id: str, trial_key: str) -> str:

@@ -38,10 +38,11 @@ from labledger.events.toolgen import (
     RepairSucceeded,
 )
 from labledger.events.typed import decode_record
+from labledger.lab.runs import StreamWriter
 from labledger.lab.toolgen import records, repair
 from labledger.lab.toolgen.evaluate import DEFAULT_TIMED_RUNS
 from labledger.lab.toolgen.specs import get_spec
-from labledger.store import NO_STREAM, EventStore, ExpectedVersion, RecordedEvent
+from labledger.store import EventStore, RecordedEvent
 from labledger.store.subscribe import subscribe
 
 ACTOR = "repairlab"
@@ -75,10 +76,6 @@ def read_repair_state(store: EventStore, handoff_id: str) -> RepairState:
             state.concluded = max(state.concluded, event.attempt)
             state.succeeded = state.succeeded or isinstance(event, RepairSucceeded)
     return state
-
-
-def _expected(version: int) -> ExpectedVersion:
-    return NO_STREAM if version < 0 else version
 
 
 class RepairLab:
@@ -146,17 +143,18 @@ class RepairLab:
     ) -> None:
         new = [
             event.to_new_event(
-                id=records.event_id(handoff.handoff_id, attempt, kind),
+                id=records.REPAIRS.event_id(handoff.handoff_id, attempt, kind),
                 run_id=record.run_id,
                 causation_id=record.id,
                 actor=ACTOR,
             )
             for kind, event in events
         ]
-        result = self.store.append(
-            records.repair_stream(handoff.handoff_id), new, _expected(state.version)
+        stream = StreamWriter(
+            self.store, records.repair_stream(handoff.handoff_id), version=state.version
         )
-        state.version = result.last_version
+        stream.append(new)
+        state.version = stream.version
 
     def _attempt(
         self, record: RecordedEvent, handoff: HandoffRequested, state: RepairState

@@ -19,7 +19,7 @@ import msgspec
 from labledger.lab.toolgen import tournament
 from labledger.lab.toolgen.plan import Trial
 from labledger.lab.toolgen.repairlab import RepairLab
-from labledger.lab.toolgen.tournament import RunConfig, RunState
+from labledger.lab.toolgen.tournament import TournamentConfig, TournamentState
 from labledger.store import AppendResult, EventStore
 
 POLL_S = 0.05
@@ -36,7 +36,7 @@ class RunSummary(msgspec.Struct, frozen=True, kw_only=True):
     repaired: int
 
 
-async def _drain(repairlab: RepairLab, state: RunState) -> None:
+async def _drain(repairlab: RepairLab, state: TournamentState) -> None:
     while not state.handoffs <= repairlab.answered:
         await anyio.sleep(POLL_S)
 
@@ -44,10 +44,10 @@ async def _drain(repairlab: RepairLab, state: RunState) -> None:
 async def run_toolgen(
     store: EventStore,
     run_id: str,
-    config: RunConfig | None = None,
+    config: TournamentConfig | None = None,
     *,
     resume: bool = False,
-    on_trial: Callable[[Trial, AppendResult, RunState], None] | None = None,
+    on_trial: Callable[[Trial, AppendResult, TournamentState], None] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> RunSummary:
     """Run (or resume) tournament ``run_id`` with RepairLab until both are done.

@@ -12,7 +12,8 @@ config comes from its ``RunStarted``; the trials already done are the
 ``ToolSynthesized`` events of its stream; the plan is a pure function of the
 config, so the remaining trials are exactly the planned ones not yet recorded.
 A ``RunResumed`` marks the new attempt, with the last recorded trial as its
-checkpoint. Event ids are ``uuid5`` of (run, trial, kind), and a trial batch
+checkpoint. The lifecycle (``run-<run>``) is a :class:`~labledger.lab.runs.RunLog`;
+event ids are ``uuid5`` of (run, trial, kind), and a trial batch
 goes out with the exact expected version it was planned against: a batch that
 did commit before the crash is found in the log and skipped, a retried one is
 ``already_appended``, and a second writer of the same run gets
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -30,27 +32,19 @@ import labledger
 from labledger.errors import UsageError
 from labledger.events import Event
 from labledger.events._types import ConfigValue
-from labledger.events.runs import (
-    Heartbeat,
-    RunFinished,
-    RunOutcome,
-    RunResumed,
-    RunStarted,
-    Subsystem,
-)
+from labledger.events.runs import RunStarted, Subsystem
 from labledger.events.toolgen import HandoffRequested, ToolSynthesized
-from labledger.events.typed import decode_record
+from labledger.events.typed import typed
+from labledger.lab.runs import RunLog, StreamWriter
 from labledger.lab.toolgen import records, synth
 from labledger.lab.toolgen.budgets import budgets_for
 from labledger.lab.toolgen.evaluate import DEFAULT_TIMED_RUNS, evaluate
 from labledger.lab.toolgen.plan import Trial, plan
 from labledger.lab.toolgen.specs import get_spec
-from labledger.store import ANY, NO_STREAM, AppendResult, EventStore, ExpectedVersion
-
-ACTOR = "toolgen"
+from labledger.store import AppendResult, EventStore, NewEvent
 
 
-class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
+class TournamentConfig(msgspec.Struct, frozen=True, kw_only=True):
     """A tournament's settings, recorded in its ``RunStarted`` (resume reads them back)."""
 
     epochs: int
@@ -72,25 +66,37 @@ class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-class RunState(msgspec.Struct, kw_only=True):
-    """What the log says about a run."""
+@dataclass
+class TournamentState:
+    """What the log says about a tournament: its lifecycle, settings and recorded trials."""
 
-    config: RunConfig
-    attempt: int = 0
-    finished: bool = False
-    done: set[str] = msgspec.field(default_factory=set)
+    log: RunLog
+    """The lifecycle stream ``run-<run>``."""
+    trials: StreamWriter
+    """The trials stream ``toolgen-<run>``, appended at exact versions."""
+    config: TournamentConfig
+    done: set[str] = field(default_factory=set)
     """Tool ids of the trials already recorded."""
-    handoffs: set[str] = msgspec.field(default_factory=set)
-    trials_version: int = -1
-    last_trial_position: int = 0
-    heartbeats: int = 0
+    handoffs: set[str] = field(default_factory=set)
+
+    @property
+    def attempt(self) -> int:
+        """The current attempt (0 until a resume)."""
+        return self.log.attempt
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run recorded its ``RunFinished``."""
+        return self.log.finished is not None
 
 
-def _expected(version: int) -> ExpectedVersion:
-    return NO_STREAM if version < 0 else version
+RunConfig = TournamentConfig
+"""Old name, kept while ``cli/`` imports it (issue #13); use :class:`TournamentConfig`."""
+RunState = TournamentState
+"""Old name, kept while ``cli/`` imports it (issue #13); use :class:`TournamentState`."""
 
 
-def start_run(store: EventStore, run_id: str, config: RunConfig) -> RunState:
+def start_run(store: EventStore, run_id: str, config: TournamentConfig) -> TournamentState:
     """Record ``RunStarted`` for a new run.
 
     Raises:
@@ -98,7 +104,8 @@ def start_run(store: EventStore, run_id: str, config: RunConfig) -> RunState:
     """
     for name in config.specs:
         get_spec(name)  # unknown specs fail before anything is written
-    if store.stream_version(records.run_stream(run_id)) >= 0:
+    log = RunLog(store, records.TOOLGEN_RUNS, run_id)
+    if store.stream_version(log.stream) >= 0:
         raise UsageError(f"run {run_id!r} exists: resume it with --resume {run_id}")
     started = RunStarted(
         subsystem=Subsystem.TOOLGEN,
@@ -106,69 +113,52 @@ def start_run(store: EventStore, run_id: str, config: RunConfig) -> RunState:
         code_version=f"labledger {labledger.__version__}",
         host=platform.node() or "localhost",
     )
-    new = started.to_new_event(id=records.event_id(run_id, "started"), run_id=run_id, actor=ACTOR)
-    store.append(records.run_stream(run_id), [new], NO_STREAM)
-    return RunState(config=config)
+    log.start(started)
+    return TournamentState(log, StreamWriter(store, records.trials_stream(run_id)), config)
 
 
-def _config_values(config: RunConfig) -> dict[str, ConfigValue]:
+def _config_values(config: TournamentConfig) -> dict[str, ConfigValue]:
     values: dict[str, ConfigValue] = msgspec.to_builtins(config)
     return values
 
 
-def read_state(store: EventStore, run_id: str) -> RunState:
+def read_state(store: EventStore, run_id: str) -> TournamentState:
     """The run's config and progress, from its two streams.
 
     Raises:
         UsageError: no such run.
     """
-    state: RunState | None = None
-    for record in store.read_stream(records.run_stream(run_id)):
-        event = decode_record(record).event
-        if isinstance(event, RunStarted):
-            state = RunState(config=msgspec.convert(event.config, RunConfig))
-        elif state is not None and isinstance(event, RunResumed):
-            state.attempt, state.heartbeats = max(state.attempt, event.attempt), 0
-        elif state is not None and isinstance(event, Heartbeat) and event.attempt == state.attempt:
-            state.heartbeats = max(state.heartbeats, event.seq)
-        elif state is not None and isinstance(event, RunFinished):
-            state.finished = True
-    if state is None:
+    log = RunLog.load(store, records.TOOLGEN_RUNS, run_id)
+    if log.started is None:
         raise UsageError(f"no toolgen run {run_id!r} in this ledger")
-    for record in store.read_stream(records.trials_stream(run_id)):
-        event = decode_record(record).event
-        if isinstance(event, ToolSynthesized):
-            state.done.add(event.tool_id)
-        elif isinstance(event, HandoffRequested):
-            state.handoffs.add(event.handoff_id)
-        state.trials_version, state.last_trial_position = record.stream_version, record.position
+    config = msgspec.convert(log.started.config, TournamentConfig)
+    state = TournamentState(log, StreamWriter(store, records.trials_stream(run_id)), config)
+    for item in typed(store.read_stream(state.trials.stream)):
+        if isinstance(item.event, ToolSynthesized):
+            state.done.add(item.event.tool_id)
+        elif isinstance(item.event, HandoffRequested):
+            state.handoffs.add(item.event.handoff_id)
+        state.trials.version, state.trials.last_position = item.record.stream_version, item.position
     return state
 
 
-def resume_run(store: EventStore, run_id: str) -> RunState:
+def resume_run(store: EventStore, run_id: str) -> TournamentState:
     """Read the run back and, unless it finished, record a new attempt (``RunResumed``)."""
     state = read_state(store, run_id)
     if state.finished:
         return state
-    attempt = state.attempt + 1
-    checkpoint = (
-        state.last_trial_position or store.read_stream(records.run_stream(run_id))[0].position
+    trials = state.trials
+    if trials.version >= 0:
+        checkpoint = trials.last_position
+    else:  # no trial yet: the new attempt continues after the start
+        checkpoint = store.read_stream(state.log.stream, limit=1)[0].position
+    state.log.resume(
+        checkpoint_id=f"{trials.stream}@{trials.version}", checkpoint_position=checkpoint
     )
-    resumed = RunResumed(
-        attempt=attempt,
-        resumes_attempt=state.attempt,
-        checkpoint_id=f"{records.trials_stream(run_id)}@{state.trials_version}",
-        checkpoint_position=checkpoint,
-    )
-    new = resumed.to_new_event(
-        id=records.event_id(run_id, "resumed", attempt), run_id=run_id, actor=ACTOR
-    )
-    store.append(records.run_stream(run_id), [new], ANY)
-    state.attempt, state.heartbeats = attempt, 0
     return state
 
 
-def run_trial(store: EventStore, run_id: str, trial: Trial, state: RunState) -> AppendResult:
+def run_trial(store: EventStore, run_id: str, trial: Trial, state: TournamentState) -> AppendResult:
     """Synthesize, evaluate and record one trial (one atomic batch); updates ``state``."""
     spec = get_spec(trial.spec_id)
     tool = records.tool_id(run_id, trial.key)
@@ -197,47 +187,34 @@ def run_trial(store: EventStore, run_id: str, trial: Trial, state: RunState) -> 
     batch: list[tuple[str, Event]] = [("synthesized", made), ("evaluated", scored)]
     if scored.correctness < 1.0:
         batch.append(("handoff", records.handoff(tool, spec, scored, code_sha)))
-    first_id = records.event_id(run_id, trial.key, "synthesized")
-    new = [
-        event.to_new_event(
-            id=records.event_id(run_id, trial.key, kind),
-            run_id=run_id,
-            actor=ACTOR,
-            causation_id=None if kind == "synthesized" else first_id,
-        )
-        for kind, event in batch
-    ]
-    result = store.append(records.trials_stream(run_id), new, _expected(state.trials_version))
+    result = state.trials.append(_trial_events(state.log, trial, batch))
+    assert result is not None  # the batch is never empty
     state.done.add(tool)
     if len(batch) == 3:
         state.handoffs.add(records.handoff_id(tool))
-    state.trials_version, state.last_trial_position = result.last_version, result.last_position
     return result
 
 
-def beat(store: EventStore, run_id: str, state: RunState, progress: str) -> None:
+def _trial_events(log: RunLog, trial: Trial, batch: list[tuple[str, Event]]) -> list[NewEvent]:
+    """The trial's events, each caused by its ``ToolSynthesized`` (the batch's first)."""
+    first_id = log.event_id(trial.key, "synthesized")
+    return [
+        log.new(event, trial.key, kind, causation_id=None if kind == "synthesized" else first_id)
+        for kind, event in batch
+    ]
+
+
+def beat(store: EventStore, run_id: str, state: TournamentState, progress: str) -> None:
     """Record a ``Heartbeat`` of the current attempt."""
-    state.heartbeats += 1
-    hb = Heartbeat(attempt=state.attempt, seq=state.heartbeats, progress=progress)
-    new = hb.to_new_event(
-        id=records.event_id(run_id, "heartbeat", state.attempt, state.heartbeats),
-        run_id=run_id,
-        actor=ACTOR,
-    )
-    store.append(records.run_stream(run_id), [new], ANY)
+    state.log.append([state.log.heartbeat(progress)])
 
 
-def finish_run(store: EventStore, run_id: str, state: RunState, detail: str) -> None:
+def finish_run(store: EventStore, run_id: str, state: TournamentState, detail: str) -> None:
     """Record ``RunFinished`` (succeeded) once."""
-    if state.finished:
-        return
-    done = RunFinished(attempt=state.attempt, outcome=RunOutcome.SUCCEEDED, detail=detail)
-    new = done.to_new_event(id=records.event_id(run_id, "finished"), run_id=run_id, actor=ACTOR)
-    store.append(records.run_stream(run_id), [new], ANY)
-    state.finished = True
+    state.log.finish(detail)
 
 
-def remaining(run_id: str, state: RunState) -> list[Trial]:
+def remaining(run_id: str, state: TournamentState) -> list[Trial]:
     """The planned trials the log does not hold yet, in plan order."""
     return [t for t in state.config.trials() if records.tool_id(run_id, t.key) not in state.done]
 
@@ -245,7 +222,7 @@ def remaining(run_id: str, state: RunState) -> list[Trial]:
 def run_epochs(
     store: EventStore,
     run_id: str,
-    state: RunState,
+    state: TournamentState,
     on_trial: Callable[[Trial, AppendResult], None] | None = None,
 ) -> None:
     """Run every remaining trial, beating once per epoch in which trials ran."""
