@@ -32,16 +32,10 @@ from labledger.cli import (
 )
 from labledger.cli._input import MAX_LINE_BYTES, events_from_lines
 from labledger.errors import (
-    CommandRejected,
-    CorruptionDetected,
-    IdempotencyConflict,
     InvalidEvent,
     LabledgerError,
     MissingExtra,
-    SchemaNotInitialized,
-    StoreUnavailable,
     UsageError,
-    WrongExpectedVersion,
 )
 from labledger.extras import extra_for
 from labledger.ledger import open_ledger
@@ -87,18 +81,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def exit_code(exc: LabledgerError) -> int:
-    """The CLI exit code for an error (a test pins this mapping)."""
-    if isinstance(exc, CorruptionDetected):
-        return INTEGRITY
-    if isinstance(exc, WrongExpectedVersion):
-        return CONFLICT
-    if isinstance(exc, CommandRejected):
-        return REJECTED
-    if isinstance(exc, StoreUnavailable | SchemaNotInitialized):
-        return UNAVAILABLE
-    if isinstance(exc, InvalidEvent | IdempotencyConflict | UsageError):
-        return USAGE
-    return USAGE
+    """The CLI exit code for an error: its class's ``exit_code`` (a test pins the mapping)."""
+    return exc.exit_code
 
 
 def parse_expected(value: str) -> ExpectedVersion:
