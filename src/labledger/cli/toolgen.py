@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from labledger import extras
 from labledger.cli import output
@@ -27,6 +28,10 @@ from labledger.projections.toolgen import (
     rates,
 )
 from labledger.store import AppendResult, EventStore
+
+if TYPE_CHECKING:
+    from labledger.lab.toolgen.plan import Trial
+    from labledger.lab.toolgen.tournament import RunState
 
 _NAME = ToolgenProjection.name
 
@@ -128,24 +133,10 @@ def cmd_epochs(args: argparse.Namespace, store: EventStore) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace, store: EventStore) -> int:
-    """Run (or resume) a tournament with RepairLab, show progress, end with the leaderboard."""
-    import anyio
-
-    from labledger.lab.toolgen import RunConfig, run_toolgen
+def _trial_progress(bar: ProgressLine) -> Callable[[Trial, AppendResult, RunState], None]:
+    """The ``on_trial`` of a run: the progress line, and each epoch's budgets off a terminal."""
     from labledger.lab.toolgen.budgets import budgets_for
-    from labledger.lab.toolgen.plan import Trial
-    from labledger.lab.toolgen.tournament import RunState
 
-    run_id = args.resume or args.run_id or f"tg{uuid.uuid4().hex[:10]}"
-    config = RunConfig(
-        epochs=args.epochs,
-        specs=tuple(args.specs.split(",")),
-        seed=args.seed,
-        timed_runs=args.timed_runs,
-        curriculum=args.curriculum,
-    )
-    bar = ProgressLine(f"toolgen {run_id}", unit="trials")
     epochs_seen: set[int] = set()
 
     def on_trial(trial: Trial, result: AppendResult, state: RunState) -> None:
@@ -159,13 +150,45 @@ def cmd_run(args: argparse.Namespace, store: EventStore) -> int:
             )
         bar(len(state.done), len(state.config.trials()))
 
-    def log(line: str) -> None:
-        print(line, file=sys.stderr)
+    return on_trial
 
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _print_standings(store: EventStore, top: int) -> None:
+    engine = caught_up(store, _NAME, progress=False)
+    with engine.read(_NAME) as tx:
+        standings, overall = leaderboard(tx, None, top), rates(tx)[-1]
+    _print_leaderboard(standings)
+    print(
+        f"\nhandoff rate {_num(overall.handoff_rate, 3)}, handoff success rate "
+        f"{_num(overall.handoff_success_rate, 3)}, repair success rate "
+        f"{_num(overall.repair_success_rate, 3)}"
+    )
+
+
+def cmd_run(args: argparse.Namespace, store: EventStore) -> int:
+    """Run (or resume) a tournament with RepairLab, show progress, end with the leaderboard."""
+    import anyio
+
+    from labledger.lab.toolgen import RunConfig, run_toolgen
+
+    run_id = args.resume or args.run_id or f"tg{uuid.uuid4().hex[:10]}"
+    config = RunConfig(
+        epochs=args.epochs,
+        specs=tuple(args.specs.split(",")),
+        seed=args.seed,
+        timed_runs=args.timed_runs,
+        curriculum=args.curriculum,
+    )
+    bar = ProgressLine(f"toolgen {run_id}", unit="trials")
+    on_trial = _trial_progress(bar)
     print(f"toolgen run {run_id}" + (" (resumed)" if args.resume else ""), file=sys.stderr)
     summary = anyio.run(
         lambda: run_toolgen(
-            store, run_id, config, resume=bool(args.resume), on_trial=on_trial, log=log
+            store, run_id, config, resume=bool(args.resume), on_trial=on_trial, log=_log
         )
     )
     bar.close()
@@ -175,15 +198,7 @@ def cmd_run(args: argparse.Namespace, store: EventStore) -> int:
         f"{summary.repaired} repaired now",
         file=sys.stderr,
     )
-    engine = caught_up(store, _NAME, progress=False)
-    with engine.read(_NAME) as tx:
-        standings, overall = leaderboard(tx, None, args.top), rates(tx)[-1]
-    _print_leaderboard(standings)
-    print(
-        f"\nhandoff rate {_num(overall.handoff_rate, 3)}, handoff success rate "
-        f"{_num(overall.handoff_success_rate, 3)}, repair success rate "
-        f"{_num(overall.repair_success_rate, 3)}"
-    )
+    _print_standings(store, args.top)
     return 0
 
 
