@@ -32,17 +32,19 @@ from labledger.store import EventStore
 # -- read models -------------------------------------------------------------------
 
 
-def _export(store: EventStore, out: Path, verb: str, refused: str) -> dict[str, Any]:
+def _export(store: EventStore, out: Path, *, verb: str, nothing_exported: bool) -> dict[str, Any]:
     """The training set as of the verified head, written to ``out``; what the manifest says.
 
-    ``refused`` ends the message when the log fails verification.
+    ``training-set export`` and ``simic`` refuse a log that fails verification
+    with messages that differ (``nothing_exported``: "; nothing exported" and
+    the first bad position); both are kept as users have seen them.
     """
     report = store.verify()
     if not report.ok:
-        raise CorruptionDetected(
-            f"the log fails verification ({report.message}){refused}",
-            report.first_bad_position if refused else None,
-        )
+        message = f"the log fails verification ({report.message})"
+        if nothing_exported:
+            raise CorruptionDetected(f"{message}; nothing exported", report.first_bad_position)
+        raise CorruptionDetected(message)
     name = EsperTrainingProjection.name
     engine = caught_up(store, name, until=report.head)
     with engine.read(name) as tx:
@@ -73,7 +75,9 @@ def _export(store: EventStore, out: Path, verb: str, refused: str) -> dict[str, 
 
 def cmd_training_export(args: argparse.Namespace, store: EventStore) -> int:
     """Export completed transitions as of the verified head: tensors + manifest."""
-    written = _export(store, Path(args.out), "esper training-set export", "; nothing exported")
+    written = _export(
+        store, Path(args.out), verb="esper training-set export", nothing_exported=True
+    )
     output.json_line(written)
     return 0
 
@@ -174,7 +178,7 @@ def cmd_simic(args: argparse.Namespace, store: EventStore) -> int:
     with tempfile.TemporaryDirectory(prefix="labledger-simic-") as tmp:
         source = Path(args.from_export) if args.from_export else Path(tmp) / "train.pt"
         if not args.from_export:
-            _export(store, source, "esper simic", "")
+            _export(store, source, verb="esper simic", nothing_exported=False)
         config = simic.SimicConfig(epochs=args.epochs, seed=args.seed)
         previous = simic.latest_policy(store)
         old = None if previous is None else store.get_blob(previous.checkpoint_sha256)
