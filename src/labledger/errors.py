@@ -4,17 +4,31 @@ Every error a user can meet derives from :class:`LabledgerError` and says what
 to do next. Driver and SQLAlchemy exceptions are translated in one place per
 store dialect (``store/_sqlite.py``, ``store/_postgres.py``), always chained
 with ``raise ... from``.
+
+Each class carries what it means to a caller as two class attributes, read by
+the CLI (``exit_code``) and the HTTP API (``http_status``); a subclass inherits
+both unless it says otherwise. Exit codes (stable; scripts rely on them): 0 ok;
+1 integrity failure; 2 usage or bad input; 3 expected-version conflict; 4
+rejected (validation or security); 5 store unavailable or not initialised.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 
 class LabledgerError(Exception):
     """Root of every labledger error."""
 
+    exit_code: ClassVar[int] = 2
+    http_status: ClassVar[int] = 500
+
 
 class UsageError(LabledgerError, ValueError):
     """The caller asked for something malformed (bad stream name, bad input)."""
+
+    exit_code: ClassVar[int] = 2
+    http_status: ClassVar[int] = 422
 
 
 class MissingExtra(UsageError):
@@ -32,6 +46,9 @@ class MissingExtra(UsageError):
 class WrongExpectedVersion(LabledgerError):
     """The stream is not at the version the caller expected; nothing was written."""
 
+    exit_code: ClassVar[int] = 3
+    http_status: ClassVar[int] = 409
+
     def __init__(self, stream: str, expected: object, actual: int) -> None:
         self.stream = stream
         self.expected = expected
@@ -46,6 +63,9 @@ class WrongExpectedVersion(LabledgerError):
 class IdempotencyConflict(LabledgerError):
     """An event id already exists with other content (or in another place)."""
 
+    exit_code: ClassVar[int] = 2
+    http_status: ClassVar[int] = 422
+
     def __init__(self, event_id: str, detail: str) -> None:
         self.event_id = event_id
         super().__init__(
@@ -57,6 +77,9 @@ class IdempotencyConflict(LabledgerError):
 class CorruptionDetected(LabledgerError):
     """Stored bytes do not match their checksum or hash chain."""
 
+    exit_code: ClassVar[int] = 1
+    http_status: ClassVar[int] = 500
+
     def __init__(self, message: str, position: int | None = None) -> None:
         self.position = position
         super().__init__(message)
@@ -64,6 +87,9 @@ class CorruptionDetected(LabledgerError):
 
 class SchemaNotInitialized(LabledgerError):
     """The database has no labledger schema, or an older/newer revision than this code."""
+
+    exit_code: ClassVar[int] = 5
+    http_status: ClassVar[int] = 503
 
     def __init__(self, url: str, found: str | None, wanted: str) -> None:
         self.found = found
@@ -78,6 +104,9 @@ class SchemaNotInitialized(LabledgerError):
 class StoreUnavailable(LabledgerError, ConnectionError):
     """The store cannot be written or reached: disk full, read-only file, server down."""
 
+    exit_code: ClassVar[int] = 5
+    http_status: ClassVar[int] = 503
+
 
 class DatabaseMissing(StoreUnavailable):
     """The server is up but has no database of that name; ``labledger init`` creates it."""
@@ -90,12 +119,18 @@ class StoreBusy(StoreUnavailable):
 class BlobNotFound(LabledgerError, KeyError):
     """No blob with that SHA-256 is stored."""
 
+    exit_code: ClassVar[int] = 2
+    http_status: ClassVar[int] = 404
+
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else "blob not found"
 
 
 class EventDecodeError(LabledgerError, ValueError):
     """Stored or submitted event bytes do not decode into their declared type."""
+
+    exit_code: ClassVar[int] = 2
+    http_status: ClassVar[int] = 422
 
     def __init__(
         self,
@@ -125,9 +160,15 @@ class UnknownEventType(EventDecodeError):
 class InvalidEvent(LabledgerError, ValueError):
     """An event was refused before it reached the log (validation, limits, strict mode)."""
 
+    exit_code: ClassVar[int] = 2
+    http_status: ClassVar[int] = 422
+
 
 class CommandRejected(LabledgerError):
     """A signed command failed verification; a CommandRejected event was recorded instead."""
+
+    exit_code: ClassVar[int] = 4
+    http_status: ClassVar[int] = 403
 
     def __init__(self, reason: str, detail: str = "", position: int | None = None) -> None:
         self.reason = reason

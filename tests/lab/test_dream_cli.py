@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from labledger.cli import _dream_lab_verbs
+from labledger.cli import dream
 from labledger.cli.main import run as cli
 from labledger.lab.dream.config import DomainSpec
 from labledger.testing.backends import SqliteBackend
@@ -24,7 +24,7 @@ def test_run_every_domain_with_real_workloads_then_report(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr(_dream_lab_verbs, "unavailable", no_cuda)  # importing torch takes seconds
+    monkeypatch.setattr(dream, "unavailable", no_cuda)  # importing torch takes seconds
     with fresh_ledger(sqlite_backend) as store:
         url = store.url
     args = ["--db", url, "dream", "run", "--domain", "all", "--generations", "1",

@@ -1,4 +1,7 @@
-"""The CLI's exit semantics as HTTP status codes, in one place (a test pins the mapping).
+"""How errors reach HTTP clients: status, JSON body and rejection label.
+
+Each error class in ``labledger.errors`` carries its ``http_status`` and its
+CLI ``exit_code``; the table below is what they say today (a test pins the mapping).
 
 =====================================================  ======  ========
 error                                                  status  CLI exit
@@ -22,35 +25,20 @@ from fastapi import Request, Response
 
 from labledger.api._state import ApiState, encode
 from labledger.errors import (
-    BlobNotFound,
     CommandRejected,
     CorruptionDetected,
     EventDecodeError,
     IdempotencyConflict,
     InvalidEvent,
     LabledgerError,
-    SchemaNotInitialized,
-    StoreUnavailable,
     UsageError,
     WrongExpectedVersion,
 )
 
 
 def http_status(exc: LabledgerError) -> int:
-    """The HTTP status of an error (the same classes as ``cli.main.exit_code``)."""
-    if isinstance(exc, CorruptionDetected):
-        return 500
-    if isinstance(exc, WrongExpectedVersion):
-        return 409
-    if isinstance(exc, CommandRejected):
-        return 403
-    if isinstance(exc, StoreUnavailable | SchemaNotInitialized):
-        return 503
-    if isinstance(exc, BlobNotFound):
-        return 404
-    if isinstance(exc, InvalidEvent | EventDecodeError | IdempotencyConflict | UsageError):
-        return 422
-    return 500
+    """The HTTP status of an error: its class's ``http_status`` (``errors.py``)."""
+    return exc.http_status
 
 
 def error_body(exc: LabledgerError) -> dict[str, Any]:

@@ -107,6 +107,11 @@ class ProjectionEngine:
 
     # -- catching up -------------------------------------------------------------
 
+    def checkpoint(self, name: str) -> Checkpoint | None:
+        """The checkpoint of ``name`` in the target database; None where it was never built."""
+        with self.target.engine.connect() as conn:
+            return cps.load(conn, name)
+
     def ensure(self, proj: Projection, progress: Progress | None = None) -> Checkpoint:
         """The checkpoint, creating the tables on first use and rebuilding on a version bump."""
         with self._write() as conn:

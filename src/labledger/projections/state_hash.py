@@ -9,6 +9,7 @@ reach the same state give the same hash.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -28,13 +29,36 @@ def _value(value: Any) -> Any:
     return value
 
 
-def state_hash(conn: Connection, tables: TableSet) -> str:
+def _rows_hash(
+    conn: Connection, tables: TableSet, value: Callable[[Any], Any], run_id: str | None
+) -> str:
     digest = hashlib.sha256()
     for name in sorted(tables.by_name):
         table = tables.by_name[name]
         columns = [str(c.name) for c in table.columns]
         digest.update(_encode({"table": name, "columns": columns}))
-        order = list(table.primary_key.columns)
-        for row in conn.execute(sa.select(table).order_by(*order)):
-            digest.update(_encode([_value(v) for v in row]))
+        query = sa.select(table).order_by(*table.primary_key.columns)
+        if run_id is not None and "run_id" in table.c:
+            query = query.where(table.c.run_id == run_id)
+        for row in conn.execute(query):
+            digest.update(_encode([value(v) for v in row]))
     return digest.hexdigest()
+
+
+def state_hash(conn: Connection, tables: TableSet) -> str:
+    return _rows_hash(conn, tables, _value, None)
+
+
+def _run_value(value: Any) -> Any:
+    return {"hex": bytes(value).hex()} if isinstance(value, bytes | memoryview) else value
+
+
+def run_hash(conn: Connection, tables: TableSet, run_id: str) -> str:
+    """The digest of one run's rows: every row whose ``run_id`` column is ``run_id``.
+
+    Tables without that column count whole. ``labledger replay`` compares it
+    between the live read model and one rebuilt from the log. A float NaN is
+    hashed as msgspec encodes it (``null``) rather than as ``"NaN"``: that is
+    the digest ``replay`` has always printed, and printed hashes must not move.
+    """
+    return _rows_hash(conn, tables, _run_value, run_id)

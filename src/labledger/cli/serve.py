@@ -1,4 +1,4 @@
-"""CLI verbs of the HTTP side: ``serve`` (API + dashboard under uvicorn) and ``export-parquet``.
+"""The HTTP side: ``serve`` (API + dashboard under uvicorn) and ``export-parquet``.
 
 FastAPI, uvicorn and pyarrow are imported only when these verbs run
 (``pip install 'labledger[api]'``).
@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from labledger import extras
+from labledger.cli import output
+from labledger.cli._engine import engine_for
 from labledger.errors import UsageError
-from labledger.projections import ProjectionEngine, all_projections
 from labledger.security.keyring import KeyRing
 from labledger.store import EventStore
 
@@ -68,21 +67,19 @@ def cmd_export_parquet(args: argparse.Namespace, store: EventStore) -> int:
     out = Path(args.out)
     written = export.export_events(store, args.type, out, args.run) if args.type else {}
     if args.model:
-        engine = ProjectionEngine(store, all_projections())
+        engine = engine_for(store)
         for name in args.model:
             engine.get(name)
         for name in args.model:
             written |= export.export_model(engine, name, out)
-    for table, rows in written.items():
-        sys.stdout.buffer.write(
-            msgspec.json.encode({"table": table, "rows": rows, "out": str(out)}) + b"\n"
-        )
-    sys.stdout.flush()
+    output.json_lines(
+        {"table": table, "rows": rows, "out": str(out)} for table, rows in written.items()
+    )
     return 0
 
 
-def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
-    """Add ``serve`` and ``export-parquet`` to the ``labledger`` parser."""
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add ``serve`` and ``export-parquet``."""
     p = sub.add_parser("serve", help="HTTP API, live tail, metrics and dashboard (uvicorn)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
     p.add_argument("--port", type=_port, default=8321)

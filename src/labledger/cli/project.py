@@ -1,4 +1,4 @@
-"""CLI verbs for projections: run, status, rebuild, build --as-of, hash; and `runs`."""
+"""``project run|status|rebuild|build|hash``: the read models and their checkpoints."""
 
 from __future__ import annotations
 
@@ -8,25 +8,14 @@ from typing import Any
 
 import anyio
 import msgspec
-import sqlalchemy as sa
 
+from labledger.cli import output
+from labledger.cli._engine import engine_for
 from labledger.cli._progress import ProgressLine
-from labledger.projections import ProjectionEngine, all_projections
-from labledger.projections.runs import run_rows
+from labledger.errors import UsageError
 from labledger.projections.status import status
 from labledger.store import EventStore, init_store, open_store
 from labledger.store._sql import SqlEventStore
-
-_encode = msgspec.json.Encoder().encode
-
-
-def engine_for(store: EventStore, **kwargs: Any) -> ProjectionEngine:
-    return ProjectionEngine(store, all_projections(), **kwargs)
-
-
-def _print(obj: object) -> None:
-    sys.stdout.buffer.write(_encode(obj) + b"\n")
-    sys.stdout.flush()
 
 
 def cmd_run(args: argparse.Namespace, store: EventStore) -> int:
@@ -38,7 +27,7 @@ def cmd_run(args: argparse.Namespace, store: EventStore) -> int:
         bar = ProgressLine(f"project {name}")
         cp = engine.catch_up(name, progress=bar)
         bar.close()
-        _print({"projection": name, "version": cp.version, "checkpoint": cp.position})
+        output.json_line({"projection": name, "version": cp.version, "checkpoint": cp.position})
     if args.follow:
         print("following the log; Ctrl-C to stop", file=sys.stderr)
         anyio.run(engine.follow, names)
@@ -47,8 +36,7 @@ def cmd_run(args: argparse.Namespace, store: EventStore) -> int:
 
 def cmd_status(args: argparse.Namespace, store: EventStore) -> int:
     rows = status(engine_for(store), stall_after_s=args.stall_after)
-    for row in rows:
-        _print(msgspec.to_builtins(row))
+    output.json_lines(msgspec.to_builtins(row) for row in rows)
     return 0
 
 
@@ -57,7 +45,7 @@ def cmd_rebuild(args: argparse.Namespace, store: EventStore) -> int:
     bar = ProgressLine(f"rebuild {args.name}")
     cp = engine.rebuild(args.name, progress=bar)
     bar.close()
-    _print(
+    output.json_line(
         {
             "projection": args.name,
             "version": cp.version,
@@ -73,18 +61,16 @@ def cmd_build(args: argparse.Namespace, store: EventStore) -> int:
     init_store(args.into)
     with open_store(args.into) as target:
         assert isinstance(target, SqlEventStore)
-        if target.head() or _has_checkpoint(target, args.name):
-            from labledger.errors import UsageError
-
+        engine = engine_for(store, target=target)
+        if target.head() or engine.checkpoint(args.name) is not None:
             raise UsageError(
                 f"--into {args.into} already holds a ledger or this projection; "
                 "give an empty database"
             )
-        engine = engine_for(store, target=target)
         bar = ProgressLine(f"build {args.name} as of {args.as_of}")
         cp = engine.catch_up(args.name, until=args.as_of, progress=bar)
         bar.close()
-        _print(
+        output.json_line(
             {
                 "projection": args.name,
                 "as_of": args.as_of,
@@ -96,30 +82,13 @@ def cmd_build(args: argparse.Namespace, store: EventStore) -> int:
     return 0
 
 
-def _has_checkpoint(target: SqlEventStore, name: str) -> bool:
-    with target.engine.connect() as conn:
-        row = conn.execute(
-            sa.text("SELECT 1 FROM ll_projections WHERE name = :n"), {"n": name}
-        ).first()
-    return row is not None
-
-
 def cmd_hash(args: argparse.Namespace, store: EventStore) -> int:
-    engine = engine_for(store)
-    print(engine.state_hash(args.name))
+    print(engine_for(store).state_hash(args.name))
     return 0
 
 
-def cmd_runs(args: argparse.Namespace, store: EventStore) -> int:
-    engine = engine_for(store)
-    engine.catch_up("runs")
-    with engine.read("runs") as tx:
-        for row in run_rows(tx, status=args.status):
-            _print(row)
-    return 0
-
-
-def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add ``project run|status|rebuild|build|hash``."""
     project = sub.add_parser("project", help="projections: run, status, rebuild, build, hash")
     verbs = project.add_subparsers(dest="project_verb", required=True, parser_class=type(project))
     p = verbs.add_parser("run", help="catch up (then --follow live appends)")
@@ -140,6 +109,3 @@ def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
     p = verbs.add_parser("hash", help="deterministic digest of a projection's tables")
     p.add_argument("name")
     p.set_defaults(store_handler=cmd_hash)
-    p = sub.add_parser("runs", help="runs with status, subsystem, heartbeats, event counts")
-    p.add_argument("--status", choices=["running", "finished", "abandoned", "resumed"])
-    p.set_defaults(store_handler=cmd_runs)

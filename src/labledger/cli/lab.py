@@ -50,25 +50,13 @@ def cmd_lab(args: argparse.Namespace) -> int:
     revision = init_store(db)
     print(f"labledger lab session on {db} (schema {revision})", flush=True)
     _section("D-REAM: tuning the cpu domain on real workloads")
-    _step(run, db, "dream", "run", "--domain", "cpu", "--generations", "2", "--population",
-          "3", "--trials", "2", "--budget-ms", str(args.budget_ms), "--seed", "7",
-          quiet=True)  # fmt: skip
+    dream = ["--domain", "cpu", "--generations", "2", "--population", "3", "--trials", "2"]
+    dream += ["--budget-ms", str(args.budget_ms), "--seed", "7"]
+    _step(run, db, "dream", "run", *dream, quiet=True)
     _section("ToolGen ⇄ RepairLab: a short tournament")
-    _step(run, db, "toolgen", "run", "--epochs", str(args.epochs), "--timed-runs", "5",
-          "--curriculum", "rotate", "--seed", "7", quiet=True)  # fmt: skip
-    if not extras.installed("ml"):
-        _section("Esper: skipped")
-        absent = ", ".join(extras.missing("ml"))
-        print(f"Esper needs the 'ml' extra ({absent} not installed): pip install 'labledger[ml]'")
-    else:
-        _section("Esper: morphogenetic training with signed Tamiyo commands")
-        summary = json.loads(_step(run, db, "esper", "train", "--epochs", "5", "--seed", "0"))
-        command = _first_command(run, db, summary.get("run_id", ""))
-        if command:
-            _section(f"Audit trail of command {command} (command → verification → effect → report)")
-            _step(run, db, "audit", command, "--text")
-        _section("Simic training set (from the esper_training read model)")
-        _step(run, db, "esper", "training-set", "export", "--out", args.training_set)
+    toolgen = ["--epochs", str(args.epochs), "--timed-runs", "5", "--curriculum", "rotate"]
+    _step(run, db, "toolgen", "run", *toolgen, "--seed", "7", quiet=True)
+    _esper(run, db, args.training_set)
     _section("Baselines (from the dream_baselines read model)")
     _step(run, db, "dream", "baselines")
     _section("Best candidates (from candidate packs)")
@@ -81,10 +69,30 @@ def cmd_lab(args: argparse.Namespace) -> int:
     _step(run, db, "runs")
     _section("Integrity")
     _step(run, db, "verify")
-    print(f"\nlab session done in {time.monotonic() - started:.1f}s; the log is {db}. "
-          f"Try: labledger --db {db} dream pack <CAND_ID>, toolgen rates, audit --rejected, "
-          "project status", flush=True)  # fmt: skip
+    print(
+        f"\nlab session done in {time.monotonic() - started:.1f}s; the log is {db}. "
+        f"Try: labledger --db {db} dream pack <CAND_ID>, toolgen rates, audit --rejected, "
+        "project status",
+        flush=True,
+    )
     return 0
+
+
+def _esper(run: Callable[[list[str]], int], db: str, training_set: str) -> None:
+    """A short Esper run, one command's audit trail and the training set (needs [ml])."""
+    if not extras.installed("ml"):
+        _section("Esper: skipped")
+        absent = ", ".join(extras.missing("ml"))
+        print(f"Esper needs the 'ml' extra ({absent} not installed): pip install 'labledger[ml]'")
+        return
+    _section("Esper: morphogenetic training with signed Tamiyo commands")
+    summary = json.loads(_step(run, db, "esper", "train", "--epochs", "5", "--seed", "0"))
+    command = _first_command(run, db, summary.get("run_id", ""))
+    if command:
+        _section(f"Audit trail of command {command} (command → verification → effect → report)")
+        _step(run, db, "audit", command, "--text")
+    _section("Simic training set (from the esper_training read model)")
+    _step(run, db, "esper", "training-set", "export", "--out", training_set)
 
 
 def _first_command(run: Callable[[list[str]], int], db: str, run_id: str) -> str | None:
@@ -120,11 +128,15 @@ def _interval(pair: Any) -> str:
     return f"[{pair[0]:.0f}, {pair[1]:.0f}]"
 
 
-def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add ``lab``."""
     p = sub.add_parser("lab", help="run a short real lab session and show its read models")
     p.add_argument("--epochs", type=int, default=3, help="ToolGen epochs (default 3)")
     p.add_argument("--budget-ms", type=int, default=30, help="D-REAM trial budget (default 30)")
     p.add_argument("--plot", default="dream-report.png", help="where the D-REAM plot goes")
-    p.add_argument("--training-set", default="esper-training.pt",
-                   help="where the Esper training set export goes")  # fmt: skip
+    p.add_argument(
+        "--training-set",
+        default="esper-training.pt",
+        help="where the Esper training set export goes",
+    )
     p.set_defaults(plain_handler=cmd_lab)

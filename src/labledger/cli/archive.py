@@ -1,4 +1,4 @@
-"""CLI verbs for backups and portable archives: backup, restore, export, import (issue #8).
+"""Backups and portable archives: ``backup``, ``restore``, ``export``, ``import`` (issue #8).
 
 Exit codes as everywhere: 0 ok; 1 integrity (a damaged archive or backup, a
 restored store that fails verification); 2 usage (bad selection, a non-empty
@@ -8,12 +8,12 @@ restore target without --force, a missing file); 5 store unavailable.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from labledger.cli import output
 from labledger.cli._progress import ProgressLine
 from labledger.security.gate import LabGate
 from labledger.security.keyring import KeyRing
@@ -21,23 +21,16 @@ from labledger.store import EventStore, open_store
 from labledger.store.archive import HistoricalGate, export_archive, import_archive
 from labledger.store.backup import backup, restore
 
-_encode = msgspec.json.Encoder().encode
-
-
-def _print(obj: object) -> None:
-    sys.stdout.buffer.write(_encode(obj) + b"\n")
-    sys.stdout.flush()
-
 
 def cmd_backup(args: argparse.Namespace, store: EventStore) -> int:
     """``labledger backup DEST``: an online, consistent copy with a manifest beside it."""
-    _print(backup(store, Path(args.dest)))
+    output.json_line(backup(store, Path(args.dest)))
     return 0
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
     """``labledger restore SRC [--force]``: into --db, then verify against the manifest."""
-    _print(restore(Path(args.src), args.db, force=args.force))
+    output.json_line(restore(Path(args.src), args.db, force=args.force))
     return 0
 
 
@@ -54,7 +47,7 @@ def cmd_export(args: argparse.Namespace, store: EventStore) -> int:
         progress=bar,
     )
     bar.close()
-    _print(msgspec.to_builtins(report))
+    output.json_line(msgspec.to_builtins(report))
     return 0
 
 
@@ -70,7 +63,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         bar = ProgressLine(f"check {args.file}", unit="bytes")
         report = import_archive(store, Path(args.file), progress=bar)
         bar.close()
-    _print(msgspec.to_builtins(report))
+    output.json_line(msgspec.to_builtins(report))
     return 0
 
 
@@ -80,8 +73,8 @@ def _position(value: str) -> int:
     return int(value)
 
 
-def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
-    """Register backup, restore, export and import."""
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add ``backup``, ``restore``, ``export`` and ``import``."""
     p = sub.add_parser("backup", help="online, consistent backup to DEST (+ DEST.manifest.json)")
     p.add_argument("dest", metavar="DEST")
     p.set_defaults(store_handler=cmd_backup)

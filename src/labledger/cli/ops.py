@@ -1,4 +1,4 @@
-"""Operator verbs: `doctor` (one health report with what to do) and `anchor` (show, accept)."""
+"""Operator verbs: ``runs``, ``doctor`` (one health report with what to do) and ``anchor``."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
+from labledger.cli import output
+from labledger.cli._engine import caught_up, engine_for
 from labledger.errors import LabledgerError, UsageError
-from labledger.projections import ProjectionEngine, all_projections
+from labledger.projections.runs import run_rows
 from labledger.projections.status import status
 from labledger.store import EventStore
 from labledger.store._migrate import HEAD_REVISION, current_revision
 from labledger.store._sql import SqlEventStore
 
-_encode = msgspec.json.Encoder().encode
 LOW_DISK_BYTES = 1 << 30
 
 
@@ -90,7 +91,7 @@ def _integrity(store: SqlEventStore) -> list[Finding]:
 
 def _projections(store: SqlEventStore) -> list[Finding]:
     out = []
-    for row in status(ProjectionEngine(store, all_projections())):
+    for row in status(engine_for(store)):
         if row.state in ("current",):
             level, action = "ok", ""
         elif row.state in ("stalled", "needs rebuild"):
@@ -158,7 +159,7 @@ def cmd_doctor(args: argparse.Namespace, store: EventStore) -> int:
         findings += result if isinstance(result, list) else [result]
     for f in findings:
         if args.json:
-            sys.stdout.buffer.write(_encode(f) + b"\n")
+            output.json_line(f)
         else:
             mark = {"ok": "ok  ", "warning": "WARN", "error": "FAIL"}[f.level]
             print(f"[{mark}] {f.check}: {f.detail}")
@@ -176,21 +177,29 @@ def cmd_anchor(args: argparse.Namespace, store: EventStore) -> int:
         print(f"anchor moved to the current head, position {head}", file=sys.stderr)
         return 0
     state = sql.anchor.read()
-    sys.stdout.buffer.write(
-        _encode(
-            {
-                "path": str(sql.anchor.path),
-                "position": state.position if state else None,
-                "chain": state.chain if state else None,
-                "problem": sql.anchor_problem,
-            }
-        )
-        + b"\n"
+    output.json_line(
+        {
+            "path": str(sql.anchor.path),
+            "position": state.position if state else None,
+            "chain": state.chain if state else None,
+            "problem": sql.anchor_problem,
+        }
     )
     return 1 if sql.anchor_problem else 0
 
 
-def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
+def cmd_runs(args: argparse.Namespace, store: EventStore) -> int:
+    engine = caught_up(store, "runs", progress=False)
+    with engine.read("runs") as tx:
+        output.json_lines(run_rows(tx, status=args.status))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add ``runs``, ``doctor`` and ``anchor``."""
+    p = sub.add_parser("runs", help="runs with status, subsystem, heartbeats, event counts")
+    p.add_argument("--status", choices=["running", "finished", "abandoned", "resumed"])
+    p.set_defaults(store_handler=cmd_runs)
     p = sub.add_parser(
         "doctor",
         help="health report: schema, integrity, anchor, projections, "

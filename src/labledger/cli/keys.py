@@ -1,4 +1,4 @@
-"""CLI verbs for keys, signing and the catalog (issue #3)."""
+"""``keys``, ``sign`` and ``catalog``: the signing key ring and the event catalog (issue #3)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from labledger.cli import output
 from labledger.errors import EventDecodeError, InvalidEvent, UsageError
 from labledger.events import _base as registry
 from labledger.events.catalog import build_catalog, check_catalog, schema_path, write_catalog
@@ -19,8 +20,6 @@ from labledger.events.raw import parse_json
 from labledger.events.security import SignedCommand
 from labledger.security import keyring as keys
 from labledger.security.signing import sign
-
-_encode = msgspec.json.Encoder(order="sorted").encode
 
 
 def _key_file(args: argparse.Namespace) -> Path:
@@ -62,17 +61,17 @@ def cmd_sign(args: argparse.Namespace) -> int:
         "nonce": "pending",
         "key_id": kid or "none",
         "issued_at": dt.datetime.now(dt.UTC).isoformat(),
-        "freshness_window": msgspec.json.decode(_encode(window)),
+        "freshness_window": msgspec.json.decode(msgspec.json.encode(window)),
     }
     try:
-        command = registry.decode(type_name, cls.VERSION, _encode(data))
+        command = registry.decode(type_name, cls.VERSION, msgspec.json.encode(data))
     except EventDecodeError as exc:
         raise InvalidEvent(f"{type_name}: {exc}") from exc
     assert isinstance(command, SignedCommand)
     signed = sign(command, ring, key_id=kid, window=window)
     out = {k: v for k, v in doc.items() if k != "data"}
     out["data"] = msgspec.Raw(registry.encode(signed)[2])
-    sys.stdout.buffer.write(_encode(out) + b"\n")
+    output.json_line(out, sort_keys=True)
     return 0
 
 
@@ -90,7 +89,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
         if not registry.is_known(args.type):
             raise UsageError(f"{args.type!r} is not in the catalog; `labledger catalog` lists them")
         files = build_catalog()
-        sys.stdout.buffer.write(files[schema_path(registry.event_class(args.type))])
+        output.raw(files[schema_path(registry.event_class(args.type))])
         return 0
     for cls in registry.all_types():
         print(f"{cls.TYPE:<34} v{cls.VERSION}  {cls.SUBSYSTEM:<9}  {_summary(cls)}")
@@ -102,16 +101,20 @@ def _summary(cls: type[registry.Event]) -> str:
     return json.dumps(doc.splitlines()[0])[1:-1] if doc else ""
 
 
-def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add ``keys``, ``sign`` and ``catalog``."""
     p = sub.add_parser("keys", help="manage the command-signing key ring")
     p.add_argument("keys_verb", choices=["new", "list"])
     p.add_argument(
         "--key-file", default=None, help="default: $LABLEDGER_KEY_FILE or ./labledger.keys"
     )
+    p.set_defaults(plain_handler=cmd_keys)
     p = sub.add_parser("sign", help="sign one command read from stdin (JSON line)")
     p.add_argument("--key-id", default=None, help="default: the active key")
     p.add_argument("--window", type=float, default=60.0, help="freshness window, seconds")
+    p.set_defaults(plain_handler=cmd_sign)
     p = sub.add_parser("catalog", help="list event types, show one schema, or regenerate")
     p.add_argument("type", nargs="?")
     p.add_argument("--write", action="store_true", help="regenerate the top-level events/")
     p.add_argument("--check", action="store_true", help="exit 1 if events/ is out of date")
+    p.set_defaults(plain_handler=cmd_catalog)

@@ -1,4 +1,4 @@
-"""CLI verbs for the ToolGen tournament: run, leaderboard, rates, epochs, plot.
+"""``toolgen run|leaderboard|rates|epochs|plot``: the ToolGen tournament and its read model.
 
 Each verb catches the ``toolgen`` projection up to the head first, then reads
 it. The default output is a readable table; ``--json`` prints JSON lines.
@@ -9,14 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
-from collections.abc import Sequence
-from typing import Any
-
-import msgspec
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from labledger import extras
+from labledger.cli import output
+from labledger.cli._engine import caught_up
+from labledger.cli._input import positive
 from labledger.cli._progress import ProgressLine
-from labledger.cli._project_verbs import engine_for
 from labledger.projections.toolgen import (
     DEFAULT_TOP,
     EpochMedian,
@@ -29,44 +29,15 @@ from labledger.projections.toolgen import (
 )
 from labledger.store import AppendResult, EventStore
 
-_encode = msgspec.json.Encoder().encode
+if TYPE_CHECKING:
+    from labledger.lab.toolgen.plan import Trial
+    from labledger.lab.toolgen.tournament import RunState
+
 _NAME = ToolgenProjection.name
-
-
-def _positive(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number >= 1")
-    return int(value)
 
 
 def _num(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}g}"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """Print left-aligned text columns, right-aligned numbers, two spaces apart."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    numeric = [all(_is_number(r[i]) for r in rows) for i in range(len(header))]
-    for line in [header, *rows]:
-        cells = [
-            c.rjust(w) if num else c.ljust(w)
-            for c, w, num in zip(line, widths, numeric, strict=True)
-        ]
-        print("  ".join(cells).rstrip())
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return cell == "-"
-    return True
-
-
-def _json_lines(items: Sequence[msgspec.Struct]) -> None:
-    for item in items:
-        sys.stdout.buffer.write(_encode(item) + b"\n")
-    sys.stdout.flush()
 
 
 def _lineage(s: Standing) -> str:
@@ -95,17 +66,16 @@ def _print_leaderboard(standings: list[Standing]) -> None:
             if s.spec_id == spec
         ]
         print(("\n" if n else "") + f"spec {spec}")
-        _table(header, rows)
+        output.table(header, rows)
 
 
 def cmd_leaderboard(args: argparse.Namespace, store: EventStore) -> int:
     """Top-N tools per spec by fitness, with epoch, style, median_ms, stability, lineage."""
-    engine = engine_for(store)
-    engine.catch_up(_NAME)
+    engine = caught_up(store, _NAME, progress=False)
     with engine.read(_NAME) as tx:
         standings = leaderboard(tx, args.spec, args.top)
     if args.json:
-        _json_lines(standings)
+        output.json_lines(standings)
     elif standings:
         _print_leaderboard(standings)
     else:
@@ -135,17 +105,16 @@ def _print_rates(items: list[Rates]) -> None:
         ]
         for r in items
     ]
-    _table(header, rows)
+    output.table(header, rows)
 
 
 def cmd_rates(args: argparse.Namespace, store: EventStore) -> int:
     """Handoff rate, handoff success rate and repair success rate per spec and overall."""
-    engine = engine_for(store)
-    engine.catch_up(_NAME)
+    engine = caught_up(store, _NAME, progress=False)
     with engine.read(_NAME) as tx:
         items = [r for r in rates(tx) if args.spec is None or r.spec_id in (args.spec, None)]
     if args.json:
-        _json_lines(items)
+        output.json_lines(items)
     else:
         _print_rates(items)
     return 0
@@ -153,36 +122,21 @@ def cmd_rates(args: argparse.Namespace, store: EventStore) -> int:
 
 def cmd_epochs(args: argparse.Namespace, store: EventStore) -> int:
     """The median of the evaluated tools' median_ms per spec and epoch."""
-    engine = engine_for(store)
-    engine.catch_up(_NAME)
+    engine = caught_up(store, _NAME, progress=False)
     with engine.read(_NAME) as tx:
         items: list[EpochMedian] = median_ms_by_epoch(tx, args.spec)
     if args.json:
-        _json_lines(items)
+        output.json_lines(items)
     elif items:
         rows = [[m.spec_id, str(m.epoch), str(m.tools), _num(m.median_ms)] for m in items]
-        _table(["spec", "epoch", "tools", "median_ms"], rows)
+        output.table(["spec", "epoch", "tools", "median_ms"], rows)
     return 0
 
 
-def cmd_run(args: argparse.Namespace, store: EventStore) -> int:
-    """Run (or resume) a tournament with RepairLab, show progress, end with the leaderboard."""
-    import anyio
-
-    from labledger.lab.toolgen import RunConfig, run_toolgen
+def _trial_progress(bar: ProgressLine) -> Callable[[Trial, AppendResult, RunState], None]:
+    """The ``on_trial`` of a run: the progress line, and each epoch's budgets off a terminal."""
     from labledger.lab.toolgen.budgets import budgets_for
-    from labledger.lab.toolgen.plan import Trial
-    from labledger.lab.toolgen.tournament import RunState
 
-    run_id = args.resume or args.run_id or f"tg{uuid.uuid4().hex[:10]}"
-    config = RunConfig(
-        epochs=args.epochs,
-        specs=tuple(args.specs.split(",")),
-        seed=args.seed,
-        timed_runs=args.timed_runs,
-        curriculum=args.curriculum,
-    )
-    bar = ProgressLine(f"toolgen {run_id}", unit="trials")
     epochs_seen: set[int] = set()
 
     def on_trial(trial: Trial, result: AppendResult, state: RunState) -> None:
@@ -196,13 +150,45 @@ def cmd_run(args: argparse.Namespace, store: EventStore) -> int:
             )
         bar(len(state.done), len(state.config.trials()))
 
-    def log(line: str) -> None:
-        print(line, file=sys.stderr)
+    return on_trial
 
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _print_standings(store: EventStore, top: int) -> None:
+    engine = caught_up(store, _NAME, progress=False)
+    with engine.read(_NAME) as tx:
+        standings, overall = leaderboard(tx, None, top), rates(tx)[-1]
+    _print_leaderboard(standings)
+    print(
+        f"\nhandoff rate {_num(overall.handoff_rate, 3)}, handoff success rate "
+        f"{_num(overall.handoff_success_rate, 3)}, repair success rate "
+        f"{_num(overall.repair_success_rate, 3)}"
+    )
+
+
+def cmd_run(args: argparse.Namespace, store: EventStore) -> int:
+    """Run (or resume) a tournament with RepairLab, show progress, end with the leaderboard."""
+    import anyio
+
+    from labledger.lab.toolgen import RunConfig, run_toolgen
+
+    run_id = args.resume or args.run_id or f"tg{uuid.uuid4().hex[:10]}"
+    config = RunConfig(
+        epochs=args.epochs,
+        specs=tuple(args.specs.split(",")),
+        seed=args.seed,
+        timed_runs=args.timed_runs,
+        curriculum=args.curriculum,
+    )
+    bar = ProgressLine(f"toolgen {run_id}", unit="trials")
+    on_trial = _trial_progress(bar)
     print(f"toolgen run {run_id}" + (" (resumed)" if args.resume else ""), file=sys.stderr)
     summary = anyio.run(
         lambda: run_toolgen(
-            store, run_id, config, resume=bool(args.resume), on_trial=on_trial, log=log
+            store, run_id, config, resume=bool(args.resume), on_trial=on_trial, log=_log
         )
     )
     bar.close()
@@ -212,16 +198,7 @@ def cmd_run(args: argparse.Namespace, store: EventStore) -> int:
         f"{summary.repaired} repaired now",
         file=sys.stderr,
     )
-    engine = engine_for(store)
-    engine.catch_up(_NAME)
-    with engine.read(_NAME) as tx:
-        standings, overall = leaderboard(tx, None, args.top), rates(tx)[-1]
-    _print_leaderboard(standings)
-    print(
-        f"\nhandoff rate {_num(overall.handoff_rate, 3)}, handoff success rate "
-        f"{_num(overall.handoff_success_rate, 3)}, repair success rate "
-        f"{_num(overall.repair_success_rate, 3)}"
-    )
+    _print_standings(store, args.top)
     return 0
 
 
@@ -232,8 +209,7 @@ def cmd_plot(args: argparse.Namespace, store: EventStore) -> int:
 
     from labledger.lab.toolgen.plot import plot_epochs
 
-    engine = engine_for(store)
-    engine.catch_up(_NAME)
+    engine = caught_up(store, _NAME, progress=False)
     with engine.read(_NAME) as tx:
         items = median_ms_by_epoch(tx, args.spec)
     out = plot_epochs(items, Path(args.out))
@@ -243,7 +219,7 @@ def cmd_plot(args: argparse.Namespace, store: EventStore) -> int:
 
 def _add_run_parsers(verbs: argparse._SubParsersAction[Any]) -> None:
     p = verbs.add_parser("run", help="run a tournament with RepairLab (or --resume one)")
-    p.add_argument("--epochs", type=_positive, default=3, metavar="E", help="epochs to run")
+    p.add_argument("--epochs", type=positive, default=3, metavar="E", help="epochs to run")
     p.add_argument(
         "--specs",
         default="text_deduplicate,json_flatten,prefix_search",
@@ -251,7 +227,7 @@ def _add_run_parsers(verbs: argparse._SubParsersAction[Any]) -> None:
         help="specs, comma-separated, in curriculum order",
     )
     p.add_argument("--seed", type=int, default=0, help="seeds faults and inputs' hash seeds")
-    p.add_argument("--timed-runs", type=_positive, default=30, metavar="N", help="benchmark runs")
+    p.add_argument("--timed-runs", type=positive, default=30, metavar="N", help="benchmark runs")
     p.add_argument(
         "--curriculum",
         choices=("seed", "rotate", "all"),
@@ -260,7 +236,7 @@ def _add_run_parsers(verbs: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument("--run-id", default=None, metavar="ID", help="id of a new run")
     p.add_argument("--resume", default=None, metavar="RUN_ID", help="continue this run")
-    p.add_argument("--top", type=_positive, default=DEFAULT_TOP, metavar="N", help="rows per spec")
+    p.add_argument("--top", type=positive, default=DEFAULT_TOP, metavar="N", help="rows per spec")
     p.set_defaults(store_handler=cmd_run)
     p = verbs.add_parser("plot", help="PNG of median_ms per epoch per spec")
     p.add_argument("--out", required=True, metavar="FILE", help="the PNG to write")
@@ -268,14 +244,14 @@ def _add_run_parsers(verbs: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(store_handler=cmd_plot)
 
 
-def add_parsers(sub: argparse._SubParsersAction[Any]) -> None:
-    """Add ``toolgen run|leaderboard|rates|epochs|plot`` to the ``labledger`` parser."""
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add ``toolgen run|leaderboard|rates|epochs|plot``."""
     toolgen = sub.add_parser("toolgen", help="ToolGen tournament: run, leaderboard, rates, plot")
     verbs = toolgen.add_subparsers(dest="toolgen_verb", required=True, parser_class=type(toolgen))
     _add_run_parsers(verbs)
     p = verbs.add_parser("leaderboard", help="top-N tools per spec by fitness, with lineage")
     p.add_argument("--spec", default=None, metavar="SPEC", help="only this spec")
-    p.add_argument("--top", type=_positive, default=DEFAULT_TOP, metavar="N", help="rows per spec")
+    p.add_argument("--top", type=positive, default=DEFAULT_TOP, metavar="N", help="rows per spec")
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     p.set_defaults(store_handler=cmd_leaderboard)
     p = verbs.add_parser("rates", help="handoff and repair success rates, per spec and overall")
