@@ -31,7 +31,7 @@ from labledger.store import AppendResult, EventStore
 
 if TYPE_CHECKING:
     from labledger.lab.toolgen.plan import Trial
-    from labledger.lab.toolgen.tournament import RunState
+    from labledger.lab.toolgen.tournament import TournamentState
 
 _NAME = ToolgenProjection.name
 
@@ -133,13 +133,13 @@ def cmd_epochs(args: argparse.Namespace, store: EventStore) -> int:
     return 0
 
 
-def _trial_progress(bar: ProgressLine) -> Callable[[Trial, AppendResult, RunState], None]:
+def _trial_progress(bar: ProgressLine) -> Callable[[Trial, AppendResult, TournamentState], None]:
     """The ``on_trial`` of a run: the progress line, and each epoch's budgets off a terminal."""
     from labledger.lab.toolgen.budgets import budgets_for
 
     epochs_seen: set[int] = set()
 
-    def on_trial(trial: Trial, result: AppendResult, state: RunState) -> None:
+    def on_trial(trial: Trial, result: AppendResult, state: TournamentState) -> None:
         if trial.epoch not in epochs_seen and not bar.tty:
             epochs_seen.add(trial.epoch)
             b = budgets_for(trial.epoch)
@@ -173,10 +173,10 @@ def cmd_run(args: argparse.Namespace, store: EventStore) -> int:
     """Run (or resume) a tournament with RepairLab, show progress, end with the leaderboard."""
     import anyio
 
-    from labledger.lab.toolgen import RunConfig, run_toolgen
+    from labledger.lab.toolgen import TournamentConfig, run_toolgen
 
     run_id = args.resume or args.run_id or f"tg{uuid.uuid4().hex[:10]}"
-    config = RunConfig(
+    config = TournamentConfig(
         epochs=args.epochs,
         specs=tuple(args.specs.split(",")),
         seed=args.seed,

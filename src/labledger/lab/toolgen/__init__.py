@@ -10,6 +10,6 @@ the RepairLab worker (``repairlab``) and their orchestration (``run``).
 from __future__ import annotations
 
 from labledger.lab.toolgen.run import RunSummary, run_toolgen
-from labledger.lab.toolgen.tournament import RunConfig, TournamentConfig
+from labledger.lab.toolgen.tournament import TournamentConfig
 
-__all__ = ["RunConfig", "RunSummary", "TournamentConfig", "run_toolgen"]
+__all__ = ["RunSummary", "TournamentConfig", "run_toolgen"]

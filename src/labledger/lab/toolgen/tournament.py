@@ -90,12 +90,6 @@ class TournamentState:
         return self.log.finished is not None
 
 
-RunConfig = TournamentConfig
-"""Old name, kept while ``cli/`` imports it (issue #13); use :class:`TournamentConfig`."""
-RunState = TournamentState
-"""Old name, kept while ``cli/`` imports it (issue #13); use :class:`TournamentState`."""
-
-
 def start_run(store: EventStore, run_id: str, config: TournamentConfig) -> TournamentState:
     """Record ``RunStarted`` for a new run.
 
