@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from labledger.ledger import open_ledger
 from labledger.projections import ProjectionEngine, all_projections
 from labledger.security import KeyRing
-from labledger.store._sql import SqlEventStore
+from labledger.store.sql import SqlEventStore
 from labledger.testing.backends import Backend
 from labledger.testing.projection_contract import fresh_ledger
 from tests.cli.test_cli import cli

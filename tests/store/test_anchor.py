@@ -10,8 +10,7 @@ import sqlalchemy as sa
 
 from labledger import NewEvent, init_store, open_store
 from labledger.store import Problem
-from labledger.store._integrity import GENESIS, chain_link, record_checksum
-from labledger.store.anchor import AnchorMismatch
+from labledger.store.integrity import GENESIS, AnchorMismatch, chain_link, record_checksum
 from labledger.testing.backends import SqliteBackend
 
 

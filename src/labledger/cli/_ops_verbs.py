@@ -14,8 +14,8 @@ from labledger.errors import LabledgerError, UsageError
 from labledger.projections import ProjectionEngine, all_projections
 from labledger.projections.status import status
 from labledger.store import EventStore
-from labledger.store._migrate import HEAD_REVISION, current_revision
-from labledger.store._sql import SqlEventStore
+from labledger.store.migrations import HEAD_REVISION, current_revision
+from labledger.store.sql import SqlEventStore
 
 _encode = msgspec.json.Encoder().encode
 LOW_DISK_BYTES = 1 << 30

@@ -15,7 +15,7 @@ from labledger.projections import ProjectionEngine, all_projections
 from labledger.projections.runs import run_rows
 from labledger.projections.status import status
 from labledger.store import EventStore, init_store, open_store
-from labledger.store._sql import SqlEventStore
+from labledger.store.sql import SqlEventStore
 
 _encode = msgspec.json.Encoder().encode
 

@@ -32,7 +32,7 @@ from labledger.cli._project_verbs import engine_for
 from labledger.errors import CorruptionDetected, UsageError
 from labledger.projections import ProjectionEngine, Tx
 from labledger.store import EventStore, init_store, open_store
-from labledger.store._sql import SqlEventStore
+from labledger.store.sql import SqlEventStore
 
 _encode = msgspec.json.Encoder().encode
 _canonical = msgspec.json.Encoder(order="sorted").encode  # as projections.state_hash encodes

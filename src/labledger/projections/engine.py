@@ -24,9 +24,9 @@ from labledger.projections import checkpoint as cps
 from labledger.projections.base import Projection, TableSet, Tx
 from labledger.projections.checkpoint import Checkpoint, CheckpointMoved
 from labledger.projections.state_hash import state_hash
-from labledger.store._dialect import WRITE_OPTION
-from labledger.store._sql import SqlEventStore
 from labledger.store.base import EventStore, RecordedEvent
+from labledger.store.dialects.base import WRITE_OPTION
+from labledger.store.sql import SqlEventStore
 
 
 class LogSource(Protocol):

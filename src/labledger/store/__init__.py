@@ -11,9 +11,12 @@ from labledger.store.base import (
     EXISTS,
     NO_STREAM,
     AppendResult,
+    CommandClaim,
     EventStore,
     ExpectedVersion,
+    Gate,
     NewEvent,
+    NonceStats,
     Problem,
     RecordedEvent,
     StreamAppend,
@@ -21,7 +24,6 @@ from labledger.store.base import (
     StreamState,
     VerifyReport,
 )
-from labledger.store.hooks import CommandClaim, Gate, NonceStats
 
 DEFAULT_URL = "sqlite:///labledger.db"
 
@@ -46,7 +48,7 @@ def open_store(
             message names the ``labledger init`` command to run.
         StoreUnavailable: the database cannot be reached.
     """
-    from labledger.store._sql import SqlEventStore
+    from labledger.store.sql import SqlEventStore
 
     options: dict[str, Any] = {}
     if clock is not None:
@@ -58,14 +60,14 @@ def open_store(
 
 def create_database(url: str | None = None) -> bool:
     """Create the PostgreSQL database of ``url`` if the server has none; True if it did."""
-    from labledger.store._schema_admin import create_database as create
+    from labledger.store.migrations import create_database as create
 
     return create(url or default_url())
 
 
 def init_store(url: str | None = None) -> str:
     """Create or upgrade the schema to head (one migrator at a time). Returns the revision."""
-    from labledger.store._schema_admin import upgrade
+    from labledger.store.migrations import upgrade
 
     return upgrade(url or default_url())
 

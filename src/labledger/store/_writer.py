@@ -15,14 +15,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from labledger.errors import LabledgerError
-from labledger.store import _nonces
-from labledger.store._append import LogState, Outcome, Plan, Request, plan
-from labledger.store._rawtxn import Params, RawTxn
-from labledger.store._rows import CHAIN, EVENT_ID, READ_COLUMNS, ROW_COLUMNS, to_recorded
+from labledger.store import nonces
 from labledger.store.base import RecordedEvent
+from labledger.store.dialects.base import Params, RawTxn
+from labledger.store.planner import LogState, Outcome, Plan, Request, plan
+from labledger.store.schema import CHAIN, EVENT_ID, READ_COLUMNS, ROW_COLUMNS, to_recorded
 
 if TYPE_CHECKING:
-    from labledger.store._sql import SqlEventStore
+    from labledger.store.sql import SqlEventStore
 
 HEAD = "SELECT position, chain FROM ll_events ORDER BY position DESC LIMIT 1"
 INSERT = f"INSERT INTO ll_events ({ROW_COLUMNS}) VALUES ({', '.join('?' * 15)})"
@@ -56,7 +56,7 @@ def _attempt(store: SqlEventStore, requests: Sequence[Request], *, check_ids: bo
         with dialect.append_txn(store.engine) as txn:
             planned = _plan(store, txn, requests, check_ids=check_ids)
             if planned.nonces:
-                _nonces.record(txn, planned.nonces, _now_us(store), store.max_nonces)
+                nonces.record(txn, planned.nonces, _now_us(store), store.max_nonces)
             if planned.rows:
                 txn.executemany(INSERT, planned.rows)
                 txn.executemany(
@@ -78,7 +78,7 @@ def _now_us(store: SqlEventStore) -> int:
 def _plan(store: SqlEventStore, txn: RawTxn, requests: Sequence[Request], *, check_ids: bool
           ) -> Plan:  # fmt: skip
     streams = sorted({part.stream for request in requests for part in request})
-    nonces = [c.nonce for r in requests for p in r for c in p.claims if c is not None and c.nonce]
+    wanted = [c.nonce for r in requests for p in r for c in p.claims if c is not None and c.nonce]
     queries: list[tuple[str, Params]] = [
         (HEAD, ()),
         (
@@ -86,8 +86,8 @@ def _plan(store: SqlEventStore, txn: RawTxn, requests: Sequence[Request], *, che
             (txn.list_param(streams),),
         ),
     ]
-    if nonces:
-        queries += [_nonces.seen_query(txn, nonces), (_nonces.HORIZON, ())]
+    if wanted:
+        queries += [nonces.seen_query(txn, wanted), (nonces.HORIZON, ())]
     results = txn.fetch(queries)
     head_rows, version_rows = results[0], results[1]
     state = LogState(
@@ -98,7 +98,7 @@ def _plan(store: SqlEventStore, txn: RawTxn, requests: Sequence[Request], *, che
         recorded_at_us=_now_us(store),
         lookup=lambda stream: _stream_version(txn, stream),
     )
-    if nonces:
+    if wanted:
         state.nonces_seen = {r[0] for r in results[2]}
         state.nonce_horizon_us = int(results[3][0][0])
     if check_ids:

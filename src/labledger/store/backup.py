@@ -50,13 +50,13 @@ from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
 
 from labledger.errors import CorruptionDetected, StoreUnavailable, UsageError
-from labledger.store import _migrate
-from labledger.store._dialect import dialect_for
-from labledger.store._integrity import GENESIS
-from labledger.store._postgres import PostgresDialect
-from labledger.store._sql import SqlEventStore
-from labledger.store._sqlite import SqliteDialect
+from labledger.store import migrations
 from labledger.store.base import EventStore
+from labledger.store.dialects.base import dialect_for
+from labledger.store.dialects.postgres import PostgresDialect
+from labledger.store.dialects.sqlite import SqliteDialect
+from labledger.store.integrity import GENESIS
+from labledger.store.sql import SqlEventStore
 
 MANIFEST_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.json"
@@ -83,7 +83,7 @@ def _facts(conn: Connection) -> dict[str, Any]:
         "head": 0 if last is None else int(last[0]),
         "head_hash": (GENESIS if last is None else bytes(last[1])).hex(),
         "counts": counts,
-        "schema_revision": _migrate.current_revision(conn),
+        "schema_revision": migrations.current_revision(conn),
     }
 
 

@@ -64,8 +64,8 @@ from labledger.projections import checkpoint as cps
 from labledger.projections.base import Projection, TableSet, Tx
 from labledger.projections.checkpoint import Checkpoint
 from labledger.store import ANY, EventStore
-from labledger.store._sql import SqlEventStore
 from labledger.store.base import RecordedEvent
+from labledger.store.sql import SqlEventStore
 from labledger.testing.workers import Worker, crash_event, worker_env
 
 BROKEN = ("", "ack-early", "async-commit", "ack-on-error", "split-txn", "skip-metadata")
@@ -211,14 +211,14 @@ SIDE_FILES = ("", "-wal", ".anchor", ".anchor.key")
 
 def skip_metadata_checksum() -> None:
     """Install the broken variant: record checksums that leave the metadata out."""
-    from labledger.store import _append, _integrity, _verify
+    from labledger.store import integrity, planner
 
-    honest: Any = _integrity.record_checksum
+    honest: Any = integrity.record_checksum
 
     def broken(*fields: Any) -> bytes:
         return bytes(honest(*fields[:-1], b""))
 
-    for module in (_append, _verify):  # where the checksum is computed on write and on verify
+    for module in (planner, integrity):  # where the checksum is computed on write and on verify
         setattr(module, "record_checksum", broken)  # noqa: B010
 
 

@@ -22,9 +22,9 @@ from labledger import (
     NewEvent,
     WrongExpectedVersion,
 )
-from labledger.store._append import Outcome, Request
-from labledger.store._sql import SqlEventStore
 from labledger.store.aio import AsyncEventStore
+from labledger.store.planner import Outcome, Request
+from labledger.store.sql import SqlEventStore
 from labledger.testing.store_contract import BackendFixtures, ev
 
 

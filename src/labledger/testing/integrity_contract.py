@@ -13,8 +13,7 @@ from labledger import (
     open_store,
 )
 from labledger.store import Problem
-from labledger.store._migrate import HEAD_REVISION, VERSION_TABLE, script_head
-from labledger.store._schema_admin import downgrade
+from labledger.store.migrations import HEAD_REVISION, VERSION_TABLE, downgrade, script_head
 from labledger.testing.backends import Backend
 from labledger.testing.store_contract import BackendFixtures, ev
 

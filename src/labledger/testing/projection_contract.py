@@ -22,7 +22,7 @@ from labledger.events import Event
 from labledger.ledger import open_ledger
 from labledger.projections import Projection, ProjectionEngine
 from labledger.security import KeyRing
-from labledger.store._sql import SqlEventStore
+from labledger.store.sql import SqlEventStore
 from labledger.testing.backends import Backend
 from labledger.testing.profile import examples
 from labledger.testing.store_contract import BackendFixtures

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from labledger.errors import LabledgerError, StoreUnavailable
-from labledger.store._append import Outcome, Request
+from labledger.store.planner import Outcome, Request
 
 MAX_EVENTS_PER_FLUSH = 10_000
 

@@ -30,8 +30,7 @@ from labledger.errors import (
     LabledgerError,
     StoreUnavailable,
 )
-from labledger.store._dialect import AppendWaiter, Dialect
-from labledger.store._rawtxn import Params, RawTxn
+from labledger.store.dialects.base import AppendWaiter, Dialect, Params, RawTxn
 
 CHANNEL_SQL = "'labledger_' || current_schema()"
 

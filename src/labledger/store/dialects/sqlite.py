@@ -25,8 +25,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 from labledger.errors import LabledgerError, StoreBusy, StoreUnavailable
-from labledger.store._dialect import WRITE_OPTION, AppendWaiter, Dialect
-from labledger.store._rawtxn import Params, RawTxn
+from labledger.store.dialects.base import WRITE_OPTION, AppendWaiter, Dialect, Params, RawTxn
 
 POLL_INTERVAL_S = 0.005
 

@@ -22,21 +22,15 @@ from labledger.errors import (
     SchemaNotInitialized,
     StoreUnavailable,
 )
-from labledger.store import _migrate, _nonces, _writer
-from labledger.store import anchor as anchor_mod
-from labledger.store._append import Outcome, Request
-from labledger.store._dialect import AppendWaiter, Dialect, dialect_for
-from labledger.store._group import GroupCommitter
-from labledger.store._rows import READ_COLUMNS, to_recorded
-from labledger.store._validate import normalize_part
-from labledger.store._verify import verify_log
-from labledger.store.anchor import AnchorMismatch, HeadAnchor
+from labledger.store import _writer, integrity, migrations, nonces
 from labledger.store.base import (
     ANY,
     AppendResult,
     EventStore,
     ExpectedVersion,
+    Gate,
     NewEvent,
+    NonceStats,
     Problem,
     RecordedEvent,
     StreamAppend,
@@ -44,7 +38,11 @@ from labledger.store.base import (
     SupportsNewEvent,
     VerifyReport,
 )
-from labledger.store.hooks import Gate, NonceStats
+from labledger.store.dialects.base import AppendWaiter, Dialect, dialect_for
+from labledger.store.group_commit import GroupCommitter
+from labledger.store.integrity import AnchorMismatch, HeadAnchor, verify_log
+from labledger.store.planner import Outcome, Request, normalize_part
+from labledger.store.schema import READ_COLUMNS, to_recorded
 
 T = TypeVar("T")
 
@@ -66,7 +64,7 @@ class SqlEventStore(EventStore):
         read_only: bool = False,
         gate: Gate | None = None,
         clock: Callable[[], int] = time.time_ns,
-        max_nonces: int = _nonces.DEFAULT_MAX_NONCES,
+        max_nonces: int = nonces.DEFAULT_MAX_NONCES,
         anchor: Path | bool | None = True,
     ) -> None:
         self.dialect: Dialect = dialect_for(url)
@@ -76,7 +74,7 @@ class SqlEventStore(EventStore):
         self.clock = clock
         self.max_nonces = max_nonces
         if not self.dialect.exists():
-            raise SchemaNotInitialized(url, None, _migrate.HEAD_REVISION)
+            raise SchemaNotInitialized(url, None, migrations.HEAD_REVISION)
         self.engine = self.dialect.create_engine(read_only=read_only)
         self._check_schema()
         self._group = GroupCommitter(self.commit_requests)
@@ -109,10 +107,10 @@ class SqlEventStore(EventStore):
 
     def _check_schema(self) -> None:
         with self._errors(), self.engine.connect() as conn:
-            found = _migrate.current_revision(conn)
-        if found != _migrate.HEAD_REVISION:
+            found = migrations.current_revision(conn)
+        if found != migrations.HEAD_REVISION:
             self.engine.dispose()
-            raise SchemaNotInitialized(self.url, found, _migrate.HEAD_REVISION)
+            raise SchemaNotInitialized(self.url, found, migrations.HEAD_REVISION)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -122,7 +120,7 @@ class SqlEventStore(EventStore):
     # -- head anchor --------------------------------------------------------
 
     def _open_anchor(self, choice: Path | bool | None) -> HeadAnchor | None:
-        env = os.environ.get(anchor_mod.PATH_ENV)
+        env = os.environ.get(integrity.PATH_ENV)
         if choice is False or env == "off":
             return None
         path = choice if isinstance(choice, Path) else (
@@ -151,7 +149,7 @@ class SqlEventStore(EventStore):
             return str(exc)
         if state is None:
             return None
-        return anchor_mod.check(state, self.head(), self._chain_at(state.position))
+        return integrity.check(state, self.head(), self._chain_at(state.position))
 
     def accept_anchor(self) -> int:
         """An operator accepts the log as it is: the anchor moves to the current head."""
@@ -300,7 +298,7 @@ class SqlEventStore(EventStore):
 
     def nonce_stats(self) -> NonceStats:
         """Size, expiries, evictions and horizon of the nonce ledger."""
-        return self._read(_nonces.stats)
+        return self._read(nonces.stats)
 
     # -- integrity -----------------------------------------------------------------
 

@@ -47,7 +47,7 @@ from typing import Any
 import msgspec
 
 from labledger.errors import CorruptionDetected, UsageError
-from labledger.store._integrity import GENESIS
+from labledger.store.integrity import GENESIS
 
 _native_crc32c: Callable[[bytes], int] | None
 try:

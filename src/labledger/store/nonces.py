@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
-from labledger.store._rawtxn import Params, RawTxn
-from labledger.store.hooks import NonceStats
+from labledger.store.base import NonceStats
+from labledger.store.dialects.base import Params, RawTxn
 
 DEFAULT_MAX_NONCES = 1_000_000
 
