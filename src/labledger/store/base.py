@@ -15,9 +15,9 @@ Guarantees (DESIGN §3), each checked by the conformance suite in
 8. Envelope: id, stream, stream_version, position, type, schema_version,
    recorded_at (UTC), correlation_id, causation_id, run_id, actor.
 
-The small hook through which typed validation and command security plug into append.
-
-The store knows nothing of event classes or keys. A :class:`Gate` given to
+Gate hooks: the small hook through which typed validation and command
+security plug into append. The store knows nothing of event classes or
+keys. A :class:`Gate` given to
 ``open_store`` sees every event before the write transaction (to validate
 and canonicalise it, and to say whether it is a signed command), and builds
 the rejection record when a command is refused. What needs the database —
@@ -32,13 +32,17 @@ import abc
 import enum
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import msgspec
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from labledger.store.dialects.base import AppendWaiter
+    from labledger.store.planner import Outcome, Request
 
 _json_encode = msgspec.json.Encoder(order="sorted").encode
 
@@ -275,6 +279,53 @@ class EventStore(abc.ABC):
     def close(self) -> None:
         """Release connections."""
 
+    # -- what the layers above need beside the log ------------------------------
+
+    @abc.abstractmethod
+    def read(self, *, snapshot: bool = False) -> AbstractContextManager[Connection]:
+        """A read transaction on the database holding the log (read models live there).
+
+        Args:
+            snapshot: every statement sees one snapshot (a multi-statement read).
+
+        Raises:
+            StoreUnavailable: the database cannot be reached (driver errors translated).
+        """
+
+    @abc.abstractmethod
+    def write(self) -> AbstractContextManager[Connection]:
+        """A write transaction beside the log (read models, checkpoints), serialized
+        with other writers; commits when the block ends without an exception."""
+
+    @abc.abstractmethod
+    def schema_revision(self) -> str | None:
+        """The schema revision the database records (None: no schema)."""
+
+    @property
+    @abc.abstractmethod
+    def keeps_anchor(self) -> bool:
+        """Whether this store keeps a head anchor (``verify`` checks the log against it)."""
+
+    @abc.abstractmethod
+    def accept_anchor(self) -> int:
+        """An operator accepts the log as it is: the anchor moves to the head (returned).
+
+        Raises:
+            StoreUnavailable: the store keeps no anchor.
+        """
+
+    @abc.abstractmethod
+    def disk(self) -> DiskUsage:
+        """Where the log lives and how much room is left there."""
+
+    @abc.abstractmethod
+    def commit_requests(self, requests: Sequence[Request]) -> list[Outcome]:
+        """Commit validated requests in one durable transaction; one outcome each.
+
+        The building block of plain appends and group commit: a request's
+        conflict or bad event becomes its own outcome and never fails the others.
+        """
+
     def __enter__(self) -> EventStore:
         return self
 
@@ -317,6 +368,14 @@ class Gate(Protocol):
     ) -> tuple[str, NewEvent]:
         """The (stream, record) that documents a refused command."""
         ...
+
+
+class DiskUsage(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the log lives: free bytes on a local disk, or the database's size on a server."""
+
+    where: str
+    free_bytes: int | None = None
+    database_bytes: int | None = None
 
 
 class NonceStats(msgspec.Struct, frozen=True, kw_only=True):

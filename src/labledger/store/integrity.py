@@ -375,3 +375,20 @@ def check(anchor: AnchorState | None, head: int, chain_at: bytes | None) -> str 
             "`labledger anchor accept` to accept the log as it is"
         )
     return None
+
+
+def open_anchor(
+    choice: Path | bool | None, default: Path | None, *, read_only: bool
+) -> HeadAnchor | None:
+    """The store's anchor: ``choice`` (a path, or False for none), else ``LABLEDGER_ANCHOR``
+    (``off`` for none), else the dialect's ``default``."""
+    env = os.environ.get(PATH_ENV)
+    if choice is False or env == "off":
+        return None
+    path = choice if isinstance(choice, Path) else (Path(env) if env else default)
+    if path is None:
+        return None
+    try:
+        return HeadAnchor(path, create_key=not read_only)
+    except OSError:
+        return None  # read-only copy without its key: nothing to check against

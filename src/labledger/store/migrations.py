@@ -1,23 +1,20 @@
 """Schema creation and upgrades: Alembic is the only way the schema changes.
 
-``HEAD_REVISION`` is what this code needs; a test checks it equals Alembic's
-head so opening a store never has to load the migration scripts.
-
-Running migrations against a URL with the dialect's settings and migrator lock.
+``schema.HEAD_REVISION`` is what this code needs; a test checks it equals
+Alembic's head so opening a store never has to load the migration scripts.
+Migrations run against a URL with the dialect's settings and migrator lock.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
 
 from labledger.errors import LabledgerError
-from labledger.store.dialects.base import WRITE_OPTION, dialect_for
-
-HEAD_REVISION = "0003"
-VERSION_TABLE = "labledger_alembic_version"
+from labledger.store.dialects.base import WRITE_OPTION, default_url, dialect_for
+from labledger.store.schema import HEAD_REVISION, VERSION_TABLE, current_revision
 
 
 def migrations_dir() -> Path:
@@ -30,16 +27,6 @@ def migrations_dir() -> Path:
     if source.is_dir():
         return source
     raise FileNotFoundError("labledger's migrations are missing from this installation")
-
-
-def current_revision(conn: Connection) -> str | None:
-    """The schema revision recorded in the database, or None when there is none."""
-    try:
-        with conn.begin_nested() if conn.in_transaction() else conn.begin():
-            row = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).first()
-    except (sa_exc.OperationalError, sa_exc.ProgrammingError):
-        return None
-    return None if row is None else str(row[0])
 
 
 def run(conn: Connection, target: str = "head", *, downgrade: bool = False) -> None:
@@ -92,9 +79,14 @@ def _migrate_url(url: str, target: str, *, downgrade: bool) -> str:
     return found or "base"
 
 
-def create_database(url: str) -> bool:
-    """Create the database named by ``url`` if its server has none; True if it did."""
-    return dialect_for(url).create_database()
+def create_database(url: str | None = None) -> bool:
+    """Create the PostgreSQL database of ``url`` if the server has none; True if it did."""
+    return dialect_for(url or default_url()).create_database()
+
+
+def init_store(url: str | None = None) -> str:
+    """Create or upgrade the schema to head (one migrator at a time). Returns the revision."""
+    return upgrade(url or default_url())
 
 
 def upgrade(url: str, target: str = "head") -> str:
@@ -109,3 +101,16 @@ def downgrade(url: str, target: str = "base") -> str:
     if revision == "base" and anchor is not None:
         anchor.unlink(missing_ok=True)
     return revision
+
+
+__all__ = [
+    "HEAD_REVISION",
+    "VERSION_TABLE",
+    "create_database",
+    "current_revision",
+    "downgrade",
+    "init_store",
+    "migrations_dir",
+    "script_head",
+    "upgrade",
+]

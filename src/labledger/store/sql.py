@@ -1,18 +1,30 @@
-"""The SQLAlchemy Core implementation of the log, shared by both backends."""
+"""The SQLAlchemy Core implementation of the log, shared by both backends.
+
+An append goes: validate (``planner.normalize_part``), queue for group commit
+(``group_commit``), then :meth:`SqlEventStore.commit_requests` opens one
+append transaction (``dialects``: lock first), loads the log's state, plans
+(``planner.plan``, pure) and writes the plan.
+
+The fast path does not look event ids up before inserting: new ids are the
+common case, and the unique index on ``event_id`` is the authority anyway.
+When the insert hits it, the transaction rolls back and is planned again
+with the ids looked up (an idempotent retry then gets its original
+positions). A request that fails (expected version, replayed nonce) is
+re-planned with ids too, so the retry of an already-appended batch is still
+recognised.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from sqlalchemy import Connection, bindparam, text
-from sqlalchemy import exc as sa_exc
 
 from labledger.errors import (
     BlobNotFound,
@@ -22,10 +34,11 @@ from labledger.errors import (
     SchemaNotInitialized,
     StoreUnavailable,
 )
-from labledger.store import _writer, integrity, migrations, nonces
+from labledger.store import integrity, nonces, schema
 from labledger.store.base import (
     ANY,
     AppendResult,
+    DiskUsage,
     EventStore,
     ExpectedVersion,
     Gate,
@@ -38,20 +51,23 @@ from labledger.store.base import (
     SupportsNewEvent,
     VerifyReport,
 )
-from labledger.store.dialects.base import AppendWaiter, Dialect, dialect_for
+from labledger.store.dialects.base import (
+    WRITE_OPTION,
+    AppendWaiter,
+    Dialect,
+    RawTxn,
+    default_url,
+    dialect_for,
+)
 from labledger.store.group_commit import GroupCommitter
-from labledger.store.integrity import AnchorMismatch, HeadAnchor, verify_log
-from labledger.store.planner import Outcome, Request, normalize_part
-from labledger.store.schema import READ_COLUMNS, to_recorded
+from labledger.store.integrity import AnchorMismatch
+from labledger.store.planner import Outcome, Plan, Request, normalize_part, plan
 
 T = TypeVar("T")
 
-_READ_ALL = f"SELECT {READ_COLUMNS} FROM ll_events WHERE position >= ? ORDER BY position LIMIT ?"
-_READ_STREAM = text(
-    f"SELECT {READ_COLUMNS} FROM ll_events WHERE stream = :s AND stream_version >= :v "
-    "ORDER BY stream_version LIMIT :n"
-)
-_VERSION = text("SELECT version FROM ll_streams WHERE stream = :s")
+
+class _DuplicateId(Exception):
+    """The optimistic insert met an existing event id; plan again with ids looked up."""
 
 
 class SqlEventStore(EventStore):
@@ -74,14 +90,15 @@ class SqlEventStore(EventStore):
         self.clock = clock
         self.max_nonces = max_nonces
         if not self.dialect.exists():
-            raise SchemaNotInitialized(url, None, migrations.HEAD_REVISION)
+            raise SchemaNotInitialized(url, None, schema.HEAD_REVISION)
         self.engine = self.dialect.create_engine(read_only=read_only)
         self._check_schema()
         self._group = GroupCommitter(self.commit_requests)
-        self.anchor = self._open_anchor(anchor)
+        default = self.dialect.anchor_path()
+        self.anchor = integrity.open_anchor(anchor, default, read_only=read_only)
         self.anchor_problem = self._check_anchor()
 
-    # -- plumbing ---------------------------------------------------------
+    # -- transactions -----------------------------------------------------
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -90,27 +107,40 @@ class SqlEventStore(EventStore):
             yield
         except LabledgerError:
             raise
-        except (sa_exc.SQLAlchemyError, OSError) as exc:
-            mapped = self.dialect.translate(exc)
-            if mapped is None:
-                raise
-            raise mapped from exc
         except Exception as exc:
             mapped = self.dialect.translate(exc)
             if mapped is None:
                 raise
             raise mapped from exc
 
+    @contextmanager
+    def read(self, *, snapshot: bool = False) -> Iterator[Connection]:
+        with self._errors(), self.engine.connect() as conn:
+            if snapshot:
+                conn = conn.execution_options(**self.dialect.snapshot_options())
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        with self._errors(), self.engine.connect() as conn:
+            conn = conn.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                yield conn
+
     def _read(self, fn: Callable[[Connection], T]) -> T:
-        with self._errors(), self.engine.connect() as conn, conn.begin():
+        with self.read() as conn:
             return fn(conn)
 
-    def _check_schema(self) -> None:
+    def schema_revision(self) -> str | None:
         with self._errors(), self.engine.connect() as conn:
-            found = migrations.current_revision(conn)
-        if found != migrations.HEAD_REVISION:
+            return schema.current_revision(conn)
+
+    def _check_schema(self) -> None:
+        found = self.schema_revision()
+        if found != schema.HEAD_REVISION:
             self.engine.dispose()
-            raise SchemaNotInitialized(self.url, found, migrations.HEAD_REVISION)
+            raise SchemaNotInitialized(self.url, found, schema.HEAD_REVISION)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -119,25 +149,13 @@ class SqlEventStore(EventStore):
 
     # -- head anchor --------------------------------------------------------
 
-    def _open_anchor(self, choice: Path | bool | None) -> HeadAnchor | None:
-        env = os.environ.get(integrity.PATH_ENV)
-        if choice is False or env == "off":
-            return None
-        path = choice if isinstance(choice, Path) else (
-            Path(env) if env else self.dialect.anchor_path())  # fmt: skip
-        if path is None:
-            return None
-        try:
-            return HeadAnchor(path, create_key=not self.read_only)
-        except OSError:
-            return None  # read-only copy without its key: nothing to check against
+    @property
+    def keeps_anchor(self) -> bool:
+        return self.anchor is not None
 
     def _chain_at(self, position: int) -> bytes | None:
-        row = self._read(
-            lambda c: c.execute(
-                text("SELECT chain FROM ll_events WHERE position = :p"), {"p": position}
-            ).first()
-        )
+        sql = text("SELECT chain FROM ll_events WHERE position = :p")
+        row = self._read(lambda c: c.execute(sql, {"p": position}).first())
         return None if row is None else bytes(row[0])
 
     def _check_anchor(self) -> str | None:
@@ -152,7 +170,6 @@ class SqlEventStore(EventStore):
         return integrity.check(state, self.head(), self._chain_at(state.position))
 
     def accept_anchor(self) -> int:
-        """An operator accepts the log as it is: the anchor moves to the current head."""
         if self.anchor is None:
             raise StoreUnavailable(f"{self.url} keeps no head anchor")
         head = self.head()
@@ -162,6 +179,10 @@ class SqlEventStore(EventStore):
 
     def waiter(self) -> AppendWaiter:
         return self.dialect.waiter(self.engine)
+
+    def disk(self) -> DiskUsage:
+        with self._errors():
+            return self.dialect.disk(self.engine)
 
     # -- appending ----------------------------------------------------------
 
@@ -183,35 +204,54 @@ class SqlEventStore(EventStore):
         return outcome
 
     def commit_requests(self, requests: Sequence[Request]) -> list[Outcome]:
-        """Commit independent requests in one durable transaction; one outcome each.
-
-        The building block of both plain appends and group commit: a request's
-        conflict or bad event becomes its own outcome and never fails the others.
-        """
         if self.read_only:
             raise StoreUnavailable(f"{self.url} is open read-only; nothing was written")
         if self.anchor_problem is not None:
             raise AnchorMismatch(f"appends are refused: {self.anchor_problem}")
         with self._errors():
-            outcomes, head = _writer.commit(self, requests)
-        if head is not None and self.anchor is not None:
-            self.anchor.advance(*head)
-        return outcomes
+            try:
+                planned = self._commit(requests, check_ids=False)
+            except _DuplicateId:
+                planned = self._commit(requests, check_ids=True)
+        if planned.rows and self.anchor is not None:
+            last = planned.rows[-1]
+            self.anchor.advance(last[schema.POSITION], last[schema.CHAIN])
+        return planned.outcomes
+
+    def _commit(self, requests: Sequence[Request], *, check_ids: bool) -> Plan:
+        now_us = self.clock() // 1000
+        try:
+            with self.dialect.append_txn(self.engine) as txn:
+                planned = self._plan(txn, requests, now_us, check_ids=check_ids)
+                txn.write(planned, now_us, self.max_nonces)
+        except Exception as exc:
+            if not check_ids and self.dialect.is_duplicate_id(exc):
+                raise _DuplicateId from exc
+            raise
+        return planned
+
+    def _plan(
+        self, txn: RawTxn, requests: Sequence[Request], now_us: int, *, check_ids: bool
+    ) -> Plan:
+        state = txn.log_state(requests, now_us)
+        if check_ids:
+            state.existing = txn.existing(requests)
+        planned = plan(requests, state, self.gate)
+        if not check_ids and any(isinstance(o, LabledgerError) for o in planned.outcomes):
+            # A conflict or a "replayed" nonce may be the retry of a batch that is
+            # already in: recognise it by its ids.
+            state.existing = txn.existing(requests)
+            if state.existing:
+                planned = plan(requests, state, self.gate)
+        return planned
 
     # -- reading --------------------------------------------------------------
 
     def read_stream(
         self, stream: str, from_version: int = 0, limit: int | None = None
     ) -> list[RecordedEvent]:
-        n = -1 if limit is None else limit
-        if n == -1:
-            n = 2**62
-        return self._read(
-            lambda c: [
-                to_recorded(r)
-                for r in c.execute(_READ_STREAM, {"s": stream, "v": from_version, "n": n})
-            ]
-        )
+        n = 2**62 if limit is None or limit == -1 else limit
+        return self._rows(schema.READ_STREAM, (stream, from_version, n))
 
     def read_all(
         self, from_position: int = 0, *, batch_size: int = 1000, limit: int | None = None
@@ -220,17 +260,17 @@ class SqlEventStore(EventStore):
         position = max(from_position, 0)
         while remaining > 0:
             size = min(batch_size, remaining)
-            page = self._read_page(position, size)
+            page = self._rows(schema.READ_ALL, (position, size))
             yield from page
             if len(page) < size:
                 return
             remaining -= len(page)
             position = page[-1].position + 1
 
-    def _read_page(self, position: int, size: int) -> list[RecordedEvent]:
+    def _rows(self, sql: str, params: tuple[Any, ...]) -> list[RecordedEvent]:
         with self._errors():
-            rows = self.dialect.read_rows(self.engine, _READ_ALL, (position, size))
-        return [to_recorded(r) for r in rows]
+            rows = self.dialect.read_rows(self.engine, sql, params)
+        return [schema.to_recorded(r) for r in rows]
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         sql = text("SELECT event_id FROM ll_events WHERE event_id IN :ids").bindparams(
@@ -246,18 +286,12 @@ class SqlEventStore(EventStore):
         return self._read(lookup)
 
     def head(self) -> int:
-        return self._read(
-            lambda c: int(
-                c.execute(text("SELECT COALESCE(MAX(position), 0) FROM ll_events")).scalar_one()
-            )
-        )
+        sql = text("SELECT COALESCE(MAX(position), 0) FROM ll_events")
+        return self._read(lambda c: int(c.execute(sql).scalar_one()))
 
     def stream_version(self, stream: str) -> int:
-        return self._read(lambda c: self._stream_version(c, stream))
-
-    @staticmethod
-    def _stream_version(conn: Connection, stream: str) -> int:
-        row = conn.execute(_VERSION, {"s": stream}).first()
+        sql = text("SELECT version FROM ll_streams WHERE stream = :s")
+        row = self._read(lambda c: c.execute(sql, {"s": stream}).first())
         return -1 if row is None else int(row[0])
 
     def streams(self, prefix: str = "") -> list[StreamInfo]:
@@ -279,16 +313,13 @@ class SqlEventStore(EventStore):
             "INSERT INTO ll_blobs (sha256, size, data) VALUES (:h, :n, :d) "
             "ON CONFLICT (sha256) DO NOTHING"
         )
-        with self._errors(), self.engine.connect() as conn, conn.begin():
+        with self.write() as conn:
             conn.execute(sql, {"h": digest, "n": len(data), "d": bytes(data)})
         return digest
 
     def get_blob(self, sha256: str) -> bytes:
-        row = self._read(
-            lambda c: c.execute(
-                text("SELECT data FROM ll_blobs WHERE sha256 = :h"), {"h": sha256.lower()}
-            ).first()
-        )
+        sql = text("SELECT data FROM ll_blobs WHERE sha256 = :h")
+        row = self._read(lambda c: c.execute(sql, {"h": sha256.lower()}).first())
         if row is None:
             raise BlobNotFound(f"no blob {sha256} in {self.url}")
         data = bytes(row[0])
@@ -297,20 +328,43 @@ class SqlEventStore(EventStore):
         return data
 
     def nonce_stats(self) -> NonceStats:
-        """Size, expiries, evictions and horizon of the nonce ledger."""
         return self._read(nonces.stats)
 
     # -- integrity -----------------------------------------------------------------
 
     def verify(self) -> VerifyReport:
-        with self._errors(), self.engine.connect() as conn:
-            conn = conn.execution_options(**self.dialect.snapshot_options())
-            with conn.begin():
-                report = verify_log(conn)
+        with self.read(snapshot=True) as conn:
+            report = integrity.verify_log(conn)
         problem = self._check_anchor()
         if report.ok and problem is not None:
             return msgspec.structs.replace(
-                report, ok=False, problem=Problem.ANCHOR, message=problem,
+                report,
+                ok=False,
+                problem=Problem.ANCHOR,
+                message=problem,
                 first_bad_position=None,
-            )  # fmt: skip
+            )
         return report
+
+
+def open_store(
+    url: str | None = None,
+    *,
+    read_only: bool = False,
+    gate: Gate | None = None,
+    clock: Callable[[], int] | None = None,
+    max_nonces: int | None = None,
+) -> EventStore:
+    """Open an initialised store (raw: no typed validation unless a ``gate`` is given).
+
+    Raises:
+        SchemaNotInitialized: no schema, or not at this code's revision; the
+            message names the ``labledger init`` command to run.
+        StoreUnavailable: the database cannot be reached.
+    """
+    options: dict[str, Any] = {}
+    if clock is not None:
+        options["clock"] = clock  # nanoseconds since the epoch, like time.time_ns
+    if max_nonces is not None:
+        options["max_nonces"] = max_nonces
+    return SqlEventStore(url or default_url(), read_only=read_only, gate=gate, **options)

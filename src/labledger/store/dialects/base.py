@@ -2,9 +2,9 @@
 
 Nowhere else branches on the dialect name: pragmas, how writers are
 serialized, how driver errors map onto labledger's, and how migrators
-exclude each other live in ``_sqlite.py`` and ``_postgres.py``.
+exclude each other live in ``sqlite.py`` and ``postgres.py``.
 
-The append hot path's view of a database transaction, on the driver connection.
+:class:`RawTxn` is the append hot path's view of a database transaction, on the driver connection.
 
 Appends bypass SQLAlchemy's statement layer: each of its calls costs tens of
 microseconds, several times per append, which is most of what labledger
@@ -16,6 +16,7 @@ as one pipelined round trip.
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from labledger.errors import LabledgerError
+from labledger.store import nonces, schema
+from labledger.store.base import DiskUsage, RecordedEvent
+from labledger.store.planner import LogState, Plan, Request
+
+DEFAULT_URL = "sqlite:///labledger.db"
 
 WRITE_OPTION = "labledger_write"
 """Execution option marking a connection whose transactions will append."""
@@ -66,17 +72,32 @@ class Dialect(abc.ABC):
         return False
 
     @abc.abstractmethod
-    def lock_for_append(self, conn: Connection) -> None:
-        """Serialize appenders so positions are assigned in commit order.
-
-        Called first thing in every write transaction made through SQLAlchemy.
-        """
+    def begin(self, driver_connection: Any) -> RawTxn:
+        """The append transaction's view of a pooled driver connection (nothing sent yet)."""
 
     @abc.abstractmethod
+    def lock_for_append(self, txn: RawTxn) -> None:
+        """Serialize appenders so positions are assigned in commit order.
+
+        Called first thing in every append transaction, by :meth:`append_txn`.
+        """
+
     @contextmanager
     def append_txn(self, engine: Engine) -> Iterator[RawTxn]:
-        """A durable write transaction on a driver connection, serialized like
-        ``lock_for_append``; commits on success, rolls back on any exception."""
+        """A durable write transaction on a driver connection, holding the append
+        lock before anything is read; commits on success, rolls back on any exception."""
+        raw = engine.raw_connection()
+        try:
+            txn = self.begin(raw.driver_connection)
+            try:
+                self.lock_for_append(txn)
+                yield txn
+                txn.commit()
+            except BaseException:
+                txn.rollback()
+                raise
+        finally:
+            raw.close()
 
     @abc.abstractmethod
     def read_rows(self, engine: Engine, sql: str, params: Params) -> list[tuple[Any, ...]]:
@@ -95,8 +116,9 @@ class Dialect(abc.ABC):
         """Execution options for a multi-statement read that must see one snapshot."""
         return {}
 
-    def notify_appended_raw(self, txn: RawTxn, head: int) -> None:  # noqa: B027
-        """Tell subscribers, at commit, that the log grew (no-op where they poll)."""
+    @abc.abstractmethod
+    def disk(self, engine: Engine) -> DiskUsage:
+        """Where the database lives and how much room is left (for ``doctor``)."""
 
     @abc.abstractmethod
     def waiter(self, engine: Engine) -> AppendWaiter:
@@ -105,6 +127,11 @@ class Dialect(abc.ABC):
     @abc.abstractmethod
     def translate(self, exc: BaseException) -> LabledgerError | None:
         """A labledger error for a driver/SQLAlchemy exception, or None if not ours to map."""
+
+
+def default_url() -> str:
+    """``LABLEDGER_DB`` if set, else ``./labledger.db``."""
+    return os.environ.get("LABLEDGER_DB") or DEFAULT_URL
 
 
 def dialect_for(url: str) -> Dialect:
@@ -125,10 +152,15 @@ def dialect_for(url: str) -> Dialect:
 
 
 Params = Sequence[Any]
+ID_CHUNK = 2000
 
 
 class RawTxn(abc.ABC):
-    """One write transaction, already holding the append lock when its first read runs."""
+    """One append transaction, holding the append lock, on the driver connection.
+
+    The abstract half is what differs per driver; the concrete half is the
+    append itself: load what the planner needs, look ids up, write a plan.
+    """
 
     @abc.abstractmethod
     def fetch(self, queries: Sequence[tuple[str, Params]]) -> list[list[tuple[Any, ...]]]:
@@ -149,3 +181,72 @@ class RawTxn(abc.ABC):
     @abc.abstractmethod
     def list_param(self, values: Sequence[Any]) -> Any:
         """The parameter value for an ``any_of`` predicate."""
+
+    @abc.abstractmethod
+    def commit(self) -> None:
+        """Commit durably (SQLite: WAL + synchronous=FULL; PostgreSQL: synchronous_commit)."""
+
+    @abc.abstractmethod
+    def rollback(self) -> None:
+        """Roll back whatever this transaction did (a no-op when nothing was begun)."""
+
+    def notify_appended(self, head: int) -> None:  # noqa: B027
+        """Tell subscribers, at commit, that the log grew (no-op where they poll)."""
+
+    # -- the append ---------------------------------------------------------------
+
+    def log_state(self, requests: Sequence[Request], now_us: int) -> LogState:
+        """The head, the streams' versions and the nonces ``requests`` touch, in one fetch."""
+        streams = sorted({part.stream for request in requests for part in request})
+        wanted = [
+            c.nonce for r in requests for p in r for c in p.claims if c is not None and c.nonce
+        ]
+        queries: list[tuple[str, Params]] = [
+            (schema.HEAD, ()),
+            (
+                f"SELECT stream, version FROM ll_streams WHERE {self.any_of('stream')}",
+                (self.list_param(streams),),
+            ),
+        ]
+        if wanted:
+            queries += [nonces.seen_query(self, wanted), (nonces.HORIZON, ())]
+        results = self.fetch(queries)
+        head_rows, version_rows = results[0], results[1]
+        state = LogState(
+            head=head_rows[0][0] if head_rows else 0,
+            chain=bytes(head_rows[0][1]) if head_rows else bytes(32),
+            versions={r[0]: r[1] for r in version_rows},
+            existing={},
+            recorded_at_us=now_us,
+            lookup=self._stream_version,
+        )
+        if wanted:
+            state.nonces_seen = {r[0] for r in results[2]}
+            state.nonce_horizon_us = int(results[3][0][0])
+        return state
+
+    def existing(self, requests: Sequence[Request]) -> dict[str, RecordedEvent]:
+        """The stored events among the ids of ``requests``."""
+        ids = [e.id for request in requests for part in request for e in part.events]
+        found: dict[str, RecordedEvent] = {}
+        sql = f"SELECT {schema.READ_COLUMNS} FROM ll_events WHERE {self.any_of('event_id')}"
+        for i in range(0, len(ids), ID_CHUNK):
+            (rows,) = self.fetch([(sql, (self.list_param(ids[i : i + ID_CHUNK]),))])
+            for row in rows:
+                found[row[schema.EVENT_ID]] = schema.to_recorded(row)
+        return found
+
+    def write(self, planned: Plan, now_us: int, max_nonces: int) -> None:
+        """Insert a plan's rows, stream versions and nonces."""
+        if planned.nonces:
+            nonces.record(self, planned.nonces, now_us, max_nonces)
+        if planned.rows:
+            self.executemany(schema.INSERT, planned.rows)
+            self.executemany(
+                schema.UPSERT_STREAM, [(s, v, p) for s, (v, p) in planned.versions.items()]
+            )
+            self.notify_appended(planned.rows[-1][schema.POSITION])
+
+    def _stream_version(self, stream: str) -> int:
+        (rows,) = self.fetch([(schema.STREAM_VERSION, (stream,))])
+        return int(rows[0][0]) if rows else -1

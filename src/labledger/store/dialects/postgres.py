@@ -30,12 +30,18 @@ from labledger.errors import (
     LabledgerError,
     StoreUnavailable,
 )
+from labledger.store.base import DiskUsage
 from labledger.store.dialects.base import AppendWaiter, Dialect, Params, RawTxn
 
 CHANNEL_SQL = "'labledger_' || current_schema()"
 
 APPEND_LOCK = 0x11ED6E  # first half of the advisory key: "labledger appends"
 MIGRATE_LOCK = 0x11ED6F  # "labledger migrations"
+
+
+def advisory(function: str) -> str:
+    """An advisory-lock call on ``(key, this schema)``; the key is bound as ``?``."""
+    return f"SELECT {function}(?, hashtext(current_schema()))"
 
 
 def normalize_url(url: str) -> str:
@@ -88,25 +94,12 @@ class PostgresDialect(Dialect):
         finally:
             admin.dispose()
 
-    def lock_for_append(self, conn: Connection) -> None:
-        conn.execute(
-            text("SELECT pg_advisory_xact_lock(:k, hashtext(current_schema()))"),
-            {"k": APPEND_LOCK},
-        )
+    def begin(self, driver_connection: Any) -> RawTxn:
+        return PostgresTxn(driver_connection)
 
-    @contextmanager
-    def append_txn(self, engine: Engine) -> Iterator[RawTxn]:
-        raw = engine.raw_connection()
-        try:
-            pg: Any = raw.driver_connection
-            try:
-                yield PostgresTxn(pg)
-                pg.commit()  # durable: synchronous_commit=on
-            except BaseException:
-                pg.rollback()
-                raise
-        finally:
-            raw.close()
+    def lock_for_append(self, txn: RawTxn) -> None:
+        # Transaction-scoped: released at commit, after the positions are visible.
+        txn.execute(advisory("pg_advisory_xact_lock"), (APPEND_LOCK,))
 
     def read_rows(self, engine: Engine, sql: str, params: Params) -> list[tuple[Any, ...]]:
         raw = engine.raw_connection()
@@ -129,18 +122,13 @@ class PostgresDialect(Dialect):
 
     @contextmanager
     def migration_lock(self, conn: Connection) -> Iterator[None]:
-        conn.execute(
-            text("SELECT pg_advisory_lock(:k, hashtext(current_schema()))"), {"k": MIGRATE_LOCK}
-        )
+        conn.exec_driver_sql(_pg(advisory("pg_advisory_lock")), (MIGRATE_LOCK,))
         conn.commit()
         try:
             yield
         finally:
             conn.rollback()
-            conn.execute(
-                text("SELECT pg_advisory_unlock(:k, hashtext(current_schema()))"),
-                {"k": MIGRATE_LOCK},
-            )
+            conn.exec_driver_sql(_pg(advisory("pg_advisory_unlock")), (MIGRATE_LOCK,))
             conn.commit()
 
     def snapshot_options(self) -> dict[str, Any]:
@@ -148,9 +136,12 @@ class PostgresDialect(Dialect):
         # of the stream index could straddle a commit and disagree.
         return {"isolation_level": "REPEATABLE READ"}
 
-    def notify_appended_raw(self, txn: RawTxn, head: int) -> None:
-        # Delivered at commit, only if the transaction commits.
-        txn.execute(f"SELECT pg_notify({CHANNEL_SQL}, ?)", (str(head),))
+    def disk(self, engine: Engine) -> DiskUsage:
+        # Server-side free space is the DBA's to watch; the database's size is ours.
+        with engine.connect() as conn:
+            size = conn.execute(text("SELECT pg_database_size(current_database())")).scalar()
+        where = make_url(self.url).render_as_string(hide_password=True)
+        return DiskUsage(where=where, database_bytes=int(size or 0))
 
     def waiter(self, engine: Engine) -> AppendWaiter:
         return PostgresWaiter(engine)
@@ -213,20 +204,14 @@ def _pg(sql: str) -> str:
 
 
 class PostgresTxn(RawTxn):
-    """Reads go out pipelined: the append lock, the head and the stream versions cost
-    one round trip, not one each."""
+    """Reads go out pipelined: the head, the stream versions and the nonces cost one
+    round trip, not one each."""
 
     def __init__(self, pg: Any) -> None:
         self.pg = pg
-        self.locked = False
 
     def fetch(self, queries: Sequence[tuple[str, Params]]) -> list[list[tuple[Any, ...]]]:
         with self.pg.pipeline():
-            if not self.locked:
-                self.pg.execute(
-                    "SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (APPEND_LOCK,)
-                )
-                self.locked = True
             cursors = [self.pg.execute(_pg(sql), params) for sql, params in queries]
         return [cur.fetchall() for cur in cursors]
 
@@ -242,3 +227,13 @@ class PostgresTxn(RawTxn):
 
     def list_param(self, values: Sequence[Any]) -> Any:
         return list(values)
+
+    def commit(self) -> None:
+        self.pg.commit()  # durable: synchronous_commit=on
+
+    def rollback(self) -> None:
+        self.pg.rollback()
+
+    def notify_appended(self, head: int) -> None:
+        # Delivered at commit, only if the transaction commits.
+        self.execute(f"SELECT pg_notify({CHANNEL_SQL}, ?)", (str(head),))

@@ -12,6 +12,7 @@ writers in WAL mode.
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -25,6 +26,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 from labledger.errors import LabledgerError, StoreBusy, StoreUnavailable
+from labledger.store.base import DiskUsage
 from labledger.store.dialects.base import WRITE_OPTION, AppendWaiter, Dialect, Params, RawTxn
 
 POLL_INTERVAL_S = 0.005
@@ -95,26 +97,12 @@ class SqliteDialect(Dialect):
 
         return engine
 
-    def lock_for_append(self, conn: Connection) -> None:
-        # BEGIN IMMEDIATE (issued by the begin hook) already holds the one write lock.
-        if not conn.get_execution_options().get(WRITE_OPTION, False):
-            raise RuntimeError("append on a connection without the write option")
+    def begin(self, driver_connection: Any) -> RawTxn:
+        return SqliteTxn(driver_connection)
 
-    @contextmanager
-    def append_txn(self, engine: Engine) -> Iterator[RawTxn]:
-        raw = engine.raw_connection()
-        try:
-            db: sqlite3.Connection = raw.driver_connection  # type: ignore[assignment]
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield SqliteTxn(db)
-                db.execute("COMMIT")  # durable: WAL + synchronous=FULL
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-        finally:
-            raw.close()
+    def lock_for_append(self, txn: RawTxn) -> None:
+        # SQLite has one writer: BEGIN IMMEDIATE takes its lock (see module doc).
+        txn.execute("BEGIN IMMEDIATE")
 
     def read_rows(self, engine: Engine, sql: str, params: Params) -> list[tuple[Any, ...]]:
         raw = engine.raw_connection()
@@ -132,6 +120,10 @@ class SqliteDialect(Dialect):
         # Migrations run in one BEGIN IMMEDIATE transaction (transactional DDL),
         # so a second migrator waits for the first and then finds head.
         yield
+
+    def disk(self, engine: Engine) -> DiskUsage:
+        folder = (self.path or Path()).resolve().parent
+        return DiskUsage(where=str(folder), free_bytes=shutil.disk_usage(folder).free)
 
     def waiter(self, engine: Engine) -> AppendWaiter:
         return SqliteWaiter(engine)
@@ -239,6 +231,13 @@ class SqliteTxn(RawTxn):
 
     def list_param(self, values: Sequence[Any]) -> Any:
         return json.dumps(list(values))
+
+    def commit(self) -> None:
+        self.db.execute("COMMIT")  # durable: WAL + synchronous=FULL
+
+    def rollback(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
 
 
 def _set_wal(cur: sqlite3.Cursor) -> None:
