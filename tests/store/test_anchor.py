@@ -97,7 +97,7 @@ def test_a_forged_anchor_fails_its_mac(url: str, tmp_path: Path) -> None:
 def test_the_anchor_follows_commits(url: str, tmp_path: Path) -> None:
     _fill(url, 0, 4)
     with open_store(url) as store:
-        state = store.anchor.read()  # type: ignore[attr-defined]
+        state = store.anchor_status()
         assert state is not None and state.position == store.head() == 4
         assert store.verify().ok
     assert (tmp_path / "lab.db.anchor.key").stat().st_mode & 0o777 == 0o600

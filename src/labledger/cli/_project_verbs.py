@@ -15,7 +15,6 @@ from labledger.projections import ProjectionEngine, all_projections
 from labledger.projections.runs import run_rows
 from labledger.projections.status import status
 from labledger.store import EventStore, init_store, open_store
-from labledger.store.sql import SqlEventStore
 
 _encode = msgspec.json.Encoder().encode
 
@@ -72,7 +71,6 @@ def cmd_build(args: argparse.Namespace, store: EventStore) -> int:
     """Build NAME as of a past position into another database (or schema)."""
     init_store(args.into)
     with open_store(args.into) as target:
-        assert isinstance(target, SqlEventStore)
         if target.head() or _has_checkpoint(target, args.name):
             from labledger.errors import UsageError
 
@@ -96,8 +94,8 @@ def cmd_build(args: argparse.Namespace, store: EventStore) -> int:
     return 0
 
 
-def _has_checkpoint(target: SqlEventStore, name: str) -> bool:
-    with target.engine.connect() as conn:
+def _has_checkpoint(target: EventStore, name: str) -> bool:
+    with target.read() as conn:
         row = conn.execute(
             sa.text("SELECT 1 FROM ll_projections WHERE name = :n"), {"n": name}
         ).first()

@@ -32,7 +32,6 @@ from labledger.cli._project_verbs import engine_for
 from labledger.errors import CorruptionDetected, UsageError
 from labledger.projections import ProjectionEngine, Tx
 from labledger.store import EventStore, init_store, open_store
-from labledger.store.sql import SqlEventStore
 
 _encode = msgspec.json.Encoder().encode
 _canonical = msgspec.json.Encoder(order="sorted").encode  # as projections.state_hash encodes
@@ -168,7 +167,6 @@ def replay(store: EventStore, run_id: str) -> list[dict[str, Any]]:
         url = f"sqlite:///{Path(tmp) / 'replay.db'}"
         init_store(url)
         with open_store(url) as target:
-            assert isinstance(target, SqlEventStore)
             fresh = engine_for(store, target=target)
             for name in sorted(live.projections):
                 bar = ProgressLine(f"replay {name}")

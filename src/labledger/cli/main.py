@@ -55,6 +55,7 @@ from labledger.store import (
     create_database,
     default_url,
     init_store,
+    json_line,
 )
 
 OK, INTEGRITY, USAGE, CONFLICT, REJECTED, UNAVAILABLE = 0, 1, 2, 3, 4, 5
@@ -121,33 +122,10 @@ def _bounded_lines(stream: BinaryIO) -> Iterator[bytes]:
         yield line
 
 
-def _line(e: RecordedEvent) -> bytes:
-    return (
-        _encode(
-            {
-                "position": e.position,
-                "stream": e.stream,
-                "version": e.stream_version,
-                "type": e.type,
-                "schema_version": e.schema_version,
-                "id": e.id,
-                "recorded_at": e.recorded_at.isoformat().replace("+00:00", "Z"),
-                "correlation_id": e.correlation_id,
-                "causation_id": e.causation_id,
-                "run_id": e.run_id,
-                "actor": e.actor,
-                "data": msgspec.Raw(e.data),
-                "metadata": msgspec.Raw(e.metadata),
-            }
-        )
-        + b"\n"
-    )
-
-
 def _write_lines(events: Iterator[RecordedEvent] | list[RecordedEvent]) -> None:
     out = sys.stdout.buffer
     for e in events:
-        out.write(_line(e))
+        out.write(json_line(e))
     out.flush()
 
 

@@ -307,6 +307,14 @@ class EventStore(abc.ABC):
         """Whether this store keeps a head anchor (``verify`` checks the log against it)."""
 
     @abc.abstractmethod
+    def anchor_status(self) -> AnchorStatus | None:
+        """The head anchor as stored, and why the log disagrees with it (None: none kept).
+
+        Raises:
+            AnchorMismatch: the anchor file itself fails its MAC.
+        """
+
+    @abc.abstractmethod
     def accept_anchor(self) -> int:
         """An operator accepts the log as it is: the anchor moves to the head (returned).
 
@@ -368,6 +376,15 @@ class Gate(Protocol):
     ) -> tuple[str, NewEvent]:
         """The (stream, record) that documents a refused command."""
         ...
+
+
+class AnchorStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """The head anchor kept beside a store (see ``integrity.HeadAnchor``)."""
+
+    path: str
+    position: int | None
+    chain: str | None
+    problem: str | None
 
 
 class DiskUsage(msgspec.Struct, frozen=True, kw_only=True):

@@ -37,6 +37,7 @@ from labledger.errors import (
 from labledger.store import integrity, nonces, schema
 from labledger.store.base import (
     ANY,
+    AnchorStatus,
     AppendResult,
     DiskUsage,
     EventStore,
@@ -93,7 +94,7 @@ class SqlEventStore(EventStore):
             raise SchemaNotInitialized(url, None, schema.HEAD_REVISION)
         self.engine = self.dialect.create_engine(read_only=read_only)
         self._check_schema()
-        self._group = GroupCommitter(self.commit_requests)
+        self.group = GroupCommitter(self.commit_requests)
         default = self.dialect.anchor_path()
         self.anchor = integrity.open_anchor(anchor, default, read_only=read_only)
         self.anchor_problem = self._check_anchor()
@@ -169,6 +170,17 @@ class SqlEventStore(EventStore):
             return None
         return integrity.check(state, self.head(), self._chain_at(state.position))
 
+    def anchor_status(self) -> AnchorStatus | None:
+        if self.anchor is None:
+            return None
+        state = self.anchor.read()
+        return AnchorStatus(
+            path=str(self.anchor.path),
+            position=state.position if state else None,
+            chain=state.chain if state else None,
+            problem=self.anchor_problem,
+        )
+
     def accept_anchor(self) -> int:
         if self.anchor is None:
             raise StoreUnavailable(f"{self.url} keeps no head anchor")
@@ -198,7 +210,7 @@ class SqlEventStore(EventStore):
         request = [normalize_part(p, self.gate) for p in parts]
         if not request:
             raise InvalidEvent("nothing to append")
-        outcome = self._group.submit(request)
+        outcome = self.group.submit(request)
         if isinstance(outcome, LabledgerError):
             raise outcome
         return outcome

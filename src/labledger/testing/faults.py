@@ -63,9 +63,8 @@ from labledger.projections import ProjectionEngine
 from labledger.projections import checkpoint as cps
 from labledger.projections.base import Projection, TableSet, Tx
 from labledger.projections.checkpoint import Checkpoint
-from labledger.store import ANY, EventStore
+from labledger.store import ANY, EventStore, SqlEventStore
 from labledger.store.base import RecordedEvent
-from labledger.store.sql import SqlEventStore
 from labledger.testing.workers import Worker, crash_event, worker_env
 
 BROKEN = ("", "ack-early", "async-commit", "ack-on-error", "split-txn", "skip-metadata")
@@ -87,9 +86,8 @@ def _uuid(rng: random.Random) -> str:
 # -- engine tweaks (the store's own settings stay; these run after them) ----------------
 
 
-def _on_connect(store: EventStore, statement: str) -> None:
+def _on_connect(store: SqlEventStore, statement: str) -> None:
     """Run ``statement`` on every new connection of ``store`` (after its own settings)."""
-    assert isinstance(store, SqlEventStore)
     engine = store.engine
 
     @sa.event.listens_for(engine, "connect")
@@ -122,7 +120,7 @@ def _append(store: EventStore, stream: str, events: list[NewEvent], persist: boo
 
 def _writer(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
-    store = open_store(args.url)
+    store = SqlEventStore(args.url)
     if args.wal_autocheckpoint and args.url.startswith("sqlite"):
         _on_connect(store, f"PRAGMA wal_autocheckpoint={args.wal_autocheckpoint}")
     if args.broken == "async-commit":
