@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import msgspec
@@ -320,6 +321,14 @@ class EventStore(abc.ABC):
 
         Raises:
             StoreUnavailable: the store keeps no anchor.
+        """
+
+    @abc.abstractmethod
+    def copy_into(self, path: Path) -> tuple[str, dict[str, Any]]:
+        """Copy the live store consistently into the file ``path`` (writers carry on).
+
+        Returns:
+            The backend kind, and the copy's head, head hash, counts and revision.
         """
 
     @abc.abstractmethod

@@ -57,6 +57,7 @@ import msgspec
 from sqlalchemy import Connection, text
 
 from labledger.errors import CorruptionDetected
+from labledger.store import schema
 from labledger.store.base import Problem, VerifyReport
 
 GENESIS = bytes(32)
@@ -107,15 +108,27 @@ def record_checksum(
     ).digest()
 
 
+def row_checksum(row: Sequence[Any]) -> bytes:
+    """:func:`record_checksum` of a row in ``schema.READ_COLUMNS`` order."""
+    return record_checksum(
+        row[0],
+        row[2],
+        row[5],
+        row[6],
+        row[3],
+        row[1],
+        row[4],
+        row[7],
+        row[8],
+        row[9],
+        row[10],
+        bytes(row[schema.DATA]),
+        bytes(row[schema.METADATA]),
+    )
+
+
 def chain_link(previous: bytes, checksum: bytes) -> bytes:
     return hashlib.sha256(previous + checksum).digest()
-
-
-_SCAN = text(
-    "SELECT position, stream_version, schema_version, recorded_at, event_id, stream, type, "
-    "correlation_id, causation_id, run_id, actor, data, metadata, checksum, chain "
-    "FROM ll_events ORDER BY position"
-)
 
 
 class _Damage(Exception):
@@ -126,7 +139,7 @@ class _Damage(Exception):
 def verify_log(conn: Connection) -> VerifyReport:
     head = int(conn.execute(text("SELECT COALESCE(MAX(position), 0) FROM ll_events")).scalar_one())
     scan = _Scan()
-    result = conn.execution_options(stream_results=True, yield_per=2000).execute(_SCAN)
+    result = conn.execution_options(stream_results=True, yield_per=2000).execute(text(schema.SCAN))
     try:
         scan.walk(result)
         index = {r[0]: r[1] for r in conn.execute(text("SELECT stream, version FROM ll_streams"))}
@@ -155,7 +168,7 @@ class _Scan:
 
     def walk(self, rows: Iterable[Sequence[Any]]) -> None:
         for row in rows:
-            pos, version, stream = row[0], row[1], row[5]
+            pos, stream, version = row[0], row[1], row[2]
             expected = self.checked + 1
             if not isinstance(pos, int):
                 raise _Damage(expected, Problem.GAP, f"position {pos!r} is not an integer")
@@ -167,21 +180,7 @@ class _Scan:
                     f"expected position {expected}, found {pos} (events {what})",
                 )
             try:
-                computed = record_checksum(
-                    pos,
-                    version,
-                    row[2],
-                    row[3],
-                    row[4],
-                    stream,
-                    row[6],
-                    row[7],
-                    row[8],
-                    row[9],
-                    row[10],
-                    bytes(row[11]),
-                    bytes(row[12]),
-                )
+                computed = row_checksum(row)
             except (struct.error, TypeError, ValueError, AttributeError) as exc:
                 # A damaged record can hold a value of the wrong type (a REAL where
                 # an INTEGER belongs): that is a checksum failure, not a crash.
@@ -189,14 +188,14 @@ class _Scan:
                     pos, Problem.CHECKSUM, f"a stored field has the wrong type ({exc})"
                 )
                 raise damage from exc
-            if computed != bytes(row[13]):
+            if computed != bytes(row[schema.CHECKSUM]):
                 raise _Damage(
                     pos,
                     Problem.CHECKSUM,
                     "checksum mismatch: the record's stored bytes were changed",
                 )
             link = chain_link(self.link, computed)
-            if link != bytes(row[14]):
+            if link != bytes(row[schema.CHAIN]):
                 raise _Damage(
                     pos,
                     Problem.CHAIN,

@@ -6,7 +6,7 @@ A write transaction may carry several independent requests (group commit);
 each is planned against the state the earlier ones left, and a request that
 fails (conflict, reused id, refused command) gets its own error without
 disturbing the others. A refused command is replaced by its rejection
-record. Nothing here talks to the database: ``_sql.py`` loads the state
+record. Nothing here talks to the database: ``sql.py`` loads the state
 under the write lock, calls :func:`plan`, and inserts the rows.
 """
 
@@ -26,6 +26,7 @@ from labledger.errors import (
     LabledgerError,
     WrongExpectedVersion,
 )
+from labledger.store import integrity
 from labledger.store.base import (
     ANY,
     MAX_STREAM_LENGTH,
@@ -40,7 +41,6 @@ from labledger.store.base import (
     StreamState,
     SupportsNewEvent,
 )
-from labledger.store.integrity import chain_link, record_checksum
 from labledger.store.schema import EVENT_ID, Row, to_recorded
 
 
@@ -262,42 +262,24 @@ def _stage_row(stream: str, version: int, e: NewEvent, state: LogState, staged: 
     pos = staged.head
     # An import keeps the original commit time; everything else gets this commit's.
     at = e.recorded_at_us if e.recorded_at_us is not None else state.recorded_at_us
-    checksum = record_checksum(
+    row = (
         pos,
+        stream,
         version,
+        e.id,
+        e.type,
         e.schema_version,
         at,
-        e.id,
-        stream,
-        e.type,
         e.correlation_id,
         e.causation_id,
         e.run_id,
         e.actor,
         e.data,
         e.metadata,
-    )
-    staged.link = chain_link(staged.link, checksum)
-    # In the column order of _rows.ROW_COLUMNS.
-    staged.rows.append(
-        (
-            pos,
-            stream,
-            version,
-            e.id,
-            e.type,
-            e.schema_version,
-            at,
-            e.correlation_id,
-            e.causation_id,
-            e.run_id,
-            e.actor,
-            e.data,
-            e.metadata,
-            checksum,
-            staged.link,
-        )
-    )
+    )  # schema.READ_COLUMNS; the checksum and the chain link follow (ROW_COLUMNS)
+    checksum = integrity.row_checksum(row)
+    staged.link = integrity.chain_link(staged.link, checksum)
+    staged.rows.append((*row, checksum, staged.link))
 
 
 def _check_claims(part: Part, state: LogState, result: Plan, staged: _Staged) -> None:

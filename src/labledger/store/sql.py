@@ -192,6 +192,10 @@ class SqlEventStore(EventStore):
     def waiter(self) -> AppendWaiter:
         return self.dialect.waiter(self.engine)
 
+    def copy_into(self, path: Path) -> tuple[str, dict[str, Any]]:
+        with self._errors():
+            return self.dialect.name, self.dialect.backup(self.engine, path)
+
     def disk(self) -> DiskUsage:
         with self._errors():
             return self.dialect.disk(self.engine)

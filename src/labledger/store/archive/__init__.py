@@ -8,6 +8,7 @@ appends everything in one transaction, skipping ids already present.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -166,9 +167,11 @@ def export_archive(
 
 
 def _version() -> str:
-    from labledger import __version__
-
-    return __version__
+    # From the installed distribution, not the package root: the store never imports upward.
+    try:
+        return importlib.metadata.version("labledger")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 # -- importing ----------------------------------------------------------------------

@@ -117,6 +117,16 @@ class Dialect(abc.ABC):
         return {}
 
     @abc.abstractmethod
+    def backup(self, engine: Engine, tmp: Path) -> dict[str, Any]:
+        """Copy the live database consistently into ``tmp``; the copy's facts
+        (``backup.facts``: head, hash, counts, revision) as the copy holds them."""
+
+    @abc.abstractmethod
+    def restore(self, src: Path, manifest: dict[str, Any], *, force: bool) -> None:
+        """Replace this database by the backup ``src`` (refused if it holds events,
+        unless ``force``); verification is the caller's."""
+
+    @abc.abstractmethod
     def disk(self, engine: Engine) -> DiskUsage:
         """Where the database lives and how much room is left (for ``doctor``)."""
 

@@ -15,9 +15,14 @@ share one database in separate schemas without serializing each other.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -30,6 +35,7 @@ from labledger.errors import (
     LabledgerError,
     StoreUnavailable,
 )
+from labledger.store import backup
 from labledger.store.base import DiskUsage
 from labledger.store.dialects.base import AppendWaiter, Dialect, Params, RawTxn
 
@@ -143,6 +149,74 @@ class PostgresDialect(Dialect):
         where = make_url(self.url).render_as_string(hide_password=True)
         return DiskUsage(where=where, database_bytes=int(size or 0))
 
+    def backup(self, engine: Engine, tmp: Path) -> dict[str, Any]:
+        # pg_dump dumps the snapshot this transaction exported (and holds open meanwhile).
+        uri, env = _libpq(self.url)
+        with engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                snapshot = conn.execute(text("SELECT pg_export_snapshot()")).scalar_one()
+                schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+                facts = backup.facts(conn)
+                # The exporting transaction stays open until pg_dump has the snapshot.
+                argv = [
+                    "pg_dump",
+                    f"--dbname={uri}",
+                    "--format=custom",
+                    f"--schema={schema}",
+                    f"--snapshot={snapshot}",
+                    "--no-owner",
+                    "--no-privileges",
+                    f"--file={tmp}",
+                ]
+                run_tool(argv, env, f"dump schema {schema}")
+        return {**facts, "schema": schema}
+
+    def restore(self, src: Path, manifest: dict[str, Any], *, force: bool) -> None:
+        engine = self.create_engine()
+        try:
+            with engine.connect() as conn:
+                target, events = _pg_target(conn)
+                aside = bool(
+                    conn.execute(
+                        text("SELECT 1 FROM pg_namespace WHERE nspname = :n"),
+                        {"n": manifest["schema"]},
+                    ).first()
+                )
+        finally:
+            engine.dispose()
+        backup.refuse_unless_forced(f"schema {target}", events, force)
+        source = str(manifest["schema"])
+        uri, env = _libpq(self.url)
+        script = backup.temp_beside(src.with_name(src.name + ".sql"))
+        try:
+            run_tool(
+                ["pg_restore", "--no-owner", "--no-privileges", f"--file={script}", str(src)],
+                env,
+                "read the dump",
+            )
+            wrapper = backup.temp_beside(script)
+            wrapper.write_text(_restore_script(script, source, target, aside and source != target))
+            try:
+                run_tool(
+                    [
+                        "psql",
+                        f"--dbname={uri}",
+                        "--no-psqlrc",
+                        "--quiet",
+                        "-v",
+                        "ON_ERROR_STOP=1",
+                        "--single-transaction",
+                        f"--file={wrapper}",
+                    ],
+                    env,
+                    "restore the dump",
+                )
+            finally:
+                wrapper.unlink(missing_ok=True)
+        finally:
+            script.unlink(missing_ok=True)
+
     def waiter(self, engine: Engine) -> AppendWaiter:
         return PostgresWaiter(engine)
 
@@ -237,3 +311,52 @@ class PostgresTxn(RawTxn):
     def notify_appended(self, head: int) -> None:
         # Delivered at commit, only if the transaction commits.
         self.execute(f"SELECT pg_notify({CHANNEL_SQL}, ?)", (str(head),))
+
+
+def _libpq(url: str) -> tuple[str, dict[str, str]]:
+    """A libpq URI for pg_dump/psql (password passed in the environment, not argv)."""
+    parsed = make_url(url)
+    env = dict(os.environ)
+    if parsed.password is not None:
+        env["PGPASSWORD"] = str(parsed.password)
+    uri = parsed.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+    return uri, env
+
+
+def run_tool(argv: list[str], env: dict[str, str], what: str) -> None:
+    if shutil.which(argv[0]) is None:
+        raise StoreUnavailable(f"{argv[0]} is not installed; it is needed to {what}")
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise StoreUnavailable(f"{argv[0]} failed to {what}: {done.stderr.strip()}")
+
+
+def _pg_target(conn: Connection) -> tuple[str, int]:
+    schema = conn.execute(text("SELECT current_schema()")).scalar_one_or_none()
+    if schema is None:
+        path = str(conn.execute(text("SHOW search_path")).scalar_one())
+        schema = path.split(",")[0].strip().strip('"')
+    table = conn.execute(text("SELECT to_regclass(:t)"), {"t": f'"{schema}".ll_events'}).scalar()
+    events = 0
+    if table is not None:
+        events = int(conn.execute(text(f'SELECT count(*) FROM "{schema}".ll_events')).scalar_one())
+    return str(schema), events
+
+
+def _restore_script(script: Path, source: str, target: str, rename_aside: bool) -> str:
+    def q(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    parking = q(f"ll_restore_{uuid.uuid4().hex[:12]}")
+    lines = [f"DROP SCHEMA IF EXISTS {q(target)} CASCADE;"]
+    if rename_aside:
+        lines.append(f"ALTER SCHEMA {q(source)} RENAME TO {parking};")
+    if source == "public" and not rename_aside and target != "public":
+        lines.append("DROP SCHEMA IF EXISTS public CASCADE;")  # recreated by the dump
+    lines.append("\\i '" + str(script).replace("'", "''") + "'")
+    lines.append("SELECT pg_catalog.set_config('search_path', '', false);")
+    if source != target:
+        lines.append(f"ALTER SCHEMA {q(source)} RENAME TO {q(target)};")
+    if rename_aside:
+        lines.append(f"ALTER SCHEMA {parking} RENAME TO {q(source)};")
+    return "\n".join(lines) + "\n"

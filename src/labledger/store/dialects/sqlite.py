@@ -25,7 +25,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
-from labledger.errors import LabledgerError, StoreBusy, StoreUnavailable
+from labledger.errors import LabledgerError, StoreBusy, StoreUnavailable, UsageError
+from labledger.store import backup
 from labledger.store.base import DiskUsage
 from labledger.store.dialects.base import WRITE_OPTION, AppendWaiter, Dialect, Params, RawTxn
 
@@ -124,6 +125,36 @@ class SqliteDialect(Dialect):
     def disk(self, engine: Engine) -> DiskUsage:
         folder = (self.path or Path()).resolve().parent
         return DiskUsage(where=str(folder), free_bytes=shutil.disk_usage(folder).free)
+
+    def backup(self, engine: Engine, tmp: Path) -> dict[str, Any]:
+        # VACUUM INTO reads one WAL snapshot; the manifest's facts come from the copy.
+        raw = engine.raw_connection()
+        try:
+            db: sqlite3.Connection = raw.driver_connection  # type: ignore[assignment]
+            db.execute("VACUUM INTO ?", (str(tmp),))  # outside any transaction: autocommit
+        finally:
+            raw.close()
+        copy = create_engine(f"sqlite:///{tmp}")
+        try:
+            with copy.connect() as conn, conn.begin():
+                return backup.facts(conn)
+        finally:
+            copy.dispose()
+
+    def restore(self, src: Path, manifest: dict[str, Any], *, force: bool) -> None:
+        target = self.path
+        if target is None:
+            raise UsageError("restore needs a SQLite file, not an in-memory database")
+        backup.refuse_unless_forced(str(target), _sqlite_events(target), force)
+        tmp = backup.temp_beside(target)
+        try:
+            shutil.copyfile(src, tmp)
+            # A stale WAL of the old database would be replayed over the new file.
+            for suffix in ("-wal", "-shm", "-journal"):
+                target.with_name(target.name + suffix).unlink(missing_ok=True)
+            backup.fsync_rename(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def waiter(self, engine: Engine) -> AppendWaiter:
         return SqliteWaiter(engine)
@@ -251,3 +282,15 @@ def _set_wal(cur: sqlite3.Cursor) -> None:
             if "locked" not in str(exc).lower() or attempt == 99:
                 raise
             time.sleep(0.05)
+
+
+def _sqlite_events(path: Path) -> int:
+    if not path.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT count(*) FROM ll_events").fetchone()[0])
+    except sqlite3.DatabaseError:
+        return 0  # no labledger schema (or not a database): nothing to lose
+    finally:
+        conn.close()
