@@ -2,7 +2,7 @@
 
 Every error a user can meet derives from :class:`LabledgerError` and says what
 to do next. Driver and SQLAlchemy exceptions are translated in one place per
-store dialect (``store/_sqlite.py``, ``store/_postgres.py``), always chained
+store dialect (``store/dialects/sqlite.py``, ``store/dialects/postgres.py``), always chained
 with ``raise ... from``.
 
 Each class carries what it means to a caller as two class attributes, read by

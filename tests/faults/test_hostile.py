@@ -30,7 +30,7 @@ from labledger.cli.main import run
 from labledger.events.raw import MAX_DOCUMENT_BYTES
 from labledger.ledger import open_ledger
 from labledger.security import REJECTIONS_STREAM, KeyRing, LabGate, sign
-from labledger.store.hooks import CommandClaim
+from labledger.store.base import CommandClaim
 from labledger.testing.backends import Backend
 from labledger.testing.security_contract import SECRET, command
 from labledger.testing.workers import worker_env

@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from labledger.ledger import open_ledger
 from labledger.projections import ProjectionEngine, all_projections
 from labledger.security import KeyRing
-from labledger.store._sql import SqlEventStore
 from labledger.testing.backends import Backend
 from labledger.testing.projection_contract import fresh_ledger
 from tests.cli.test_cli import cli
@@ -46,12 +45,11 @@ def test_replay_catches_a_tampered_read_model(
     ledger_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with open_ledger(ledger_url) as store:
-        assert isinstance(store, SqlEventStore)
         engine = ProjectionEngine(store, all_projections())
         engine.catch_up("esper_training")
         with engine.read("esper_training") as tx:
             table = tx.table("transitions")
-        with store.engine.begin() as conn:
+        with store.write() as conn:
             conn.execute(sa.update(table).where(table.c.run_id == "t1").values(reward=42.0))
     code, out, _ = cli(ledger_url, "replay", "t1", capsys=capsys)
     assert code == 1

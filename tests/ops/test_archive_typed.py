@@ -11,8 +11,8 @@ from labledger.ledger import open_ledger
 from labledger.security import KeyRing, sign
 from labledger.security.gate import LabGate
 from labledger.store import init_store, open_store
-from labledger.store._archive_format import _native_crc32c, crc32c
 from labledger.store.archive import HistoricalGate, export_archive, import_archive
+from labledger.store.archive.format import _native_crc32c, crc32c
 from labledger.testing.backends import Backend
 from labledger.testing.security_contract import SECRET, T0, Clock, command
 from tests.ops.helpers import envelope
@@ -46,7 +46,7 @@ def test_old_signed_commands_import_as_history_all_or_nothing(
 def test_pure_python_crc32c_matches_the_standard() -> None:
     assert crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value (RFC 3720)
     if _native_crc32c is not None:
-        import labledger.store._archive_format as archive_format
+        import labledger.store.archive.format as archive_format
 
         saved, archive_format._native_crc32c = archive_format._native_crc32c, None
         try:

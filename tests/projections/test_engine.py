@@ -198,7 +198,7 @@ def test_runner_killed_mid_batch_leaves_an_exactly_once_state(backend: Backend) 
             proc.kill()
             proc.wait()
             proc.stdout.close()
-            with probe.target.engine.connect() as conn:
+            with probe.target.read() as conn:
                 cp = load(conn, "beats")
             midway += cp is not None and 0 < cp.position < store.head()
         engine = ProjectionEngine(store, [BeatCounter()])

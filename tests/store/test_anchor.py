@@ -10,8 +10,7 @@ import sqlalchemy as sa
 
 from labledger import NewEvent, init_store, open_store
 from labledger.store import Problem
-from labledger.store._integrity import GENESIS, chain_link, record_checksum
-from labledger.store.anchor import AnchorMismatch
+from labledger.store.integrity import GENESIS, AnchorMismatch, chain_link, record_checksum
 from labledger.testing.backends import SqliteBackend
 
 
@@ -98,7 +97,7 @@ def test_a_forged_anchor_fails_its_mac(url: str, tmp_path: Path) -> None:
 def test_the_anchor_follows_commits(url: str, tmp_path: Path) -> None:
     _fill(url, 0, 4)
     with open_store(url) as store:
-        state = store.anchor.read()  # type: ignore[attr-defined]
+        state = store.anchor_status()
         assert state is not None and state.position == store.head() == 4
         assert store.verify().ok
     assert (tmp_path / "lab.db.anchor.key").stat().st_mode & 0o777 == 0o600

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from labledger import EventStore, NewEvent, init_store, open_store
-from labledger.store._migrate import HEAD_REVISION, VERSION_TABLE
+from labledger.store.migrations import HEAD_REVISION, VERSION_TABLE
 from labledger.testing.backends import Backend
 from labledger.testing.store_contract import BackendFixtures
 from labledger.testing.workers import GUARD_S, RaceOutcome, Worker, race_append, race_read

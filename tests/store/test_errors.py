@@ -19,8 +19,8 @@ from labledger import (
     init_store,
     open_store,
 )
-from labledger.store._postgres import PostgresDialect
-from labledger.store._sqlite import SqliteDialect
+from labledger.store.dialects.postgres import PostgresDialect
+from labledger.store.dialects.sqlite import SqliteDialect
 
 
 def _sqlite_error(message: str, code: int) -> sqlite3.OperationalError:

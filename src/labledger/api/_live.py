@@ -17,7 +17,8 @@ from fastapi.responses import StreamingResponse
 
 from labledger.api._deps import Reader, State
 from labledger.api._errors import documented
-from labledger.api._state import ApiState, encode, event_json
+from labledger.api._state import ApiState, encode
+from labledger.store import json_object
 from labledger.store.subscribe import subscribe
 
 router = APIRouter(prefix="/api", tags=["live"], responses=documented(401, 503))
@@ -31,7 +32,7 @@ async def _messages(
     try:
         yield b": labledger tail from position %d\n\n" % start
         async for e in subscribe(state.store, start, types=types, stream_prefix=prefix):
-            data = encode(event_json(e))
+            data = encode(json_object(e))
             yield b"id: %d\nevent: %s\ndata: %s\n\n" % (e.position, e.type.encode(), data)
             sent += 1
             if limit is not None and sent >= limit:

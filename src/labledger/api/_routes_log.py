@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from labledger.api import _queries as q
 from labledger.api._deps import OBJECT, OBJECTS, Reader, State, Writer, json_response, json_schema
 from labledger.api._errors import documented
-from labledger.api._state import ApiState, event_json
+from labledger.api._state import ApiState
 from labledger.errors import InvalidEvent
 from labledger.events.raw import (
     MAX_DOCUMENT_BYTES,
@@ -20,7 +20,7 @@ from labledger.events.raw import (
     parse_json,
 )
 from labledger.projections.runs import run_rows
-from labledger.store import ANY, EXISTS, NO_STREAM, ExpectedVersion, NewEvent
+from labledger.store import ANY, EXISTS, NO_STREAM, ExpectedVersion, NewEvent, json_object
 
 # Bounds keep every number inside 64 bits, so no driver ever overflows on input.
 Position = Annotated[int, Query(ge=0, le=2**62, description="first position wanted")]
@@ -74,7 +74,7 @@ def run_events(
     """A run's events (every stream carrying its ``run_id``), paged by position."""
     run = _run(state, run_id)
     events, nxt = q.run_events(state.store, run, from_position, limit, type)
-    return json_response({"events": [event_json(e) for e in events], "next_from_position": nxt})
+    return json_response({"events": [json_object(e) for e in events], "next_from_position": nxt})
 
 
 @router.get("/runs/{run_id}/esper", responses=json_schema(OBJECT) | documented(404))
@@ -100,7 +100,7 @@ def stream_events(
     """Events of one stream from a version, in version order."""
     events = state.store.read_stream(stream, from_version, limit)
     nxt = events[-1].stream_version + 1 if len(events) == limit else None
-    return json_response({"events": [event_json(e) for e in events], "next_from_version": nxt})
+    return json_response({"events": [json_object(e) for e in events], "next_from_version": nxt})
 
 
 @router.get("/events", responses=json_schema(OBJECT))
@@ -113,7 +113,7 @@ def events(
     """The whole log from a position, in position order (one page)."""
     found = list(state.store.read_all(from_position, batch_size=limit, limit=limit))
     nxt = found[-1].position + 1 if len(found) == limit else None
-    return json_response({"events": [event_json(e) for e in found], "next_from_position": nxt})
+    return json_response({"events": [json_object(e) for e in found], "next_from_position": nxt})
 
 
 @router.get("/events/{position}", responses=json_schema(OBJECT) | documented(404))
@@ -122,7 +122,7 @@ def event(state: State, _: Reader, position: Annotated[int, Path(ge=1, le=2**62)
     found = list(state.store.read_all(position, limit=1))
     if not found or found[0].position != position:
         raise HTTPException(404, f"no event at position {position}")
-    return json_response(event_json(found[0]))
+    return json_response(json_object(found[0]))
 
 
 @router.get("/verify", responses=json_schema(OBJECT))

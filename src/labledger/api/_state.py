@@ -7,7 +7,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
@@ -15,7 +14,7 @@ from labledger.api._auth import Authenticator, is_loopback
 from labledger.api._metrics import Metrics
 from labledger.projections import ProjectionEngine, all_projections
 from labledger.projections.base import Tx
-from labledger.store import EventStore, RecordedEvent, VerifyReport
+from labledger.store import EventStore, VerifyReport
 
 _encode = msgspec.json.Encoder().encode
 
@@ -60,25 +59,6 @@ class ApiState:
         """Release the store and the cache directory."""
         self.store.close()
         self._tmp.cleanup()
-
-
-def event_json(e: RecordedEvent) -> dict[str, Any]:
-    """An event as the API shows it: the CLI's JSON-lines shape, payloads as JSON."""
-    return {
-        "position": e.position,
-        "stream": e.stream,
-        "version": e.stream_version,
-        "type": e.type,
-        "schema_version": e.schema_version,
-        "id": e.id,
-        "recorded_at": e.recorded_at.isoformat().replace("+00:00", "Z"),
-        "correlation_id": e.correlation_id,
-        "causation_id": e.causation_id,
-        "run_id": e.run_id,
-        "actor": e.actor,
-        "data": msgspec.Raw(e.data),
-        "metadata": msgspec.Raw(e.metadata),
-    }
 
 
 def encode(obj: object) -> bytes:

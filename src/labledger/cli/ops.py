@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from typing import Any
 
 import msgspec
-import sqlalchemy as sa
 
 from labledger.cli import output
 from labledger.cli._engine import caught_up, engine_for
 from labledger.errors import LabledgerError, UsageError
 from labledger.projections.runs import run_rows
 from labledger.projections.status import status
-from labledger.store import EventStore
-from labledger.store._migrate import HEAD_REVISION, current_revision
-from labledger.store._sql import SqlEventStore
+from labledger.store import HEAD_REVISION, EventStore
 
 LOW_DISK_BYTES = 1 << 30
 
@@ -29,15 +25,8 @@ class Finding(msgspec.Struct, frozen=True, kw_only=True):
     action: str = ""
 
 
-def _sql(store: EventStore) -> SqlEventStore:
-    if not isinstance(store, SqlEventStore):
-        raise UsageError("this verb needs a SQL store")
-    return store
-
-
-def _schema(store: SqlEventStore) -> Finding:
-    with store.engine.connect() as conn:
-        found = current_revision(conn)
+def _schema(store: EventStore) -> Finding:
+    found = store.schema_revision()
     if found == HEAD_REVISION:
         return Finding(check="schema", level="ok", detail=f"revision {found} (head)")
     return Finding(
@@ -48,8 +37,9 @@ def _schema(store: SqlEventStore) -> Finding:
     )
 
 
-def _integrity(store: SqlEventStore) -> list[Finding]:
+def _integrity(store: EventStore) -> list[Finding]:
     report = store.verify()
+    kept = store.keeps_anchor
     if report.ok:
         return [
             Finding(
@@ -60,11 +50,11 @@ def _integrity(store: SqlEventStore) -> list[Finding]:
             ),
             Finding(
                 check="anchor",
-                level="ok" if store.anchor else "warning",
+                level="ok" if kept else "warning",
                 detail="log matches its head anchor"
-                if store.anchor
+                if kept
                 else "no head anchor is kept for this store",
-                action="" if store.anchor else "set LABLEDGER_ANCHOR=PATH to keep one",
+                action="" if kept else "set LABLEDGER_ANCHOR=PATH to keep one",
             ),
         ]
     if report.problem is not None and report.problem.value == "anchor":
@@ -89,7 +79,7 @@ def _integrity(store: SqlEventStore) -> list[Finding]:
     ]
 
 
-def _projections(store: SqlEventStore) -> list[Finding]:
+def _projections(store: EventStore) -> list[Finding]:
     out = []
     for row in status(engine_for(store)):
         if row.state in ("current",):
@@ -115,7 +105,7 @@ def _projections(store: SqlEventStore) -> list[Finding]:
     return out
 
 
-def _nonces(store: SqlEventStore) -> Finding:
+def _nonces(store: EventStore) -> Finding:
     stats = store.nonce_stats()
     level = "warning" if stats.evicted else "ok"
     return Finding(
@@ -128,32 +118,29 @@ def _nonces(store: SqlEventStore) -> Finding:
     )
 
 
-def _disk(store: SqlEventStore) -> Finding:
-    path = store.dialect.anchor_path()
-    if path is None:
-        with store.engine.connect() as conn:
-            size = conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar()
+def _disk(store: EventStore) -> Finding:
+    usage = store.disk()
+    if usage.free_bytes is None:
         return Finding(
             check="disk",
             level="ok",
-            detail=f"database size {size:,} bytes (server-side free space is the DBA's to watch)",
+            detail=f"database size {usage.database_bytes:,} bytes "
+            "(server-side free space is the DBA's to watch)",
         )
-    usage = shutil.disk_usage(path.parent)
-    level = "warning" if usage.free < LOW_DISK_BYTES else "ok"
+    level = "warning" if usage.free_bytes < LOW_DISK_BYTES else "ok"
     return Finding(
         check="disk",
         level=level,
-        detail=f"{usage.free:,} bytes free on {path.parent}",
+        detail=f"{usage.free_bytes:,} bytes free on {usage.where}",
         action="free space: appends fail when the disk is full" if level != "ok" else "",
     )
 
 
 def cmd_doctor(args: argparse.Namespace, store: EventStore) -> int:
-    sql = _sql(store)
-    findings = [_schema(sql), *_integrity(sql)]
+    findings = [_schema(store), *_integrity(store)]
     for probe in (_projections, _nonces, _disk):
         try:
-            result: Any = probe(sql)
+            result: Any = probe(store)
         except LabledgerError as exc:
             result = Finding(check=probe.__name__.strip("_"), level="error", detail=str(exc))
         findings += result if isinstance(result, list) else [result]
@@ -169,23 +156,15 @@ def cmd_doctor(args: argparse.Namespace, store: EventStore) -> int:
 
 
 def cmd_anchor(args: argparse.Namespace, store: EventStore) -> int:
-    sql = _sql(store)
-    if sql.anchor is None:
-        raise UsageError(f"{sql.url} keeps no head anchor (set LABLEDGER_ANCHOR=PATH)")
+    anchor = store.anchor_status()
+    if anchor is None:
+        raise UsageError(f"{store.url} keeps no head anchor (set LABLEDGER_ANCHOR=PATH)")
     if args.anchor_verb == "accept":
-        head = sql.accept_anchor()
+        head = store.accept_anchor()
         print(f"anchor moved to the current head, position {head}", file=sys.stderr)
         return 0
-    state = sql.anchor.read()
-    output.json_line(
-        {
-            "path": str(sql.anchor.path),
-            "position": state.position if state else None,
-            "chain": state.chain if state else None,
-            "problem": sql.anchor_problem,
-        }
-    )
-    return 1 if sql.anchor_problem else 0
+    output.json_line(anchor)
+    return 1 if anchor.problem else 0
 
 
 def cmd_runs(args: argparse.Namespace, store: EventStore) -> int:

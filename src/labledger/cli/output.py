@@ -2,8 +2,8 @@
 
 One encoder defines the bytes, so every verb's machine-readable output has the
 same shape; reasons and progress go to stderr, never through here. The JSON
-line of a record moves into the store layer as ``labledger.store.schema.json_line``
-(issue #13, the store half); until then :func:`record_line` is its one copy.
+line of a record is the store's (``labledger.store.json_line``), shared with the
+HTTP API.
 """
 
 from __future__ import annotations
@@ -14,36 +14,17 @@ from collections.abc import Iterable, Sequence
 import msgspec
 
 from labledger.store import RecordedEvent
+from labledger.store import json_line as json_line_of
 
 _encode = msgspec.json.Encoder().encode
 _encode_sorted = msgspec.json.Encoder(order="sorted").encode
-
-
-def record_line(e: RecordedEvent) -> bytes:
-    """The JSON line of a stored record (``read``, ``read-all``), newline included."""
-    line = {
-        "position": e.position,
-        "stream": e.stream,
-        "version": e.stream_version,
-        "type": e.type,
-        "schema_version": e.schema_version,
-        "id": e.id,
-        "recorded_at": e.recorded_at.isoformat().replace("+00:00", "Z"),
-        "correlation_id": e.correlation_id,
-        "causation_id": e.causation_id,
-        "run_id": e.run_id,
-        "actor": e.actor,
-        "data": msgspec.Raw(e.data),
-        "metadata": msgspec.Raw(e.metadata),
-    }
-    return _encode(line) + b"\n"
 
 
 def records(events: Iterable[RecordedEvent]) -> None:
     """Records as JSON lines."""
     out = sys.stdout.buffer
     for e in events:
-        out.write(record_line(e))
+        out.write(json_line_of(e))
     out.flush()
 
 

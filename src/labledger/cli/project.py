@@ -15,7 +15,6 @@ from labledger.cli._progress import ProgressLine
 from labledger.errors import UsageError
 from labledger.projections.status import status
 from labledger.store import EventStore, init_store, open_store
-from labledger.store._sql import SqlEventStore
 
 
 def cmd_run(args: argparse.Namespace, store: EventStore) -> int:
@@ -60,7 +59,6 @@ def cmd_build(args: argparse.Namespace, store: EventStore) -> int:
     """Build NAME as of a past position into another database (or schema)."""
     init_store(args.into)
     with open_store(args.into) as target:
-        assert isinstance(target, SqlEventStore)
         engine = engine_for(store, target=target)
         if target.head() or engine.checkpoint(args.name) is not None:
             raise UsageError(

@@ -24,7 +24,6 @@ from labledger.errors import UsageError
 from labledger.projections import ProjectionEngine
 from labledger.projections.state_hash import run_hash
 from labledger.store import EventStore, init_store, open_store
-from labledger.store._sql import SqlEventStore
 
 
 def replay(store: EventStore, run_id: str) -> list[dict[str, Any]]:
@@ -35,7 +34,6 @@ def replay(store: EventStore, run_id: str) -> list[dict[str, Any]]:
         url = f"sqlite:///{Path(tmp) / 'replay.db'}"
         init_store(url)
         with open_store(url) as target:
-            assert isinstance(target, SqlEventStore)
             fresh = engine_for(store, target=target)
             for name in sorted(live.projections):
                 bar = ProgressLine(f"replay {name}")

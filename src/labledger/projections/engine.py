@@ -24,9 +24,7 @@ from labledger.projections import checkpoint as cps
 from labledger.projections.base import Projection, TableSet, Tx
 from labledger.projections.checkpoint import Checkpoint, CheckpointMoved
 from labledger.projections.state_hash import state_hash
-from labledger.store._dialect import WRITE_OPTION
-from labledger.store._sql import SqlEventStore
-from labledger.store.base import EventStore, RecordedEvent
+from labledger.store import EventStore, RecordedEvent
 
 
 class LogSource(Protocol):
@@ -53,11 +51,11 @@ class ProjectionEngine:
         source: EventStore | LogSource,
         projections: Sequence[Projection],
         *,
-        target: SqlEventStore | None = None,
+        target: EventStore | None = None,
         batch_size: int = DEFAULT_BATCH,
     ) -> None:
         self.source = source
-        self.target = target if target is not None else _sql(source)
+        self.target = target if target is not None else _store(source)
         self.projections = {p.name: p for p in projections}
         self.batch_size = batch_size
         self._tables: dict[tuple[str, int, int], TableSet] = {}
@@ -73,29 +71,21 @@ class ProjectionEngine:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self.target._errors(), self.target.engine.connect() as conn:
-            conn = conn.execution_options(**{WRITE_OPTION: True})
-            with conn.begin():
-                yield conn
+        with self.target.write() as conn:
+            yield conn
 
     @contextmanager
     def read(self, name: str) -> Iterator[Tx]:
         """A consistent read of one projection: the old state or the new, never half a swap."""
         proj = self.get(name)
-        with self.target._errors(), self.target.engine.connect() as conn:
-            conn = (
-                conn.execution_options(isolation_level="REPEATABLE READ")
-                if (conn.dialect.name == "postgresql")
-                else conn
-            )
-            with conn.begin():
-                cp = cps.load(conn, name)
-                if cp is None or cp.version != proj.version:
-                    raise ProjectionError(
-                        f"projection {name!r} has not been built at version {proj.version}: "
-                        f"run `labledger project run {name}`"
-                    )
-                yield Tx(conn, self.tables(proj, cp.version, cp.generation))
+        with self.target.read(snapshot=True) as conn:
+            cp = cps.load(conn, name)
+            if cp is None or cp.version != proj.version:
+                raise ProjectionError(
+                    f"projection {name!r} has not been built at version {proj.version}: "
+                    f"run `labledger project run {name}`"
+                )
+            yield Tx(conn, self.tables(proj, cp.version, cp.generation))
 
     def tables(self, proj: Projection, version: int, generation: int) -> TableSet:
         key = (proj.name, version, generation)
@@ -109,7 +99,7 @@ class ProjectionEngine:
 
     def checkpoint(self, name: str) -> Checkpoint | None:
         """The checkpoint of ``name`` in the target database; None where it was never built."""
-        with self.target.engine.connect() as conn:
+        with self.target.read() as conn:
             return cps.load(conn, name)
 
     def ensure(self, proj: Projection, progress: Progress | None = None) -> Checkpoint:
@@ -202,7 +192,7 @@ class ProjectionEngine:
     ) -> None:
         """Catch up, then apply new events as they are appended, until ``stop`` is set."""
         chosen = list(names or sorted(self.projections))
-        waiter = _sql(self.source).waiter()
+        waiter = _store(self.source).waiter()
         try:
             while stop is None or not stop.is_set():
                 for name in chosen:
@@ -293,9 +283,9 @@ class ProjectionEngine:
             return state_hash(tx.conn, tx.tables)
 
 
-def _sql(store: EventStore | LogSource) -> SqlEventStore:
-    if not isinstance(store, SqlEventStore):
-        raise ProjectionError("projections need a SQL store to hold their tables")
+def _store(store: EventStore | LogSource) -> EventStore:
+    if not isinstance(store, EventStore):
+        raise ProjectionError("projections need a store to hold their tables, not a bare log")
     return store
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 
 import msgspec
-from sqlalchemy import text
 
 from labledger.projections import checkpoint as cps
 from labledger.projections.engine import ProjectionEngine
@@ -34,11 +33,8 @@ class ProjectionStatus(msgspec.Struct, frozen=True, kw_only=True):
 def _recorded_at(engine: ProjectionEngine, position: int) -> int | None:
     if position <= 0:
         return None
-    with engine.target.engine.connect() as conn:
-        row = conn.execute(
-            text("SELECT recorded_at FROM ll_events WHERE position = :p"), {"p": position}
-        ).first()
-    return None if row is None else int(row[0])
+    found = next(iter(engine.target.read_all(position, limit=1)), None)
+    return found.recorded_at_us if found is not None and found.position == position else None
 
 
 def status(
@@ -46,7 +42,7 @@ def status(
 ) -> list[ProjectionStatus]:
     head = engine.source.head()
     head_at = _recorded_at(engine, head)
-    with engine.target.engine.connect() as conn:
+    with engine.target.read() as conn:
         checkpoints = cps.load_all(conn)
     now_us = time.time_ns() // 1000
     out = []

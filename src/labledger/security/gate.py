@@ -27,15 +27,14 @@ from labledger.events.security import (
 )
 from labledger.security.keyring import KeyRing
 from labledger.security.signing import check_signature
-from labledger.store.base import NewEvent
-from labledger.store.hooks import CommandClaim
+from labledger.store.base import CommandClaim, NewEvent
 
 REJECTIONS_STREAM = "security-rejections"
 GATE_ACTOR = "labledger.gate"
 
 
 class LabGate:
-    """A :class:`labledger.store.hooks.Gate` for the lab's catalog and key ring."""
+    """A :class:`labledger.store.base.Gate` for the lab's catalog and key ring."""
 
     def __init__(self, keyring: KeyRing, *, strict: bool = True) -> None:
         self.keyring = keyring

@@ -1,19 +1,24 @@
-"""The log: append, read, integrity, blobs (DESIGN §2–3)."""
+"""The log: append, read, integrity, blobs (DESIGN §2–3).
+
+Everything the layers above use is re-exported here; the modules below are
+the store's own business.
+"""
 
 from __future__ import annotations
-
-import os
-from collections.abc import Callable
-from typing import Any
 
 from labledger.store.base import (
     ANY,
     EXISTS,
     NO_STREAM,
+    AnchorStatus,
     AppendResult,
+    CommandClaim,
+    DiskUsage,
     EventStore,
     ExpectedVersion,
+    Gate,
     NewEvent,
+    NonceStats,
     Problem,
     RecordedEvent,
     StreamAppend,
@@ -21,62 +26,21 @@ from labledger.store.base import (
     StreamState,
     VerifyReport,
 )
-from labledger.store.hooks import CommandClaim, Gate, NonceStats
-
-DEFAULT_URL = "sqlite:///labledger.db"
-
-
-def default_url() -> str:
-    """``LABLEDGER_DB`` if set, else ``./labledger.db``."""
-    return os.environ.get("LABLEDGER_DB") or DEFAULT_URL
-
-
-def open_store(
-    url: str | None = None,
-    *,
-    read_only: bool = False,
-    gate: Gate | None = None,
-    clock: Callable[[], int] | None = None,
-    max_nonces: int | None = None,
-) -> EventStore:
-    """Open an initialised store (raw: no typed validation unless a ``gate`` is given).
-
-    Raises:
-        SchemaNotInitialized: no schema, or not at this code's revision; the
-            message names the ``labledger init`` command to run.
-        StoreUnavailable: the database cannot be reached.
-    """
-    from labledger.store._sql import SqlEventStore
-
-    options: dict[str, Any] = {}
-    if clock is not None:
-        options["clock"] = clock  # nanoseconds since the epoch, like time.time_ns
-    if max_nonces is not None:
-        options["max_nonces"] = max_nonces
-    return SqlEventStore(url or default_url(), read_only=read_only, gate=gate, **options)
-
-
-def create_database(url: str | None = None) -> bool:
-    """Create the PostgreSQL database of ``url`` if the server has none; True if it did."""
-    from labledger.store._schema_admin import create_database as create
-
-    return create(url or default_url())
-
-
-def init_store(url: str | None = None) -> str:
-    """Create or upgrade the schema to head (one migrator at a time). Returns the revision."""
-    from labledger.store._schema_admin import upgrade
-
-    return upgrade(url or default_url())
-
+from labledger.store.dialects.base import DEFAULT_URL, default_url
+from labledger.store.migrations import HEAD_REVISION, create_database, init_store
+from labledger.store.schema import json_line, json_object
+from labledger.store.sql import SqlEventStore, open_store
 
 __all__ = [
     "ANY",
     "DEFAULT_URL",
     "EXISTS",
+    "HEAD_REVISION",
     "NO_STREAM",
+    "AnchorStatus",
     "AppendResult",
     "CommandClaim",
+    "DiskUsage",
     "EventStore",
     "ExpectedVersion",
     "Gate",
@@ -84,6 +48,7 @@ __all__ = [
     "NonceStats",
     "Problem",
     "RecordedEvent",
+    "SqlEventStore",
     "StreamAppend",
     "StreamInfo",
     "StreamState",
@@ -91,5 +56,7 @@ __all__ = [
     "create_database",
     "default_url",
     "init_store",
+    "json_line",
+    "json_object",
     "open_store",
 ]

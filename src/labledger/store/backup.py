@@ -38,25 +38,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import sqlite3
-import subprocess
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 
-from labledger.errors import CorruptionDetected, StoreUnavailable, UsageError
-from labledger.store import _migrate
-from labledger.store._dialect import dialect_for
-from labledger.store._integrity import GENESIS
-from labledger.store._postgres import PostgresDialect
-from labledger.store._sql import SqlEventStore
-from labledger.store._sqlite import SqliteDialect
+from labledger.errors import CorruptionDetected, UsageError
+from labledger.store import schema
 from labledger.store.base import EventStore
+from labledger.store.dialects.base import dialect_for
+from labledger.store.integrity import GENESIS
+from labledger.store.sql import SqlEventStore
 
 MANIFEST_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.json"
@@ -67,10 +62,9 @@ def manifest_path(dest: Path) -> Path:
     return dest.with_name(dest.name + MANIFEST_SUFFIX)
 
 
-def _facts(conn: Connection) -> dict[str, Any]:
+def facts(conn: Connection) -> dict[str, Any]:
     """Head, hash, counts and revision as one read transaction sees them."""
-    row = conn.execute(text("SELECT position, chain FROM ll_events ORDER BY position DESC LIMIT 1"))
-    last = row.first()
+    last = conn.exec_driver_sql(schema.HEAD).first()
     counts = {
         name: int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
         for name, table in (
@@ -83,7 +77,7 @@ def _facts(conn: Connection) -> dict[str, Any]:
         "head": 0 if last is None else int(last[0]),
         "head_hash": (GENESIS if last is None else bytes(last[1])).hex(),
         "counts": counts,
-        "schema_revision": _migrate.current_revision(conn),
+        "schema_revision": schema.current_revision(conn),
     }
 
 
@@ -95,7 +89,8 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _temp_beside(path: Path) -> Path:
+def temp_beside(path: Path) -> Path:
+    """A temporary name beside ``path`` (same directory: the rename stays atomic)."""
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
@@ -112,15 +107,9 @@ def fsync_rename(tmp: Path, final: Path) -> None:
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    tmp = _temp_beside(path)
+    tmp = temp_beside(path)
     tmp.write_bytes(json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n")
     fsync_rename(tmp, path)
-
-
-def _sql_store(store: EventStore) -> SqlEventStore:
-    if not isinstance(store, SqlEventStore):
-        raise UsageError(f"backups need a SQL store, not a {type(store).__name__}")
-    return store
 
 
 # -- backup -------------------------------------------------------------------------
@@ -140,88 +129,26 @@ def backup(store: EventStore, dest: Path) -> dict[str, Any]:
         UsageError: ``dest`` is a directory or its directory does not exist.
         StoreUnavailable: the copy could not be made (disk, server, missing pg_dump).
     """
-    sql = _sql_store(store)
     dest = Path(dest)
     if dest.is_dir() or not dest.parent.is_dir():
         raise UsageError(f"backup destination {dest} must be a file in an existing directory")
-    tmp = _temp_beside(dest)
+    tmp = temp_beside(dest)
     try:
-        if isinstance(sql.dialect, SqliteDialect):
-            facts = _backup_sqlite(sql, tmp)
-        else:
-            facts = _backup_postgres(sql, tmp)
+        kind, copied = store.copy_into(tmp)
         manifest = {
             "format": "labledger-backup",
             "format_version": MANIFEST_VERSION,
-            "source_kind": sql.dialect.name,
+            "source_kind": kind,
             "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             "file": dest.name,
             "file_sha256": _sha256_file(tmp),
-            **facts,
+            **copied,
         }
         fsync_rename(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
     _write_json(manifest_path(dest), manifest)
     return manifest
-
-
-def _backup_sqlite(store: SqlEventStore, tmp: Path) -> dict[str, Any]:
-    with store._errors():
-        raw = store.engine.raw_connection()
-        try:
-            db: sqlite3.Connection = raw.driver_connection  # type: ignore[assignment]
-            db.execute("VACUUM INTO ?", (str(tmp),))  # outside any transaction: autocommit
-        finally:
-            raw.close()
-    # Read the manifest's facts from the copy itself: it is the snapshot.
-    engine = create_engine(f"sqlite:///{tmp}")
-    try:
-        with engine.connect() as conn, conn.begin():
-            return _facts(conn)
-    finally:
-        engine.dispose()
-
-
-def _libpq(url: str) -> tuple[str, dict[str, str]]:
-    """A libpq URI for pg_dump/psql (password passed in the environment, not argv)."""
-    parsed = make_url(url)
-    env = dict(os.environ)
-    if parsed.password is not None:
-        env["PGPASSWORD"] = str(parsed.password)
-    uri = parsed.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
-    return uri, env
-
-
-def _run_tool(argv: list[str], env: dict[str, str], what: str) -> None:
-    if shutil.which(argv[0]) is None:
-        raise StoreUnavailable(f"{argv[0]} is not installed; it is needed to {what}")
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise StoreUnavailable(f"{argv[0]} failed to {what}: {done.stderr.strip()}")
-
-
-def _backup_postgres(store: SqlEventStore, tmp: Path) -> dict[str, Any]:
-    uri, env = _libpq(store.dialect.url)
-    with store._errors(), store.engine.connect() as conn:
-        conn = conn.execution_options(isolation_level="REPEATABLE READ")
-        with conn.begin():
-            snapshot = conn.execute(text("SELECT pg_export_snapshot()")).scalar_one()
-            schema = conn.execute(text("SELECT current_schema()")).scalar_one()
-            facts = _facts(conn)
-            # The exporting transaction stays open until pg_dump has the snapshot.
-            argv = [
-                "pg_dump",
-                f"--dbname={uri}",
-                "--format=custom",
-                f"--schema={schema}",
-                f"--snapshot={snapshot}",
-                "--no-owner",
-                "--no-privileges",
-                f"--file={tmp}",
-            ]
-            _run_tool(argv, env, f"dump schema {schema}")
-    return {**facts, "schema": schema}
 
 
 # -- restore ------------------------------------------------------------------------
@@ -274,15 +201,11 @@ def restore(src: Path, url: str, *, force: bool = False) -> dict[str, Any]:
             f"{src} is a {manifest.get('source_kind')} backup and {url} is {dialect.name}; "
             "use `labledger export` / `import` to move a log between backends"
         )
-    if isinstance(dialect, SqliteDialect):
-        _restore_sqlite(src, dialect, force=force)
-    else:
-        assert isinstance(dialect, PostgresDialect)
-        _restore_postgres(src, manifest, dialect, force=force)
+    dialect.restore(src, manifest, force=force)
     return _verify_restored(url, manifest)
 
 
-def _refuse_unless_forced(target: str, events: int, force: bool) -> None:
+def refuse_unless_forced(target: str, events: int, force: bool) -> None:
     if events and not force:
         raise UsageError(
             f"{target} already holds {events} events; restore into an empty store, "
@@ -290,115 +213,8 @@ def _refuse_unless_forced(target: str, events: int, force: bool) -> None:
         )
 
 
-def _sqlite_events(path: Path) -> int:
-    if not path.exists():
-        return 0
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return int(conn.execute("SELECT count(*) FROM ll_events").fetchone()[0])
-    except sqlite3.DatabaseError:
-        return 0  # no labledger schema (or not a database): nothing to lose
-    finally:
-        conn.close()
-
-
-def _restore_sqlite(src: Path, dialect: SqliteDialect, *, force: bool) -> None:
-    target = dialect.path
-    if target is None:
-        raise UsageError("restore needs a SQLite file, not an in-memory database")
-    _refuse_unless_forced(str(target), _sqlite_events(target), force)
-    tmp = _temp_beside(target)
-    try:
-        shutil.copyfile(src, tmp)
-        # A stale WAL of the old database would be replayed over the new file.
-        for suffix in ("-wal", "-shm", "-journal"):
-            target.with_name(target.name + suffix).unlink(missing_ok=True)
-        fsync_rename(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _pg_target(conn: Connection) -> tuple[str, int]:
-    schema = conn.execute(text("SELECT current_schema()")).scalar_one_or_none()
-    if schema is None:
-        path = str(conn.execute(text("SHOW search_path")).scalar_one())
-        schema = path.split(",")[0].strip().strip('"')
-    table = conn.execute(text("SELECT to_regclass(:t)"), {"t": f'"{schema}".ll_events'}).scalar()
-    events = 0
-    if table is not None:
-        events = int(conn.execute(text(f'SELECT count(*) FROM "{schema}".ll_events')).scalar_one())
-    return str(schema), events
-
-
-def _restore_postgres(
-    src: Path, manifest: dict[str, Any], dialect: PostgresDialect, *, force: bool
-) -> None:
-    engine = dialect.create_engine()
-    try:
-        with engine.connect() as conn:
-            target, events = _pg_target(conn)
-            aside = bool(
-                conn.execute(
-                    text("SELECT 1 FROM pg_namespace WHERE nspname = :n"), {"n": manifest["schema"]}
-                ).first()
-            )
-    finally:
-        engine.dispose()
-    _refuse_unless_forced(f"schema {target}", events, force)
-    source = str(manifest["schema"])
-    uri, env = _libpq(dialect.url)
-    script = _temp_beside(src.with_name(src.name + ".sql"))
-    try:
-        _run_tool(
-            ["pg_restore", "--no-owner", "--no-privileges", f"--file={script}", str(src)],
-            env,
-            "read the dump",
-        )
-        wrapper = _temp_beside(script)
-        wrapper.write_text(_restore_script(script, source, target, aside and source != target))
-        try:
-            _run_tool(
-                [
-                    "psql",
-                    f"--dbname={uri}",
-                    "--no-psqlrc",
-                    "--quiet",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "--single-transaction",
-                    f"--file={wrapper}",
-                ],
-                env,
-                "restore the dump",
-            )
-        finally:
-            wrapper.unlink(missing_ok=True)
-    finally:
-        script.unlink(missing_ok=True)
-
-
-def _restore_script(script: Path, source: str, target: str, rename_aside: bool) -> str:
-    def q(name: str) -> str:
-        return '"' + name.replace('"', '""') + '"'
-
-    parking = q(f"ll_restore_{uuid.uuid4().hex[:12]}")
-    lines = [f"DROP SCHEMA IF EXISTS {q(target)} CASCADE;"]
-    if rename_aside:
-        lines.append(f"ALTER SCHEMA {q(source)} RENAME TO {parking};")
-    if source == "public" and not rename_aside and target != "public":
-        lines.append("DROP SCHEMA IF EXISTS public CASCADE;")  # recreated by the dump
-    lines.append("\\i '" + str(script).replace("'", "''") + "'")
-    lines.append("SELECT pg_catalog.set_config('search_path', '', false);")
-    if source != target:
-        lines.append(f"ALTER SCHEMA {q(source)} RENAME TO {q(target)};")
-    if rename_aside:
-        lines.append(f"ALTER SCHEMA {parking} RENAME TO {q(source)};")
-    return "\n".join(lines) + "\n"
-
-
 def _verify_restored(url: str, manifest: dict[str, Any]) -> dict[str, Any]:
     with SqlEventStore(url) as restored:
-        assert isinstance(restored, SqlEventStore)
         report = restored.verify()
         if not report.ok and report.problem is not None and report.problem.value == "anchor":
             # The old anchor described the replaced log; re-anchor after a clean scan.
@@ -414,7 +230,7 @@ def _verify_restored(url: str, manifest: dict[str, Any]) -> dict[str, Any]:
                 f"the restored store ends at {report.head} ({report.head_hash}) but the "
                 f"manifest says {manifest['head']} ({manifest['head_hash']})"
             )
-        if restored.anchor is not None:
+        if restored.keeps_anchor:
             restored.accept_anchor()
     return {
         "target": make_url(url).render_as_string(hide_password=True),

@@ -14,6 +14,16 @@ Guarantees (DESIGN §3), each checked by the conformance suite in
    link; ``verify`` names the first bad position.
 8. Envelope: id, stream, stream_version, position, type, schema_version,
    recorded_at (UTC), correlation_id, causation_id, run_id, actor.
+
+Gate hooks: the small hook through which typed validation and command
+security plug into append. The store knows nothing of event classes or
+keys. A :class:`Gate` given to
+``open_store`` sees every event before the write transaction (to validate
+and canonicalise it, and to say whether it is a signed command), and builds
+the rejection record when a command is refused. What needs the database —
+freshness against the commit clock and the nonce ledger — the store checks
+inside the append transaction, so a nonce replayed from two processes at
+once is admitted exactly once.
 """
 
 from __future__ import annotations
@@ -22,14 +32,18 @@ import abc
 import enum
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import msgspec
 
 if TYPE_CHECKING:
-    from labledger.store._dialect import AppendWaiter
-    from labledger.store.hooks import NonceStats
+    from sqlalchemy import Connection
+
+    from labledger.store.dialects.base import AppendWaiter
+    from labledger.store.planner import Outcome, Request
 
 _json_encode = msgspec.json.Encoder(order="sorted").encode
 
@@ -266,8 +280,132 @@ class EventStore(abc.ABC):
     def close(self) -> None:
         """Release connections."""
 
+    # -- what the layers above need beside the log ------------------------------
+
+    @abc.abstractmethod
+    def read(self, *, snapshot: bool = False) -> AbstractContextManager[Connection]:
+        """A read transaction on the database holding the log (read models live there).
+
+        Args:
+            snapshot: every statement sees one snapshot (a multi-statement read).
+
+        Raises:
+            StoreUnavailable: the database cannot be reached (driver errors translated).
+        """
+
+    @abc.abstractmethod
+    def write(self) -> AbstractContextManager[Connection]:
+        """A write transaction beside the log (read models, checkpoints), serialized
+        with other writers; commits when the block ends without an exception."""
+
+    @abc.abstractmethod
+    def schema_revision(self) -> str | None:
+        """The schema revision the database records (None: no schema)."""
+
+    @property
+    @abc.abstractmethod
+    def keeps_anchor(self) -> bool:
+        """Whether this store keeps a head anchor (``verify`` checks the log against it)."""
+
+    @abc.abstractmethod
+    def anchor_status(self) -> AnchorStatus | None:
+        """The head anchor as stored, and why the log disagrees with it (None: none kept).
+
+        Raises:
+            AnchorMismatch: the anchor file itself fails its MAC.
+        """
+
+    @abc.abstractmethod
+    def accept_anchor(self) -> int:
+        """An operator accepts the log as it is: the anchor moves to the head (returned).
+
+        Raises:
+            StoreUnavailable: the store keeps no anchor.
+        """
+
+    @abc.abstractmethod
+    def copy_into(self, path: Path) -> tuple[str, dict[str, Any]]:
+        """Copy the live store consistently into the file ``path`` (writers carry on).
+
+        Returns:
+            The backend kind, and the copy's head, head hash, counts and revision.
+        """
+
+    @abc.abstractmethod
+    def disk(self) -> DiskUsage:
+        """Where the log lives and how much room is left there."""
+
+    @abc.abstractmethod
+    def commit_requests(self, requests: Sequence[Request]) -> list[Outcome]:
+        """Commit validated requests in one durable transaction; one outcome each.
+
+        The building block of plain appends and group commit: a request's
+        conflict or bad event becomes its own outcome and never fails the others.
+        """
+
     def __enter__(self) -> EventStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class CommandClaim(msgspec.Struct, frozen=True, kw_only=True):
+    """What a signed command asks of the store, and any problem found before the commit."""
+
+    nonce: str | None
+    key_id: str | None
+    issued_at_us: int
+    window_us: int
+    refusal: tuple[str, str] | None = None
+    """(reason, detail) when the command is already known to be refused (bad signature…)."""
+
+
+class Gate(Protocol):
+    """Validation and command security, supplied by the layers above the store."""
+
+    def prepare(
+        self, event: NewEvent, *, typed: bool = False
+    ) -> tuple[NewEvent, CommandClaim | None]:
+        """Validate (and canonicalise) one event before the transaction.
+
+        ``typed`` says the event was encoded from a typed object (``to_new_event``),
+        which validated it already; a gate may skip re-validating its payload.
+
+        Returns:
+            The event to store, and a claim when it is a signed command.
+
+        Raises:
+            InvalidEvent: the event must not reach the log at all.
+        """
+        ...
+
+    def rejection(
+        self, event: NewEvent, claim: CommandClaim, reason: str, detail: str
+    ) -> tuple[str, NewEvent]:
+        """The (stream, record) that documents a refused command."""
+        ...
+
+
+class AnchorStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """The head anchor kept beside a store (see ``integrity.HeadAnchor``)."""
+
+    path: str
+    position: int | None
+    chain: str | None
+    problem: str | None
+
+
+class DiskUsage(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the log lives: free bytes on a local disk, or the database's size on a server."""
+
+    where: str
+    free_bytes: int | None = None
+    database_bytes: int | None = None
+
+
+class NonceStats(msgspec.Struct, frozen=True, kw_only=True):
+    size: int
+    expired: int
+    evicted: int
+    horizon_us: int

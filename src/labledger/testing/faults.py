@@ -63,8 +63,7 @@ from labledger.projections import ProjectionEngine
 from labledger.projections import checkpoint as cps
 from labledger.projections.base import Projection, TableSet, Tx
 from labledger.projections.checkpoint import Checkpoint
-from labledger.store import ANY, EventStore
-from labledger.store._sql import SqlEventStore
+from labledger.store import ANY, EventStore, SqlEventStore
 from labledger.store.base import RecordedEvent
 from labledger.testing.workers import Worker, crash_event, worker_env
 
@@ -87,9 +86,8 @@ def _uuid(rng: random.Random) -> str:
 # -- engine tweaks (the store's own settings stay; these run after them) ----------------
 
 
-def _on_connect(store: EventStore, statement: str) -> None:
+def _on_connect(store: SqlEventStore, statement: str) -> None:
     """Run ``statement`` on every new connection of ``store`` (after its own settings)."""
-    assert isinstance(store, SqlEventStore)
     engine = store.engine
 
     @sa.event.listens_for(engine, "connect")
@@ -122,7 +120,7 @@ def _append(store: EventStore, stream: str, events: list[NewEvent], persist: boo
 
 def _writer(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
-    store = open_store(args.url)
+    store = SqlEventStore(args.url)
     if args.wal_autocheckpoint and args.url.startswith("sqlite"):
         _on_connect(store, f"PRAGMA wal_autocheckpoint={args.wal_autocheckpoint}")
     if args.broken == "async-commit":
@@ -211,15 +209,15 @@ SIDE_FILES = ("", "-wal", ".anchor", ".anchor.key")
 
 def skip_metadata_checksum() -> None:
     """Install the broken variant: record checksums that leave the metadata out."""
-    from labledger.store import _append, _integrity, _verify
+    from labledger.store import integrity
 
-    honest: Any = _integrity.record_checksum
+    honest: Any = integrity.record_checksum
 
     def broken(*fields: Any) -> bytes:
         return bytes(honest(*fields[:-1], b""))
 
-    for module in (_append, _verify):  # where the checksum is computed on write and on verify
-        setattr(module, "record_checksum", broken)  # noqa: B010
+    # integrity.row_checksum computes it on write (the planner) and on verify.
+    setattr(integrity, "record_checksum", broken)  # noqa: B010
 
 
 def store_content(store: EventStore) -> str:

@@ -7,7 +7,7 @@ other appenders provably queue into one shared transaction.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -22,9 +22,9 @@ from labledger import (
     NewEvent,
     WrongExpectedVersion,
 )
-from labledger.store._append import Outcome, Request
-from labledger.store._sql import SqlEventStore
+from labledger.store import SqlEventStore
 from labledger.store.aio import AsyncEventStore
+from labledger.store.planner import Outcome, Request
 from labledger.testing.store_contract import BackendFixtures, ev
 
 
@@ -37,7 +37,7 @@ class _HeldLeader:
         self.first_size = 0
         self.batches: list[int] = []
         self.total = total
-        store._group._commit = self
+        store.group.commit = self
         self.store = store
 
     def __call__(self, requests: Sequence[Request]) -> list[Outcome]:
@@ -50,7 +50,7 @@ class _HeldLeader:
     def wait_for_queue(self) -> None:
         """Release the held leader once every appender is inside the committer."""
         for _ in range(3000):
-            if self.first_size and self.first_size + len(self.store._group._queue) >= self.total:
+            if self.first_size and self.first_size + self.store.group.queued() >= self.total:
                 break
             threading.Event().wait(0.01)
         self.release.set()
@@ -74,8 +74,17 @@ def _run_all(calls: list[Callable[[], Any]]) -> list[Any]:
 
 
 class GroupCommitContract(BackendFixtures):
-    def test_concurrent_appenders_get_their_own_outcomes(self, store: EventStore) -> None:
-        assert isinstance(store, SqlEventStore)
+    """The SQL store's group committer; its tests hold a flush's leader (``store.group``)."""
+
+    @pytest.fixture
+    def store(self, url: str) -> Iterator[SqlEventStore]:
+        store = SqlEventStore(url)
+        try:
+            yield store
+        finally:
+            store.close()
+
+    def test_concurrent_appenders_get_their_own_outcomes(self, store: SqlEventStore) -> None:
         store.append("taken", [ev(0)])
         existing = ev(1)
         store.append("dup", [existing])
@@ -107,9 +116,8 @@ class GroupCommitContract(BackendFixtures):
         assert store.stream_version("taken") == 0 and store.stream_version("c") == -1
         assert store.verify().ok
 
-    def test_identical_appends_in_one_flush_are_one_append(self, store: EventStore) -> None:
+    def test_identical_appends_in_one_flush_are_one_append(self, store: SqlEventStore) -> None:
         """Issue #12: a retry sharing its original's flush got IdempotencyConflict."""
-        assert isinstance(store, SqlEventStore)
         batch = [ev(1), ev(2)]
         held = _HeldLeader(store, total=4)
         calls: list[Callable[[], Any]] = [lambda: store.append("lead", [ev(0)])]
@@ -128,8 +136,7 @@ class GroupCommitContract(BackendFixtures):
         assert store.head() == 3 and [e.id for e in store.read_stream("r")] == [e.id for e in batch]
         assert store.verify().ok
 
-    def test_same_id_other_content_in_one_flush_is_a_conflict(self, store: EventStore) -> None:
-        assert isinstance(store, SqlEventStore)
+    def test_same_id_other_content_in_one_flush_is_a_conflict(self, store: SqlEventStore) -> None:
         original = ev(1)
         other = NewEvent(type="test.Happened", data=b'{"x":2}', id=original.id)
         held = _HeldLeader(store, total=3)
@@ -147,8 +154,7 @@ class GroupCommitContract(BackendFixtures):
         assert isinstance(results[2], IdempotencyConflict) and "a different data" in str(results[2])
         assert store.head() == 2 and store.verify().ok
 
-    def test_a_failing_transaction_does_not_fail_the_others(self, store: EventStore) -> None:
-        assert isinstance(store, SqlEventStore)
+    def test_a_failing_transaction_does_not_fail_the_others(self, store: SqlEventStore) -> None:
         real = store.commit_requests
         poison = ev(99)
 
@@ -175,7 +181,7 @@ class GroupCommitContract(BackendFixtures):
         assert store.head() == 4 and store.stream_version("poisoned") == -1
         assert store.verify().ok
 
-    def test_async_appends_share_commits(self, store: EventStore) -> None:
+    def test_async_appends_share_commits(self, store: SqlEventStore) -> None:
         aio = AsyncEventStore(store)
 
         async def main() -> list[int]:

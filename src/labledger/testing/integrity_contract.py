@@ -13,8 +13,7 @@ from labledger import (
     open_store,
 )
 from labledger.store import Problem
-from labledger.store._migrate import HEAD_REVISION, VERSION_TABLE, script_head
-from labledger.store._schema_admin import downgrade
+from labledger.store.migrations import HEAD_REVISION, VERSION_TABLE, downgrade, script_head
 from labledger.testing.backends import Backend
 from labledger.testing.store_contract import BackendFixtures, ev
 
@@ -180,12 +179,11 @@ class SchemaContract(BackendFixtures):
         assert VERSION_TABLE in names and "alembic_version" not in names
 
     def test_durability_settings(self, store: EventStore) -> None:
-        engine = store.engine  # type: ignore[attr-defined]
-        with engine.connect() as conn:
-            if engine.dialect.name == "sqlite":
+        with store.read() as conn:
+            if conn.dialect.name == "sqlite":
                 assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
                 assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
-                assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0
+                assert (conn.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0) > 0
                 assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             else:
                 assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"

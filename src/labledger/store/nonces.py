@@ -10,11 +10,14 @@ an evicted nonce can never be replayed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, text
 
-from labledger.store._rawtxn import Params, RawTxn
-from labledger.store.hooks import NonceStats
+from labledger.store.base import NonceStats
+
+if TYPE_CHECKING:
+    from labledger.store.dialects.base import Params, RawTxn
 
 DEFAULT_MAX_NONCES = 1_000_000
 

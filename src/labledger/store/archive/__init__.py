@@ -1,13 +1,14 @@
 """Export and import of portable archives: historical runs shared between labs and backends.
 
 The format (framing, CRC-32C, the archive's own hash chain, trailer) is in
-:mod:`labledger.store._archive_format`. Export writes a temporary file, fsyncs
+:mod:`labledger.store.archive.format`. Export writes a temporary file, fsyncs
 and renames it; import checks the whole file before touching the store, then
 appends everything in one transaction, skipping ids already present.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 import msgspec
 
 from labledger.errors import BlobNotFound, InvalidEvent, UsageError
-from labledger.store._archive_format import (
+from labledger.store.archive.format import (
     FORMAT_VERSION,
     MAGIC,
     Archive,
@@ -43,8 +44,15 @@ __all__ = [
     "read_archive",
 ]
 from labledger.store.backup import fsync_rename
-from labledger.store.base import ANY, EventStore, NewEvent, RecordedEvent, StreamAppend
-from labledger.store.hooks import CommandClaim, Gate
+from labledger.store.base import (
+    ANY,
+    CommandClaim,
+    EventStore,
+    Gate,
+    NewEvent,
+    RecordedEvent,
+    StreamAppend,
+)
 
 _BLOB_REF = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 
@@ -159,9 +167,11 @@ def export_archive(
 
 
 def _version() -> str:
-    from labledger import __version__
-
-    return __version__
+    # From the installed distribution, not the package root: the store never imports upward.
+    try:
+        return importlib.metadata.version("labledger")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 # -- importing ----------------------------------------------------------------------

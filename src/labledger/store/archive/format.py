@@ -47,7 +47,8 @@ from typing import Any
 import msgspec
 
 from labledger.errors import CorruptionDetected, UsageError
-from labledger.store._integrity import GENESIS
+from labledger.store.base import RecordedEvent
+from labledger.store.integrity import GENESIS
 
 _native_crc32c: Callable[[bytes], int] | None
 try:
@@ -87,22 +88,8 @@ def crc32c(data: bytes) -> int:
     return crc ^ 0xFFFFFFFF
 
 
-class EventRecord(msgspec.Struct, frozen=True, kw_only=True, tag="event", tag_field="kind"):
+class EventRecord(RecordedEvent, frozen=True, kw_only=True, tag="event", tag_field="kind"):
     """One event as archived: the source envelope, original position included."""
-
-    position: int
-    stream: str
-    stream_version: int
-    id: str
-    type: str
-    schema_version: int
-    recorded_at_us: int
-    correlation_id: str | None
-    causation_id: str | None
-    run_id: str | None
-    actor: str | None
-    data: bytes
-    metadata: bytes
 
 
 class BlobRecord(msgspec.Struct, frozen=True, kw_only=True, tag="blob", tag_field="kind"):

@@ -7,7 +7,7 @@ takes them all in one transaction. A lone writer therefore commits at once,
 with no hand-off, and 32 writers pay for a handful of fsyncs instead of 32.
 
 Every caller still gets its own outcome: positions, its expected-version
-result, its error. Requests are planned independently (``_append.plan``),
+result, its error. Requests are planned independently (``planner.plan``),
 and if the shared transaction fails as a whole, each request is retried on
 its own so that one request's failure never fails the others. No caller
 returns before the transaction holding its events has committed durably.
@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from labledger.errors import LabledgerError, StoreUnavailable
-from labledger.store._append import Outcome, Request
+from labledger.store.planner import Outcome, Request
 
 MAX_EVENTS_PER_FLUSH = 10_000
 
@@ -36,10 +36,16 @@ class _Pending:
 
 class GroupCommitter:
     def __init__(self, commit: Callable[[Sequence[Request]], list[Outcome]]) -> None:
-        self._commit = commit
+        self.commit = commit
+        """Commits a flush's requests (tests may wrap it to hold a leader)."""
         self._lock = threading.Lock()
         self._queue: list[_Pending] = []
         self._leading = False
+
+    def queued(self) -> int:
+        """How many requests wait for the next flush."""
+        with self._lock:
+            return len(self._queue)
 
     def submit(self, request: Request) -> Outcome:
         """Commit ``request`` (with whatever else is queued); its own outcome."""
@@ -84,7 +90,7 @@ class GroupCommitter:
 
     def _flush(self, batch: list[_Pending]) -> None:
         try:
-            outcomes = self._commit([p.request for p in batch])
+            outcomes = self.commit([p.request for p in batch])
         except BaseException as exc:
             if (
                 len(batch) == 1

@@ -15,9 +15,14 @@ share one database in separate schemas without serializing each other.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -30,13 +35,19 @@ from labledger.errors import (
     LabledgerError,
     StoreUnavailable,
 )
-from labledger.store._dialect import AppendWaiter, Dialect
-from labledger.store._rawtxn import Params, RawTxn
+from labledger.store import backup
+from labledger.store.base import DiskUsage
+from labledger.store.dialects.base import AppendWaiter, Dialect, Params, RawTxn
 
 CHANNEL_SQL = "'labledger_' || current_schema()"
 
 APPEND_LOCK = 0x11ED6E  # first half of the advisory key: "labledger appends"
 MIGRATE_LOCK = 0x11ED6F  # "labledger migrations"
+
+
+def advisory(function: str) -> str:
+    """An advisory-lock call on ``(key, this schema)``; the key is bound as ``?``."""
+    return f"SELECT {function}(?, hashtext(current_schema()))"
 
 
 def normalize_url(url: str) -> str:
@@ -89,25 +100,12 @@ class PostgresDialect(Dialect):
         finally:
             admin.dispose()
 
-    def lock_for_append(self, conn: Connection) -> None:
-        conn.execute(
-            text("SELECT pg_advisory_xact_lock(:k, hashtext(current_schema()))"),
-            {"k": APPEND_LOCK},
-        )
+    def begin(self, driver_connection: Any) -> RawTxn:
+        return PostgresTxn(driver_connection)
 
-    @contextmanager
-    def append_txn(self, engine: Engine) -> Iterator[RawTxn]:
-        raw = engine.raw_connection()
-        try:
-            pg: Any = raw.driver_connection
-            try:
-                yield PostgresTxn(pg)
-                pg.commit()  # durable: synchronous_commit=on
-            except BaseException:
-                pg.rollback()
-                raise
-        finally:
-            raw.close()
+    def lock_for_append(self, txn: RawTxn) -> None:
+        # Transaction-scoped: released at commit, after the positions are visible.
+        txn.execute(advisory("pg_advisory_xact_lock"), (APPEND_LOCK,))
 
     def read_rows(self, engine: Engine, sql: str, params: Params) -> list[tuple[Any, ...]]:
         raw = engine.raw_connection()
@@ -130,18 +128,13 @@ class PostgresDialect(Dialect):
 
     @contextmanager
     def migration_lock(self, conn: Connection) -> Iterator[None]:
-        conn.execute(
-            text("SELECT pg_advisory_lock(:k, hashtext(current_schema()))"), {"k": MIGRATE_LOCK}
-        )
+        conn.exec_driver_sql(_pg(advisory("pg_advisory_lock")), (MIGRATE_LOCK,))
         conn.commit()
         try:
             yield
         finally:
             conn.rollback()
-            conn.execute(
-                text("SELECT pg_advisory_unlock(:k, hashtext(current_schema()))"),
-                {"k": MIGRATE_LOCK},
-            )
+            conn.exec_driver_sql(_pg(advisory("pg_advisory_unlock")), (MIGRATE_LOCK,))
             conn.commit()
 
     def snapshot_options(self) -> dict[str, Any]:
@@ -149,9 +142,80 @@ class PostgresDialect(Dialect):
         # of the stream index could straddle a commit and disagree.
         return {"isolation_level": "REPEATABLE READ"}
 
-    def notify_appended_raw(self, txn: RawTxn, head: int) -> None:
-        # Delivered at commit, only if the transaction commits.
-        txn.execute(f"SELECT pg_notify({CHANNEL_SQL}, ?)", (str(head),))
+    def disk(self, engine: Engine) -> DiskUsage:
+        # Server-side free space is the DBA's to watch; the database's size is ours.
+        with engine.connect() as conn:
+            size = conn.execute(text("SELECT pg_database_size(current_database())")).scalar()
+        where = make_url(self.url).render_as_string(hide_password=True)
+        return DiskUsage(where=where, database_bytes=int(size or 0))
+
+    def backup(self, engine: Engine, tmp: Path) -> dict[str, Any]:
+        # pg_dump dumps the snapshot this transaction exported (and holds open meanwhile).
+        uri, env = _libpq(self.url)
+        with engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                snapshot = conn.execute(text("SELECT pg_export_snapshot()")).scalar_one()
+                schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+                facts = backup.facts(conn)
+                # The exporting transaction stays open until pg_dump has the snapshot.
+                argv = [
+                    "pg_dump",
+                    f"--dbname={uri}",
+                    "--format=custom",
+                    f"--schema={schema}",
+                    f"--snapshot={snapshot}",
+                    "--no-owner",
+                    "--no-privileges",
+                    f"--file={tmp}",
+                ]
+                run_tool(argv, env, f"dump schema {schema}")
+        return {**facts, "schema": schema}
+
+    def restore(self, src: Path, manifest: dict[str, Any], *, force: bool) -> None:
+        engine = self.create_engine()
+        try:
+            with engine.connect() as conn:
+                target, events = _pg_target(conn)
+                aside = bool(
+                    conn.execute(
+                        text("SELECT 1 FROM pg_namespace WHERE nspname = :n"),
+                        {"n": manifest["schema"]},
+                    ).first()
+                )
+        finally:
+            engine.dispose()
+        backup.refuse_unless_forced(f"schema {target}", events, force)
+        source = str(manifest["schema"])
+        uri, env = _libpq(self.url)
+        script = backup.temp_beside(src.with_name(src.name + ".sql"))
+        try:
+            run_tool(
+                ["pg_restore", "--no-owner", "--no-privileges", f"--file={script}", str(src)],
+                env,
+                "read the dump",
+            )
+            wrapper = backup.temp_beside(script)
+            wrapper.write_text(_restore_script(script, source, target, aside and source != target))
+            try:
+                run_tool(
+                    [
+                        "psql",
+                        f"--dbname={uri}",
+                        "--no-psqlrc",
+                        "--quiet",
+                        "-v",
+                        "ON_ERROR_STOP=1",
+                        "--single-transaction",
+                        f"--file={wrapper}",
+                    ],
+                    env,
+                    "restore the dump",
+                )
+            finally:
+                wrapper.unlink(missing_ok=True)
+        finally:
+            script.unlink(missing_ok=True)
 
     def waiter(self, engine: Engine) -> AppendWaiter:
         return PostgresWaiter(engine)
@@ -214,20 +278,14 @@ def _pg(sql: str) -> str:
 
 
 class PostgresTxn(RawTxn):
-    """Reads go out pipelined: the append lock, the head and the stream versions cost
-    one round trip, not one each."""
+    """Reads go out pipelined: the head, the stream versions and the nonces cost one
+    round trip, not one each."""
 
     def __init__(self, pg: Any) -> None:
         self.pg = pg
-        self.locked = False
 
     def fetch(self, queries: Sequence[tuple[str, Params]]) -> list[list[tuple[Any, ...]]]:
         with self.pg.pipeline():
-            if not self.locked:
-                self.pg.execute(
-                    "SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (APPEND_LOCK,)
-                )
-                self.locked = True
             cursors = [self.pg.execute(_pg(sql), params) for sql, params in queries]
         return [cur.fetchall() for cur in cursors]
 
@@ -243,3 +301,62 @@ class PostgresTxn(RawTxn):
 
     def list_param(self, values: Sequence[Any]) -> Any:
         return list(values)
+
+    def commit(self) -> None:
+        self.pg.commit()  # durable: synchronous_commit=on
+
+    def rollback(self) -> None:
+        self.pg.rollback()
+
+    def notify_appended(self, head: int) -> None:
+        # Delivered at commit, only if the transaction commits.
+        self.execute(f"SELECT pg_notify({CHANNEL_SQL}, ?)", (str(head),))
+
+
+def _libpq(url: str) -> tuple[str, dict[str, str]]:
+    """A libpq URI for pg_dump/psql (password passed in the environment, not argv)."""
+    parsed = make_url(url)
+    env = dict(os.environ)
+    if parsed.password is not None:
+        env["PGPASSWORD"] = str(parsed.password)
+    uri = parsed.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+    return uri, env
+
+
+def run_tool(argv: list[str], env: dict[str, str], what: str) -> None:
+    if shutil.which(argv[0]) is None:
+        raise StoreUnavailable(f"{argv[0]} is not installed; it is needed to {what}")
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise StoreUnavailable(f"{argv[0]} failed to {what}: {done.stderr.strip()}")
+
+
+def _pg_target(conn: Connection) -> tuple[str, int]:
+    schema = conn.execute(text("SELECT current_schema()")).scalar_one_or_none()
+    if schema is None:
+        path = str(conn.execute(text("SHOW search_path")).scalar_one())
+        schema = path.split(",")[0].strip().strip('"')
+    table = conn.execute(text("SELECT to_regclass(:t)"), {"t": f'"{schema}".ll_events'}).scalar()
+    events = 0
+    if table is not None:
+        events = int(conn.execute(text(f'SELECT count(*) FROM "{schema}".ll_events')).scalar_one())
+    return str(schema), events
+
+
+def _restore_script(script: Path, source: str, target: str, rename_aside: bool) -> str:
+    def q(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    parking = q(f"ll_restore_{uuid.uuid4().hex[:12]}")
+    lines = [f"DROP SCHEMA IF EXISTS {q(target)} CASCADE;"]
+    if rename_aside:
+        lines.append(f"ALTER SCHEMA {q(source)} RENAME TO {parking};")
+    if source == "public" and not rename_aside and target != "public":
+        lines.append("DROP SCHEMA IF EXISTS public CASCADE;")  # recreated by the dump
+    lines.append("\\i '" + str(script).replace("'", "''") + "'")
+    lines.append("SELECT pg_catalog.set_config('search_path', '', false);")
+    if source != target:
+        lines.append(f"ALTER SCHEMA {q(source)} RENAME TO {q(target)};")
+    if rename_aside:
+        lines.append(f"ALTER SCHEMA {parking} RENAME TO {q(source)};")
+    return "\n".join(lines) + "\n"

@@ -12,6 +12,7 @@ writers in WAL mode.
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -24,9 +25,10 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
-from labledger.errors import LabledgerError, StoreBusy, StoreUnavailable
-from labledger.store._dialect import WRITE_OPTION, AppendWaiter, Dialect
-from labledger.store._rawtxn import Params, RawTxn
+from labledger.errors import LabledgerError, StoreBusy, StoreUnavailable, UsageError
+from labledger.store import backup
+from labledger.store.base import DiskUsage
+from labledger.store.dialects.base import WRITE_OPTION, AppendWaiter, Dialect, Params, RawTxn
 
 POLL_INTERVAL_S = 0.005
 
@@ -96,26 +98,12 @@ class SqliteDialect(Dialect):
 
         return engine
 
-    def lock_for_append(self, conn: Connection) -> None:
-        # BEGIN IMMEDIATE (issued by the begin hook) already holds the one write lock.
-        if not conn.get_execution_options().get(WRITE_OPTION, False):
-            raise RuntimeError("append on a connection without the write option")
+    def begin(self, driver_connection: Any) -> RawTxn:
+        return SqliteTxn(driver_connection)
 
-    @contextmanager
-    def append_txn(self, engine: Engine) -> Iterator[RawTxn]:
-        raw = engine.raw_connection()
-        try:
-            db: sqlite3.Connection = raw.driver_connection  # type: ignore[assignment]
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield SqliteTxn(db)
-                db.execute("COMMIT")  # durable: WAL + synchronous=FULL
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-        finally:
-            raw.close()
+    def lock_for_append(self, txn: RawTxn) -> None:
+        # SQLite has one writer: BEGIN IMMEDIATE takes its lock (see module doc).
+        txn.execute("BEGIN IMMEDIATE")
 
     def read_rows(self, engine: Engine, sql: str, params: Params) -> list[tuple[Any, ...]]:
         raw = engine.raw_connection()
@@ -133,6 +121,40 @@ class SqliteDialect(Dialect):
         # Migrations run in one BEGIN IMMEDIATE transaction (transactional DDL),
         # so a second migrator waits for the first and then finds head.
         yield
+
+    def disk(self, engine: Engine) -> DiskUsage:
+        folder = (self.path or Path()).resolve().parent
+        return DiskUsage(where=str(folder), free_bytes=shutil.disk_usage(folder).free)
+
+    def backup(self, engine: Engine, tmp: Path) -> dict[str, Any]:
+        # VACUUM INTO reads one WAL snapshot; the manifest's facts come from the copy.
+        raw = engine.raw_connection()
+        try:
+            db: sqlite3.Connection = raw.driver_connection  # type: ignore[assignment]
+            db.execute("VACUUM INTO ?", (str(tmp),))  # outside any transaction: autocommit
+        finally:
+            raw.close()
+        copy = create_engine(f"sqlite:///{tmp}")
+        try:
+            with copy.connect() as conn, conn.begin():
+                return backup.facts(conn)
+        finally:
+            copy.dispose()
+
+    def restore(self, src: Path, manifest: dict[str, Any], *, force: bool) -> None:
+        target = self.path
+        if target is None:
+            raise UsageError("restore needs a SQLite file, not an in-memory database")
+        backup.refuse_unless_forced(str(target), _sqlite_events(target), force)
+        tmp = backup.temp_beside(target)
+        try:
+            shutil.copyfile(src, tmp)
+            # A stale WAL of the old database would be replayed over the new file.
+            for suffix in ("-wal", "-shm", "-journal"):
+                target.with_name(target.name + suffix).unlink(missing_ok=True)
+            backup.fsync_rename(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def waiter(self, engine: Engine) -> AppendWaiter:
         return SqliteWaiter(engine)
@@ -241,6 +263,13 @@ class SqliteTxn(RawTxn):
     def list_param(self, values: Sequence[Any]) -> Any:
         return json.dumps(list(values))
 
+    def commit(self) -> None:
+        self.db.execute("COMMIT")  # durable: WAL + synchronous=FULL
+
+    def rollback(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+
 
 def _set_wal(cur: sqlite3.Cursor) -> None:
     """Switch to WAL. On a brand-new file several processes may race to do it; the
@@ -253,3 +282,15 @@ def _set_wal(cur: sqlite3.Cursor) -> None:
             if "locked" not in str(exc).lower() or attempt == 99:
                 raise
             time.sleep(0.05)
+
+
+def _sqlite_events(path: Path) -> int:
+    if not path.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT count(*) FROM ll_events").fetchone()[0])
+    except sqlite3.DatabaseError:
+        return 0  # no labledger schema (or not a database): nothing to lose
+    finally:
+        conn.close()

@@ -1,0 +1,104 @@
+"""The event row in one column order: row ↔ record, the SQL on it, its JSON line.
+
+A planned row is a read row with its checksum and chain link appended, so a
+row staged by the planner reads back through :func:`to_recorded` unchanged,
+and the integrity scan reads the same order. The tables themselves are
+Alembic's (``migrations/``); ``HEAD_REVISION`` is the revision this code
+reads and writes, checked when a store opens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+from sqlalchemy import Connection, text
+from sqlalchemy import exc as sa_exc
+
+from labledger.store.base import RecordedEvent
+
+Row = tuple[Any, ...]
+
+READ_COLUMNS = (
+    "position, stream, stream_version, event_id, type, schema_version, recorded_at, "
+    "correlation_id, causation_id, run_id, actor, data, metadata"
+)
+ROW_COLUMNS = f"{READ_COLUMNS}, checksum, chain"
+POSITION, EVENT_ID, DATA, METADATA, CHECKSUM, CHAIN = 0, 3, 11, 12, 13, 14
+
+# The append and read paths' SQL, with ``?`` placeholders (see dialects.base.RawTxn).
+HEAD = "SELECT position, chain FROM ll_events ORDER BY position DESC LIMIT 1"
+INSERT = f"INSERT INTO ll_events ({ROW_COLUMNS}) VALUES ({', '.join('?' * 15)})"
+UPSERT_STREAM = (
+    "INSERT INTO ll_streams (stream, version, last_position) VALUES (?, ?, ?) "
+    "ON CONFLICT (stream) DO UPDATE SET version = excluded.version, "
+    "last_position = excluded.last_position"
+)
+STREAM_VERSION = "SELECT version FROM ll_streams WHERE stream = ?"
+READ_ALL = f"SELECT {READ_COLUMNS} FROM ll_events WHERE position >= ? ORDER BY position LIMIT ?"
+READ_STREAM = (
+    f"SELECT {READ_COLUMNS} FROM ll_events WHERE stream = ? AND stream_version >= ? "
+    "ORDER BY stream_version LIMIT ?"
+)
+SCAN = f"SELECT {ROW_COLUMNS} FROM ll_events ORDER BY position"
+
+HEAD_REVISION = "0003"
+VERSION_TABLE = "labledger_alembic_version"
+
+
+def to_recorded(row: Sequence[Any]) -> RecordedEvent:
+    """A row in READ_COLUMNS (or ROW_COLUMNS) order as a RecordedEvent."""
+    data, metadata = row[DATA], row[METADATA]
+    return RecordedEvent(
+        position=row[0],
+        stream=row[1],
+        stream_version=row[2],
+        id=row[3],
+        type=row[4],
+        schema_version=row[5],
+        recorded_at_us=row[6],
+        correlation_id=row[7],
+        causation_id=row[8],
+        run_id=row[9],
+        actor=row[10],
+        data=data if type(data) is bytes else bytes(data),
+        metadata=metadata if type(metadata) is bytes else bytes(metadata),
+    )
+
+
+def json_object(e: RecordedEvent) -> dict[str, Any]:
+    """A record as the CLI's JSON lines and the HTTP API show it (payloads as raw JSON)."""
+    return {
+        "position": e.position,
+        "stream": e.stream,
+        "version": e.stream_version,
+        "type": e.type,
+        "schema_version": e.schema_version,
+        "id": e.id,
+        "recorded_at": e.recorded_at.isoformat().replace("+00:00", "Z"),
+        "correlation_id": e.correlation_id,
+        "causation_id": e.causation_id,
+        "run_id": e.run_id,
+        "actor": e.actor,
+        "data": msgspec.Raw(e.data),
+        "metadata": msgspec.Raw(e.metadata),
+    }
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def json_line(e: RecordedEvent) -> bytes:
+    """:func:`json_object` as one line of JSON, newline included."""
+    return _encode(json_object(e)) + b"\n"
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The schema revision recorded in the database, or None when there is none."""
+    try:
+        with conn.begin_nested() if conn.in_transaction() else conn.begin():
+            row = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).first()
+    except (sa_exc.OperationalError, sa_exc.ProgrammingError):
+        return None
+    return None if row is None else str(row[0])
