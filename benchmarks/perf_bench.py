@@ -66,15 +66,35 @@ class Profile:
 
 
 PROFILES = {
-    "full": Profile("full", rounds=3, single=300, writers=32, per_writer=10,
-                    batches={100: 5000, 1000: 20_000}, replay=1_000_000, replay_rounds=3,
-                    projection=10_000, latency_rounds=3, latency_events=1500,
-                    latency_rate=1000.0),
-    "quick": Profile("quick", rounds=3, single=40, writers=32, per_writer=2,
-                     batches={100: 500, 1000: 2000}, replay=50_000, replay_rounds=1,
-                     projection=1000, latency_rounds=1, latency_events=200,
-                     latency_rate=1000.0),
-}  # fmt: skip
+    "full": Profile(
+        "full",
+        rounds=3,
+        single=300,
+        writers=32,
+        per_writer=10,
+        batches={100: 5000, 1000: 20_000},
+        replay=1_000_000,
+        replay_rounds=3,
+        projection=10_000,
+        latency_rounds=3,
+        latency_events=1500,
+        latency_rate=1000.0,
+    ),
+    "quick": Profile(
+        "quick",
+        rounds=3,
+        single=40,
+        writers=32,
+        per_writer=2,
+        batches={100: 500, 1000: 2000},
+        replay=50_000,
+        replay_rounds=1,
+        projection=1000,
+        latency_rounds=1,
+        latency_events=200,
+        latency_rate=1000.0,
+    ),
+}
 
 
 @dataclass
@@ -234,21 +254,29 @@ def child_replay(spec: dict[str, Any]) -> dict[str, Any]:
     env = os.environ | {"PYTHONPATH": os.pathsep.join([str(HERE), *sys.path[1:]])}
     out = subprocess.run(
         [sys.executable, str(HERE / "perf_child.py"), json.dumps(spec)],
-        env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
 
-def run_replays(backend: str, subjects: Sequence[Subject], targets: dict[str, str], p: Profile
-                ) -> list[Record]:  # fmt: skip
+def run_replays(
+    backend: str, subjects: Sequence[Subject], targets: dict[str, str], p: Profile
+) -> list[Record]:
     typed, memory = Record("replay_typed", backend), Record("replay_memory", backend, unit="MB")
     proj = Record("replay_projection", backend)
     for r in range(p.replay_rounds):
         progress(f"  {backend}: replay round {r + 1}/{p.replay_rounds} ({p.replay:,} events)")
         for s in in_turn(subjects, r):
-            spec = {"subject": s.name, "backend": backend, "target": targets[s.name],
-                    "limit": p.replay}  # fmt: skip
+            spec = {
+                "subject": s.name,
+                "backend": backend,
+                "target": targets[s.name],
+                "limit": p.replay,
+            }
             got = child_replay(spec)
             typed.add(s.name, got["events"] / got["seconds"])
             memory.add(s.name, got["growth_mb"])
@@ -288,7 +316,7 @@ def sqlite_backend() -> Iterator[Backend]:
             "raw": str(tmp / "replay-raw.db"),
             "eventsourcing": str(tmp / "replay-es.db"),
         }
-        yield Backend("sqlite", subjects["append"], subjects["replay"], targets)  # fmt: skip
+        yield Backend("sqlite", subjects["append"], subjects["replay"], targets)
 
 
 @contextmanager
@@ -325,8 +353,10 @@ def fmt(x: float | None, unit: str) -> str:
 
 
 def table(records: Sequence[Record]) -> str:
-    head = (f"{'case':<22} {'backend':<10} {'unit':<8} {'labledger':>11} {'raw':>11} "
-            f"{'eventsrc':>11} {'×raw':>6} {'×peer':>6}")  # fmt: skip
+    head = (
+        f"{'case':<22} {'backend':<10} {'unit':<8} {'labledger':>11} {'raw':>11} "
+        f"{'eventsrc':>11} {'×raw':>6} {'×peer':>6}"
+    )
     lines = [head, "-" * len(head)]
     for r in records:
         cells = [fmt(r.median(w), r.unit) for w in SUBJECTS]
@@ -334,19 +364,26 @@ def table(records: Sequence[Record]) -> str:
             f"{x:.2f}" if x is not None else "—" for x in (r.ratio("raw"), r.ratio("eventsourcing"))
         ]
         name = r.name + (" p99" if r.name == "subscriber_latency" else "")
-        lines.append(f"{name:<22} {r.backend:<10} {r.unit:<8} {cells[0]:>11} {cells[1]:>11} "
-                     f"{cells[2]:>11} {ratios[0]:>6} {ratios[1]:>6}")  # fmt: skip
+        lines.append(
+            f"{name:<22} {r.backend:<10} {r.unit:<8} {cells[0]:>11} {cells[1]:>11} "
+            f"{cells[2]:>11} {ratios[0]:>6} {ratios[1]:>6}"
+        )
         if r.name == "subscriber_latency":
             p50 = [fmt(r.extra["p50_ms"].get(w), "ms") for w in SUBJECTS]
-            lines.append(f"{'subscriber_latency p50':<22} {r.backend:<10} {'ms':<8} "
-                         f"{p50[0]:>11} {p50[1]:>11} {p50[2]:>11}")  # fmt: skip
+            lines.append(
+                f"{'subscriber_latency p50':<22} {r.backend:<10} {'ms':<8} "
+                f"{p50[0]:>11} {p50[1]:>11} {p50[2]:>11}"
+            )
     return "\n".join(lines)
 
 
 def header(p: Profile, pg_version: str | None) -> str:
-    parts = [f"profile {p.name}: medians of {p.rounds} rounds ({p.replay_rounds} for replays)",
-             f"{os.cpu_count()} CPUs", f"Python {platform.python_version()}",
-             f"SQLite {sqlite3.sqlite_version}"]  # fmt: skip
+    parts = [
+        f"profile {p.name}: medians of {p.rounds} rounds ({p.replay_rounds} for replays)",
+        f"{os.cpu_count()} CPUs",
+        f"Python {platform.python_version()}",
+        f"SQLite {sqlite3.sqlite_version}",
+    ]
     if pg_version:
         parts.append(f"PostgreSQL {pg_version}")
     return "labledger perf benchmark: " + ", ".join(parts)
@@ -405,9 +442,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(header(profile, pg_version))
     print(table(records))
     paths = write_outputs(records, args.out, profile)
-    print(f"×raw, ×peer = labledger/other for events/s, other/labledger for ms "
-          f"(>1: labledger ahead); {time.perf_counter() - started:.0f} s; wrote "
-          + ", ".join(map(str, paths)))  # fmt: skip
+    print(
+        f"×raw, ×peer = labledger/other for events/s, other/labledger for ms "
+        f"(>1: labledger ahead); {time.perf_counter() - started:.0f} s; wrote "
+        + ", ".join(map(str, paths))
+    )
     return 0
 
 

@@ -12,8 +12,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 SUBJECTS = ("labledger", "raw", "eventsourcing")
-LABELS = {"labledger": "labledger", "raw": "raw driver (sqlite3 / psycopg)",
-          "eventsourcing": "eventsourcing 9.5 (peer)"}  # fmt: skip
+LABELS = {
+    "labledger": "labledger",
+    "raw": "raw driver (sqlite3 / psycopg)",
+    "eventsourcing": "eventsourcing 9.5 (peer)",
+}
 COLORS = {"labledger": "#1f77b4", "raw": "#7f7f7f", "eventsourcing": "#ff7f0e"}
 
 
@@ -29,8 +32,9 @@ def _bars(ax: Any, records: Sequence[Any], title: str, ylabel: str, log: bool) -
         bars = ax.bar(xs, ys, width, label=LABELS[who], color=COLORS[who])
         ax.bar_label(bars, labels=[_short(y) for y in ys], fontsize=6, rotation=90, padding=2)
     ax.set_xticks(range(len(records)))
-    ax.set_xticklabels([f"{r.name}\n{r.backend}" for r in records], fontsize=7, rotation=30,
-                       ha="right")  # fmt: skip
+    ax.set_xticklabels(
+        [f"{r.name}\n{r.backend}" for r in records], fontsize=7, rotation=30, ha="right"
+    )
     if log:
         ax.set_yscale("log")
         ax.set_ylim(top=max((r.median(w) or 1) for r in records for w in SUBJECTS) * 40)
@@ -54,13 +58,27 @@ def draw(records: Sequence[Any], path: Path, profile: str) -> Path:
     memory = [r for r in records if r.unit == "MB"]
     fig = plt.figure(figsize=(15, 9), layout="constrained")
     grid = fig.add_gridspec(2, 2, height_ratios=[3, 2])
-    _bars(fig.add_subplot(grid[0, :]), rates, "Throughput (median of rounds; higher is better)",
-          "events per second (log scale)", log=True)  # fmt: skip
-    _bars(fig.add_subplot(grid[1, 0]), latency,
-          "Append → subscriber latency p99 at ~1,000 appends/s (lower is better)",
-          "milliseconds", log=False)  # fmt: skip
-    _bars(fig.add_subplot(grid[1, 1]), memory, "Peak RSS growth during the typed replay",
-          "MB", log=False)  # fmt: skip
+    _bars(
+        fig.add_subplot(grid[0, :]),
+        rates,
+        "Throughput (median of rounds; higher is better)",
+        "events per second (log scale)",
+        log=True,
+    )
+    _bars(
+        fig.add_subplot(grid[1, 0]),
+        latency,
+        "Append → subscriber latency p99 at ~1,000 appends/s (lower is better)",
+        "milliseconds",
+        log=False,
+    )
+    _bars(
+        fig.add_subplot(grid[1, 1]),
+        memory,
+        "Peak RSS growth during the typed replay",
+        "MB",
+        log=False,
+    )
     fig.axes[0].legend(loc="upper left", ncol=3, fontsize=9)
     fig.suptitle(f"labledger perf_bench ({profile} profile)")
     fig.savefig(path, dpi=110)

@@ -66,8 +66,13 @@ def main() -> int:
         status_mb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     )
     subject.close()
-    out = {"events": n, "seconds": seconds, "rss_before_mb": round(before, 1),
-           "peak_rss_mb": round(peak, 1), "growth_mb": round(peak - before, 1)}  # fmt: skip
+    out = {
+        "events": n,
+        "seconds": seconds,
+        "rss_before_mb": round(before, 1),
+        "peak_rss_mb": round(peak, 1),
+        "growth_mb": round(peak - before, 1),
+    }
     print(json.dumps(out))
     return 0
 

@@ -52,8 +52,9 @@ class Latency:
 def summarize(samples_ns: list[int], offered: float) -> Latency:
     ms = sorted(s / 1e6 for s in samples_ns)
     p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
-    return Latency(round(statistics.median(ms), 2), round(p99, 2), round(ms[-1], 2),
-                   len(ms), round(offered, 1))  # fmt: skip
+    return Latency(
+        round(statistics.median(ms), 2), round(p99, 2), round(ms[-1], 2), len(ms), round(offered, 1)
+    )
 
 
 class Collector:
@@ -173,8 +174,9 @@ def follow_peer(subject: Any, collector: Collector) -> None:
         for note in notes:
             event = app.mapper.to_domain_event(note)
             if hasattr(event, "health"):
-                collector.samples.append(time.perf_counter_ns() - int(event.health["indicators"]
-                                                                      ["t_ns"]))  # fmt: skip
+                collector.samples.append(
+                    time.perf_counter_ns() - int(event.health["indicators"]["t_ns"])
+                )
                 if len(collector.samples) >= collector.expected:
                     collector.done.set()
                     return

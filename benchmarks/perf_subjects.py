@@ -109,8 +109,10 @@ class LabledgerSubject(Subject):
         self.store = open_ledger(url)
 
     def native(self, packets: Sequence[Packet], stream: str) -> list[NewEvent]:
-        return [NewEvent(type=EVENT_TYPE, schema_version=p.version, data=p.data, id=p.id)
-                for p in packets]  # fmt: skip
+        return [
+            NewEvent(type=EVENT_TYPE, schema_version=p.version, data=p.data, id=p.id)
+            for p in packets
+        ]
 
     def commit(self, stream: str, batch: Sequence[Any], version: int) -> None:
         self.store.append(stream, batch, NO_STREAM if version < 0 else version)
@@ -222,8 +224,9 @@ class RawSqliteSubject(Subject):
     def commit(self, stream: str, batch: Sequence[Any], version: int) -> None:
         self._commit(self.conn, stream, batch, version)
 
-    def _commit(self, conn: sqlite3.Connection, stream: str, batch: Sequence[Any], version: int
-                ) -> None:  # fmt: skip
+    def _commit(
+        self, conn: sqlite3.Connection, stream: str, batch: Sequence[Any], version: int
+    ) -> None:
         rows = raw_rows(stream, batch, version)
         conn.execute("BEGIN IMMEDIATE")
         if len(rows) == 1:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from labledger._version import __version__
 from labledger.errors import (
     BlobNotFound,
-    CommandRejected,
+    CommandRefused,
     CorruptionDetected,
     EventDecodeError,
     IdempotencyConflict,
@@ -30,15 +31,13 @@ from labledger.store import (
     open_store,
 )
 
-__version__ = "0.1.0"
-
 __all__ = [
     "ANY",
     "EXISTS",
     "NO_STREAM",
     "AppendResult",
     "BlobNotFound",
-    "CommandRejected",
+    "CommandRefused",
     "CorruptionDetected",
     "EventDecodeError",
     "EventStore",

@@ -164,8 +164,12 @@ class InvalidEvent(LabledgerError, ValueError):
     http_status: ClassVar[int] = 422
 
 
-class CommandRejected(LabledgerError):
-    """A signed command failed verification; a CommandRejected event was recorded instead."""
+class CommandRefused(LabledgerError):
+    """A signed command failed verification; the gate recorded why instead.
+
+    The record it left is the event ``security.CommandRejected``; the error has
+    its own name so that the two are never confused (issue #13).
+    """
 
     exit_code: ClassVar[int] = 4
     http_status: ClassVar[int] = 403

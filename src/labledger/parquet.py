@@ -23,8 +23,18 @@ from labledger.errors import UsageError
 from labledger.projections import ProjectionEngine
 from labledger.store import EventStore, RecordedEvent
 
-ENVELOPE = ("position", "stream", "stream_version", "id", "type", "schema_version",
-            "correlation_id", "causation_id", "run_id", "actor")  # fmt: skip
+ENVELOPE = (
+    "position",
+    "stream",
+    "stream_version",
+    "id",
+    "type",
+    "schema_version",
+    "correlation_id",
+    "causation_id",
+    "run_id",
+    "actor",
+)
 
 
 def flatten(value: dict[str, Any], prefix: str = "data.") -> dict[str, Any]:

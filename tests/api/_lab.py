@@ -83,19 +83,33 @@ def fill_esper(store: EventStore, keyring: KeyRing, run_id: str = "esper-1") -> 
             signed = sign(command(cid), keyring)
             events.append(signed.to_new_event(run_id=run_id, actor="tamiyo"))
         if epoch == 2:
-            germ = SeedGerminated(slot="s0", seed_id="seed-1", blueprint_id="conv_light",
-                                  kernel_sha256=None, command_id=cid, epoch=2)  # fmt: skip
+            germ = SeedGerminated(
+                slot="s0",
+                seed_id="seed-1",
+                blueprint_id="conv_light",
+                kernel_sha256=None,
+                command_id=cid,
+                epoch=2,
+            )
             events.append(germ.to_new_event(run_id=run_id, actor="kasmina"))
         if epoch == 3:
-            change = SeedStageChanged(slot="s0", seed_id="seed-1", from_stage=SeedStage.GERMINATED,
-                                      to_stage=SeedStage.TRAINING, alpha=0.1, epoch=3,
-                                      command_id=cid)  # fmt: skip
+            change = SeedStageChanged(
+                slot="s0",
+                seed_id="seed-1",
+                from_stage=SeedStage.GERMINATED,
+                to_stage=SeedStage.TRAINING,
+                alpha=0.1,
+                epoch=3,
+                command_id=cid,
+            )
             events.append(change.to_new_event(run_id=run_id, actor="kasmina"))
         if epoch == 4:
-            delta = FieldReportDelta(loss_delta=-0.2, accuracy_delta=0.1, latency_ms=2.0,
-                                     observation_window_epochs=2)  # fmt: skip
-            rep = FieldReport(command_id=cid, outcome=FieldOutcome.SUCCESS, delta=delta,
-                              extra_metrics={})  # fmt: skip
+            delta = FieldReportDelta(
+                loss_delta=-0.2, accuracy_delta=0.1, latency_ms=2.0, observation_window_epochs=2
+            )
+            rep = FieldReport(
+                command_id=cid, outcome=FieldOutcome.SUCCESS, delta=delta, extra_metrics={}
+            )
             events.append(rep.to_new_event(run_id=run_id, actor="tamiyo"))
     events.append(RunFinished(outcome=RunOutcome.SUCCEEDED).to_new_event(run_id=run_id))
     for event in events:  # one event per append: signed commands are checked one by one

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from labledger.api import api_token, create_app
 from labledger.api._errors import http_status
 from labledger.errors import (
-    CommandRejected,
+    CommandRefused,
     CorruptionDetected,
     EventDecodeError,
     IdempotencyConflict,
@@ -39,7 +39,7 @@ def test_status_mapping_matches_the_cli_exit_codes() -> None:
     assert http_status(EventDecodeError("x")) == 422
     assert http_status(IdempotencyConflict("id", "x")) == 422
     assert http_status(UsageError("x")) == 422
-    assert http_status(CommandRejected("bad_signature")) == 403
+    assert http_status(CommandRefused("bad_signature")) == 403
     assert http_status(StoreUnavailable("x")) == 503
     assert http_status(SchemaNotInitialized("u", None, "h")) == 503
     assert http_status(CorruptionDetected("x", 3)) == 500

@@ -47,8 +47,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with open_ledger(url, strict=False, keyring=ring()) as store:
         fill_esper(store, ring())
     port = _free_port()
-    config = uvicorn.Config(create_app(url, keyring=ring()), host="127.0.0.1", port=port,
-                            log_level="warning", lifespan="on")  # fmt: skip
+    config = uvicorn.Config(
+        create_app(url, keyring=ring()),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -63,9 +68,18 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def _chromium(profile: Path, *args: str) -> str:
     assert CHROMIUM is not None
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--no-first-run", f"--user-data-dir={profile}", *args]  # fmt: skip
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        *args,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
     return done.stdout
 

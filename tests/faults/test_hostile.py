@@ -224,7 +224,7 @@ def replay_from_processes(url: str, base: NewEvent) -> list[str]:
     """The accepted command's bytes, with fresh ids, from 8 processes at the same instant."""
     worker = r"""
 import sys, time, uuid
-from labledger import CommandRejected, NewEvent
+from labledger import CommandRefused, NewEvent
 from labledger.ledger import open_ledger
 from labledger.security import KeyRing
 url, data, start, secret = sys.argv[1], sys.argv[2].encode(), float(sys.argv[3]), sys.argv[4]
@@ -234,7 +234,7 @@ time.sleep(max(0.0, start - time.time()))
 try:
     store.append("cmds", [event])
     print("ACCEPTED")
-except CommandRejected as exc:
+except CommandRefused as exc:
     print("REJECTED", exc.reason)
 """
     start = time.time() + 1.5

@@ -25,7 +25,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from labledger import (
     ANY,
     NO_STREAM,
-    CommandRejected,
+    CommandRefused,
     EventStore,
     NewEvent,
     WrongExpectedVersion,
@@ -161,7 +161,7 @@ class FaultMachine(RuleBasedStateMachine):
         size = self.store.nonce_stats().size
         try:
             self.store.append("cmds", [event])
-        except CommandRejected:
+        except CommandRefused:
             pass
         else:
             raise AssertionError(f"a {kind} command was accepted")

@@ -27,9 +27,26 @@ def test_run_every_domain_with_real_workloads_then_report(
     monkeypatch.setattr(dream, "unavailable", no_cuda)  # importing torch takes seconds
     with fresh_ledger(sqlite_backend) as store:
         url = store.url
-    args = ["--db", url, "dream", "run", "--domain", "all", "--generations", "1",
-            "--population", "1", "--trials", "2", "--budget-ms", "8", "--seed", "3",
-            "--workdir", str(tmp_path)]  # fmt: skip
+    args = [
+        "--db",
+        url,
+        "dream",
+        "run",
+        "--domain",
+        "all",
+        "--generations",
+        "1",
+        "--population",
+        "1",
+        "--trials",
+        "2",
+        "--budget-ms",
+        "8",
+        "--seed",
+        "3",
+        "--workdir",
+        str(tmp_path),
+    ]
     assert cli(args) == 0
     out, err = capsys.readouterr()
     assert "skipping domain gpu: no CUDA device" in err

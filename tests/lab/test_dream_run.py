@@ -108,8 +108,16 @@ def test_a_run_fills_the_read_models_with_hand_computed_numbers(
     store: EventStore, tmp_path: Path
 ) -> None:
     regimes, caps = toy_files(tmp_path, budget=8, sleep=0)
-    request = RunRequest(domain="toy", generations=2, population=4, trials=2, seed=11,
-                         regimes_path=regimes, caps_path=caps, run_id="t1")  # fmt: skip
+    request = RunRequest(
+        domain="toy",
+        generations=2,
+        population=4,
+        trials=2,
+        seed=11,
+        regimes_path=regimes,
+        caps_path=caps,
+        run_id="t1",
+    )
     summary = start_run(store, request, sensors=NoSensors(), workdir=tmp_path)
     items = stream(store, "t1")
     budgets = {"idle": 2, "normal": 8, "stress": 12, "mixed": 8}  # round(8 · scale)
@@ -143,8 +151,9 @@ def test_a_run_fills_the_read_models_with_hand_computed_numbers(
                 pack = candidate_pack(tx, "toy", st.cand_id("t1", gen, i))
                 assert pack is not None and pack["genome"] == genome
                 check_pack(pack, scores[i], len(of(items, SafetyCapExceeded)))
-    assert summary.generations[1].best_score == pytest.approx(max(
-        hand_score(g, budgets) for g in gen1))  # fmt: skip
+    assert summary.generations[1].best_score == pytest.approx(
+        max(hand_score(g, budgets) for g in gen1)
+    )
     # Baselines: the first successful candidate of generation 0, per regime.
     first_safe = next(i for i, g in enumerate(gen0) if g["x"] != 3)
     with eng.read("dream_baselines") as tx:
@@ -180,13 +189,34 @@ def test_sigkill_midway_then_resume_loses_and_repeats_no_trial(
     store: EventStore, tmp_path: Path
 ) -> None:
     regimes, caps = toy_files(tmp_path, budget=40, sleep=1)
-    args = ["--db", store.url, "dream", "run", "--domain", "toy", "--generations", "2",
-            "--population", "3", "--trials", "2", "--seed", "5", "--regimes", str(regimes),
-            "--caps", str(caps)]  # fmt: skip
+    args = [
+        "--db",
+        store.url,
+        "dream",
+        "run",
+        "--domain",
+        "toy",
+        "--generations",
+        "2",
+        "--population",
+        "3",
+        "--trials",
+        "2",
+        "--seed",
+        "5",
+        "--regimes",
+        str(regimes),
+        "--caps",
+        str(caps),
+    ]
     src = str(Path(labledger.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-m", "labledger", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labledger", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     run_id = wait_for_trials(store, proc, 9)
     eng = engine(store)  # the read models follow the live run part of the way
     proc.send_signal(signal.SIGKILL)

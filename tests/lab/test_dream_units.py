@@ -155,8 +155,11 @@ def test_fio_json_becomes_kpis() -> None:
 
     job = {"read": side(1024.0, 2e6), "write": side(3072.0, 5e6), "error": 0}
     assert parse_fio(json.dumps({"jobs": [job]})) == {
-        "perf": 4.0, "p95_ms": 5.0, "errors": 0, "oom": 0,
-    }  # fmt: skip
+        "perf": 4.0,
+        "p95_ms": 5.0,
+        "errors": 0,
+        "oom": 0,
+    }
 
 
 def test_gpu_is_skipped_without_torch_or_cuda(monkeypatch: pytest.MonkeyPatch) -> None:

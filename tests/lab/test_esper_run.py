@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 import labledger
 from labledger import EventStore
 from labledger.cli.main import run as cli
-from labledger.errors import CommandRejected as Refused
+from labledger.errors import CommandRefused as Refused
 from labledger.events import Event
 from labledger.events.esper import AdaptationCommand, FieldReport, RollbackPerformed, SeedPruned
 from labledger.events.esper import SystemStateReported as State

@@ -40,6 +40,17 @@ def fill(store: EventStore, n: int, *, runs: int = 2, streams: int = 3) -> None:
 
 def envelope(e: object) -> tuple[object, ...]:
     """What an import must keep of an event (not its new position or version)."""
-    names = ("id", "stream", "type", "schema_version", "recorded_at_us", "correlation_id",
-             "causation_id", "run_id", "actor", "data", "metadata")  # fmt: skip
+    names = (
+        "id",
+        "stream",
+        "type",
+        "schema_version",
+        "recorded_at_us",
+        "correlation_id",
+        "causation_id",
+        "run_id",
+        "actor",
+        "data",
+        "metadata",
+    )
     return tuple(getattr(e, n) for n in names)

@@ -59,8 +59,9 @@ def test_export_by_run_and_by_range_select_exactly(backend: Backend, tmp_path: P
     store.close()
 
 
-def test_referenced_blobs_travel_with_the_run(pair: tuple[Backend, Backend], tmp_path: Path
-                                              ) -> None:  # fmt: skip
+def test_referenced_blobs_travel_with_the_run(
+    pair: tuple[Backend, Backend], tmp_path: Path
+) -> None:
     source, target = new_store(pair[0]), new_store(pair[1])
     digest = source.put_blob(b"kernel bytes \x00\x01")
     source.append("k", [NewEvent.from_json("lab.KernelStored", {"sha256": digest}, run_id="r")])

@@ -46,15 +46,21 @@ CASES: dict[str, Damage] = {
     "bit in a body": lambda raw, f: (_flip(raw, f[2] + 8 + 5, 3), 2, f[2]),
     "bit in a CRC": lambda raw, f: (_flip(raw, f[3] + 5), 3, f[3]),
     "bit in a chain link": lambda raw, f: (
-        _flip(raw, f[1] + 8 + _body_length(raw, f[1]) + 7), 1, f[1]),
+        _flip(raw, f[1] + 8 + _body_length(raw, f[1]) + 7),
+        1,
+        f[1],
+    ),
     "bit in a length": lambda raw, f: (_flip(raw, f[4] + 3, 1), 4, f[4]),
     "truncated mid-record": lambda raw, f: (raw[: f[3] + 20], 3, f[3]),
     "truncated trailer": lambda raw, f: (raw[: f[N] + 30], N, f[N]),
     "trailer cut off": lambda raw, f: (raw[: f[N]], N, f[N]),
     "garbage appended": lambda raw, f: (raw + b"\x00garbage", N, f[N]),
     "records swapped": lambda raw, f: (
-        raw[: f[1]] + raw[f[2] : f[3]] + raw[f[1] : f[2]] + raw[f[3] :], 1, f[1]),
-}  # fmt: skip
+        raw[: f[1]] + raw[f[2] : f[3]] + raw[f[1] : f[2]] + raw[f[3] :],
+        1,
+        f[1],
+    ),
+}
 
 
 def _fingerprint(store: EventStore) -> tuple[int, str, bool]:

@@ -89,8 +89,9 @@ def test_restore_detects_a_damaged_backup(sqlite_backend: SqliteBackend, tmp_pat
     assert not Path(target.removeprefix("sqlite:///")).exists()
 
 
-def test_restore_refuses_another_backend_kind(sqlite_backend: SqliteBackend,
-                                              tmp_path: Path) -> None:  # fmt: skip
+def test_restore_refuses_another_backend_kind(
+    sqlite_backend: SqliteBackend, tmp_path: Path
+) -> None:
     source = new_store(sqlite_backend)
     backup(source, tmp_path / "b.db")
     with pytest.raises(UsageError, match="export"):

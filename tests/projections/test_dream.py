@@ -90,24 +90,38 @@ def dream_event(draw: st.DrawFn, log_size: int) -> Event:
     generation = draw(st.integers(0, 1))
     if kind == "trial":
         return TrialRecorded(
-            domain=domain, regime=draw(some_regime), cand_id=cand, generation=generation,
-            trial=draw(st.integers(0, 2)), genome=draw(genomes),
+            domain=domain,
+            regime=draw(some_regime),
+            cand_id=cand,
+            generation=generation,
+            trial=draw(st.integers(0, 2)),
+            genome=draw(genomes),
             kpis=draw(st.one_of(clean_kpis, clean_kpis, catalog_kpis)),
-        )  # fmt: skip
+        )
     if kind == "cap":
         return SafetyCapExceeded(
-            domain=domain, regime=draw(some_regime), cand_id=cand, generation=generation,
-            trial=None, metric=draw(cap_metrics), sensor=None, cap=1.0, observed=2.0,
-        )  # fmt: skip
+            domain=domain,
+            regime=draw(some_regime),
+            cand_id=cand,
+            generation=generation,
+            trial=None,
+            metric=draw(cap_metrics),
+            sensor=None,
+            cap=1.0,
+            observed=2.0,
+        )
     if kind == "refresh":
         regime = draw(st.none() | some_regime)
         return BaselineRefreshRequested(domain=domain, regime=regime, requested_by="op")
     if kind == "done":
         return GenerationCompleted(
-            domain=domain, generation=generation, candidates=3,
+            domain=domain,
+            generation=generation,
+            candidates=3,
             regimes=draw(st.lists(some_regime, min_size=1, max_size=3)),
-            trials_per_regime=draw(st.integers(0, 2)), best_cand_id=None,
-        )  # fmt: skip
+            trials_per_regime=draw(st.integers(0, 2)),
+            best_cand_id=None,
+        )
     if kind == "start":
         return started(draw(st.sampled_from([H1, H2])))
     at = draw(st.integers(0, log_size))
@@ -303,8 +317,9 @@ def check_pack(model: Model, pack: dict[str, Any] | None, domain: str, cand: str
 # -- hand-written scenarios ------------------------------------------------------
 
 
-def kpis(perf: float | None, p95: float | None = None, watts: float | None = None,
-         errors: int | None = 0) -> TrialKpis:  # fmt: skip
+def kpis(
+    perf: float | None, p95: float | None = None, watts: float | None = None, errors: int | None = 0
+) -> TrialKpis:
     return TrialKpis(perf=perf, p95_ms=p95, watts=watts, temp_peak_c=None, errors=errors, oom=0)
 
 
@@ -317,9 +332,13 @@ def trial(cand: str, regime: Regime, n: int, k: TrialKpis, gen: int = 0) -> Tria
 
 def done(gen: int, *regimes: Regime) -> GenerationCompleted:
     return GenerationCompleted(
-        domain="cpu", generation=gen, candidates=3, regimes=list(regimes),
-        trials_per_regime=2, best_cand_id=None,
-    )  # fmt: skip
+        domain="cpu",
+        generation=gen,
+        candidates=3,
+        regimes=list(regimes),
+        trials_per_regime=2,
+        best_cand_id=None,
+    )
 
 
 def started(code_hash: str) -> RunStarted:
@@ -359,9 +378,16 @@ def first_and_refreshed_baselines(lab: Lab) -> None:
     lab("r2", trial("F", IDLE, 0, kpis(40.0, 1.0), gen=1))
     lab("r2", trial("F", IDLE, 1, kpis(40.0, 1.0), gen=1))
     cap = SafetyCapExceeded(
-        domain="cpu", regime=STRESS, cand_id="F", generation=1, trial=0,
-        metric=CapMetric.TEMP_PEAK_C, sensor="cpu", cap=90.0, observed=93.5,
-    )  # fmt: skip
+        domain="cpu",
+        regime=STRESS,
+        cand_id="F",
+        generation=1,
+        trial=0,
+        metric=CapMetric.TEMP_PEAK_C,
+        sensor="cpu",
+        cap=90.0,
+        observed=93.5,
+    )
     lab("r2", cap, "cap")
     lab("r2", trial("E", IDLE, 0, kpis(14.0, 2.5, watts=None), gen=1))
     lab("r2", trial("E", IDLE, 1, kpis(15.0, 3.5, watts=None), gen=1))
@@ -410,15 +436,21 @@ def test_pack_numbers_against_a_hand_computation(lab: Lab) -> None:
     assert e is not None and f is not None and b is not None
     idle, stress = e["regimes"]
     assert (e["schema"], e["generation"], e["run_id"], idle["regime"]) == (
-        "candidate_pack.v2", 1, "r2", "idle",
-    )  # fmt: skip
+        "candidate_pack.v2",
+        1,
+        "r2",
+        "idle",
+    )
     assert idle["trials"] == 3 and idle["kpis"]["p95_ms"] == [2.5, 3.5, None]
     assert "watts" not in idle["kpis"]  # never measured: absent, not 0
     # E began after B became the baseline: its pack compares against B (11.0, 3.0).
     assert idle["baseline"] == {
-        "perf": 11.0, "p95_ms": 3.0, "errors": 0.0, "oom": 0.0,
+        "perf": 11.0,
+        "p95_ms": 3.0,
+        "errors": 0.0,
+        "oom": 0.0,
         "baseline_id": f"bl-cpu-idle-{lab.at['gen0']}",
-    }  # fmt: skip
+    }
     assert idle["delta"]["perf"] == [3.0, 4.0, 5.0]
     assert idle["delta"]["p95_ms"] == [-0.5, 0.5, None]
     seed = ds.bootstrap_seed("E", "cpu", "idle", "perf")
@@ -444,8 +476,9 @@ def test_a_resumed_run_drops_the_dead_attempts_trials(lab: Lab) -> None:
     checkpoint = lab("r1", trial("G", IDLE, 1, kpis(2.0)))
     lab("r1", trial("G", IDLE, 2, kpis(99.0)))  # after the checkpoint: superseded
     lab("r1", trial("H", STRESS, 0, kpis(99.0)))
-    resumed = RunResumed(attempt=1, resumes_attempt=0, checkpoint_id="c",
-                         checkpoint_position=checkpoint)  # fmt: skip
+    resumed = RunResumed(
+        attempt=1, resumes_attempt=0, checkpoint_id="c", checkpoint_position=checkpoint
+    )
     lab("r1", resumed)
     lab("r1", trial("G", IDLE, 2, kpis(3.0)))
     engine = engine_for(lab.store)

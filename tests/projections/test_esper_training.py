@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from labledger import EventStore
-from labledger.errors import CommandRejected
+from labledger.errors import CommandRefused
 from labledger.events import Event
 from labledger.events.esper import (
     ActionHeads,
@@ -149,7 +149,7 @@ def append_esper_log(store: EventStore, log: Log) -> list[int]:
         new = event.to_new_event(run_id=run, actor=ACTORS.get(event.TYPE, "kasmina"))
         try:
             positions.append(store.append(f"esper-{run}", [new]).first_position)
-        except CommandRejected as exc:
+        except CommandRefused as exc:
             positions.append(exc.position or 0)
     return positions
 
@@ -378,7 +378,10 @@ SCENARIO: Log = [
     ("r1", state(1, 0.9, 0.50)),  # 1
     ("r1", health(HealthStatus.DEGRADED, TelemetryPriority.HIGH)),  # 2
     ("r1", command("good")),  # 3  admitted, reported
-    ("r1|unsigned", command("forged")),  # 4  refused: a CommandRejected takes position 4
+    (
+        "r1|unsigned",
+        command("forged"),
+    ),  # 4  refused: a security.CommandRejected record takes position 4
     ("r1", germinated("s0", "good")),  # 5
     ("r1", state(2, 0.7, 0.60)),  # 6
     ("r1", report("good", -0.2, 0.1)),  # 7

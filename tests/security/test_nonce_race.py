@@ -16,7 +16,7 @@ from labledger.testing.security_contract import SECRET, command
 
 WORKER = r"""
 import sys, time
-from labledger import CommandRejected, NewEvent
+from labledger import CommandRefused, NewEvent
 from labledger.ledger import open_ledger
 from labledger.security import KeyRing
 url, data, start = sys.argv[1], sys.argv[2].encode(), float(sys.argv[3])
@@ -26,7 +26,7 @@ time.sleep(max(0.0, start - time.time()))
 try:
     store.append("cmds", [event])
     print("WON")
-except CommandRejected as exc:
+except CommandRefused as exc:
     print("REJECTED", exc.reason)
 """
 

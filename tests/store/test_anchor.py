@@ -28,8 +28,11 @@ def url(tmp_path: Path) -> str:
 
 
 def _db_files(tmp_path: Path) -> list[Path]:
-    return [p for p in tmp_path.iterdir() if p.name.startswith("lab.db") and
-            not p.name.startswith("lab.db.anchor")]  # fmt: skip
+    return [
+        p
+        for p in tmp_path.iterdir()
+        if p.name.startswith("lab.db") and not p.name.startswith("lab.db.anchor")
+    ]
 
 
 def test_a_regressed_log_is_reported_and_appends_refused(url: str, tmp_path: Path) -> None:
@@ -60,20 +63,24 @@ def test_rewritten_history_with_a_recomputed_chain_is_caught(url: str, tmp_path:
     _fill(url, 0, 8)
     backend = SqliteBackend(tmp_path)
     with backend.tamper(url) as conn:
-        rows = conn.execute(sa.text(
-            "SELECT position, stream_version, schema_version, recorded_at, event_id, stream, "
-            "type, correlation_id, causation_id, run_id, actor, data, metadata "
-            "FROM ll_events ORDER BY position")).all()  # fmt: skip
+        rows = conn.execute(
+            sa.text(
+                "SELECT position, stream_version, schema_version, recorded_at, event_id, stream, "
+                "type, correlation_id, causation_id, run_id, actor, data, metadata "
+                "FROM ll_events ORDER BY position"
+            )
+        ).all()
         link = GENESIS
         for row in rows:
             data = b'{"i":999}' if row[0] == 3 else row[11]
             checksum = record_checksum(*row[:11], data, row[12])
             link = chain_link(link, checksum)
             conn.execute(
-                sa.text("UPDATE ll_events SET data = :d, checksum = :c, chain = :l "
-                        "WHERE position = :p"),
+                sa.text(
+                    "UPDATE ll_events SET data = :d, checksum = :c, chain = :l WHERE position = :p"
+                ),
                 {"d": data, "c": checksum, "l": link, "p": row[0]},
-            )  # fmt: skip
+            )
     with open_store(url) as store:
         report = store.verify()
         assert not report.ok and report.problem is Problem.ANCHOR

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from labledger import EventStore, NewEvent, init_store, open_store
 from labledger.store.migrations import HEAD_REVISION, VERSION_TABLE
-from labledger.testing.backends import Backend
+from labledger.testing.backends import Backend, sa_url
 from labledger.testing.store_contract import BackendFixtures
 from labledger.testing.workers import GUARD_S, RaceOutcome, Worker, race_append, race_read
 
@@ -39,7 +39,7 @@ def _workers(make: Callable[[int], Worker], n: int) -> Iterator[list[Worker]]:
 
 
 def _engine(url: str) -> sa.Engine:
-    return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    return sa.create_engine(sa_url(url))
 
 
 def check_race(store: EventStore, outcomes: list[RaceOutcome], *, lockstep: bool) -> None:

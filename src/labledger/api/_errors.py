@@ -9,7 +9,7 @@ error                                                  status  CLI exit
 WrongExpectedVersion                                   409     3
 InvalidEvent, EventDecodeError, IdempotencyConflict,   422     2
 UsageError
-CommandRejected                                        403     4
+CommandRefused                                        403     4
 StoreUnavailable, SchemaNotInitialized                 503     5
 CorruptionDetected                                     500     1
 BlobNotFound                                           404     2
@@ -25,7 +25,7 @@ from fastapi import Request, Response
 
 from labledger.api._state import ApiState, encode
 from labledger.errors import (
-    CommandRejected,
+    CommandRefused,
     CorruptionDetected,
     EventDecodeError,
     IdempotencyConflict,
@@ -46,7 +46,7 @@ def error_body(exc: LabledgerError) -> dict[str, Any]:
     body: dict[str, Any] = {"error": type(exc).__name__, "detail": str(exc)}
     if isinstance(exc, WrongExpectedVersion):
         body |= {"stream": exc.stream, "expected": str(exc.expected), "actual": exc.actual}
-    elif isinstance(exc, CommandRejected):
+    elif isinstance(exc, CommandRefused):
         body |= {"reason": exc.reason, "position": exc.position}
     elif isinstance(exc, CorruptionDetected):
         body |= {"position": exc.position}
@@ -55,7 +55,7 @@ def error_body(exc: LabledgerError) -> dict[str, Any]:
 
 def rejection_reason(exc: LabledgerError) -> str:
     """The ``reason`` label of ``labledger_api_rejections_total`` for a refused write."""
-    if isinstance(exc, CommandRejected):
+    if isinstance(exc, CommandRefused):
         return exc.reason
     if isinstance(exc, WrongExpectedVersion):
         return "conflict"

@@ -20,7 +20,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from labledger import __version__
+from labledger._version import __version__
 from labledger.cli import (
     archive,
     audit,

@@ -291,9 +291,11 @@ def _store(store: EventStore | LogSource) -> EventStore:
 
 def _advanced(cp: Checkpoint, position: int, applied: int) -> Checkpoint:
     return msgspec.structs.replace(
-        cp, position=position, events_applied=cp.events_applied + applied,
+        cp,
+        position=position,
+        events_applied=cp.events_applied + applied,
         updated_at_us=_now_us(),
-    )  # fmt: skip
+    )
 
 
 def _now_us() -> int:

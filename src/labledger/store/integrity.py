@@ -264,8 +264,9 @@ class HeadAnchor:
         self._fd: int | None = None
 
     def _mac(self, position: int, chain: bytes) -> bytes:
-        return hmac.new(self.key, MAGIC + position.to_bytes(8, "big") + chain,
-                        hashlib.sha256).digest()  # fmt: skip
+        return hmac.new(
+            self.key, MAGIC + position.to_bytes(8, "big") + chain, hashlib.sha256
+        ).digest()
 
     def read(self) -> AnchorState | None:
         """The anchored head, or None when there is no anchor yet.

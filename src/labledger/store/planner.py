@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from labledger.errors import (
-    CommandRejected,
+    CommandRefused,
     IdempotencyConflict,
     InvalidEvent,
     LabledgerError,
@@ -328,14 +328,14 @@ def _nonce_row(claim: CommandClaim, position: int) -> Row:
 
 def _plan_rejections(
     refused: _Refused, state: LogState, result: Plan, staged: _Staged, gate: Gate
-) -> CommandRejected:
+) -> CommandRefused:
     """Record why each command of a refused request was refused; the request fails."""
     for e, claim, reason, detail in refused.refusals:
         stream, record = gate.rejection(e, claim, reason, detail)
         part = Part(stream, [record], ANY, [None])
         _plan_part(part, state, result, staged)
     _, _, reason, detail = refused.refusals[0]
-    return CommandRejected(reason, detail, position=staged.head)
+    return CommandRefused(reason, detail, position=staged.head)
 
 
 def _same_content(stored: RecordedEvent, new: NewEvent, stream: str) -> str | None:

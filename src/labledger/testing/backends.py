@@ -18,6 +18,8 @@ from urllib.parse import quote
 
 import sqlalchemy as sa
 
+from labledger.store.dialects.postgres import normalize_url
+
 PG_ENV = "LABLEDGER_TEST_PG_URL"
 
 
@@ -78,7 +80,7 @@ class PostgresBackend(Backend):
     capabilities = frozenset({"server", "multiprocess", "listen"})
 
     def __init__(self, server_url: str) -> None:
-        self.server_url = server_url.replace("postgresql://", "postgresql+psycopg://", 1)
+        self.server_url = sa_url(server_url)
         self.database = f"ll_test_{uuid.uuid4().hex[:12]}"
         admin = sa.create_engine(self.server_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
@@ -114,10 +116,7 @@ class PostgresBackend(Backend):
 
 def sa_url(url: str) -> str:
     """``url`` with the driver SQLAlchemy needs named (``postgresql://`` → psycopg 3)."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url.removeprefix(prefix)
-    return url
+    return normalize_url(url)
 
 
 def postgres_server_url() -> str | None:

@@ -14,7 +14,7 @@ from labledger import (
 )
 from labledger.store import Problem
 from labledger.store.migrations import HEAD_REVISION, VERSION_TABLE, downgrade, script_head
-from labledger.testing.backends import Backend
+from labledger.testing.backends import Backend, sa_url
 from labledger.testing.store_contract import BackendFixtures, ev
 
 FIVE_STREAMS = ["alpha", "beta", "gamma", "delta", "eps"]
@@ -65,7 +65,7 @@ class IntegrityContract(BackendFixtures):
         self, store: EventStore, backend: Backend, url: str, column: str
     ) -> None:
         _fill(store)
-        engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+        engine = sa.create_engine(sa_url(url))
         with engine.connect() as c:
             value = c.execute(
                 sa.text(f"SELECT {column} FROM ll_events WHERE position = 6")
@@ -131,7 +131,7 @@ class IntegrityContract(BackendFixtures):
     def test_vacuum_keeps_positions(self, store: EventStore, url: str) -> None:
         for i in range(30):
             store.append(f"s{i}", [ev(i)])
-        engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+        engine = sa.create_engine(sa_url(url))
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
             c.exec_driver_sql("VACUUM")
         engine.dispose()
@@ -162,7 +162,7 @@ class SchemaContract(BackendFixtures):
         with open_store(url) as store:
             store.append("s", [NewEvent.from_json("t.T", {})])
         assert downgrade(url, "base") == "base"
-        engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+        engine = sa.create_engine(sa_url(url))
         names = set(sa.inspect(engine).get_table_names())
         engine.dispose()
         assert not names & {"ll_events", "ll_streams", "ll_blobs", "ll_nonces", "ll_projections"}
@@ -173,7 +173,7 @@ class SchemaContract(BackendFixtures):
             assert store.verify().ok
 
     def test_own_version_table(self, url: str) -> None:
-        engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+        engine = sa.create_engine(sa_url(url))
         names = set(sa.inspect(engine).get_table_names())
         engine.dispose()
         assert VERSION_TABLE in names and "alembic_version" not in names

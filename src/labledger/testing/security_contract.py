@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from labledger import (
     NO_STREAM,
-    CommandRejected,
+    CommandRefused,
     EventStore,
     InvalidEvent,
     NewEvent,
@@ -104,7 +104,7 @@ class CommandSecurityContract(SecurityFixtures):
     ) -> None:
         cmd = make(ring)  # type: ignore[operator]
         new = cmd.to_new_event(id="00000000-0000-4000-8000-000000000001")
-        with pytest.raises(CommandRejected) as info:
+        with pytest.raises(CommandRefused) as info:
             ledger.append("cmds", [new])
         assert info.value.reason == reason and info.value.position == 1
         assert ledger.stream_version("cmds") == -1 and ledger.nonce_stats().size == 0
@@ -120,9 +120,9 @@ class CommandSecurityContract(SecurityFixtures):
         first = sign(command("a"), ring, now=T0, nonce="n-1")
         ledger.append("cmds", [first])
         replay = first.to_new_event()  # same bytes, new event id: a replay
-        with pytest.raises(CommandRejected, match="replayed_nonce"):
+        with pytest.raises(CommandRefused, match="replayed_nonce"):
             ledger.append("cmds", [replay])
-        with pytest.raises(CommandRejected, match="replayed_nonce"):
+        with pytest.raises(CommandRefused, match="replayed_nonce"):
             ledger.append("other", [sign(command("b"), ring, now=T0, nonce="n-1")])
         assert ledger.stream_version("cmds") == 0
 
@@ -132,7 +132,7 @@ class CommandSecurityContract(SecurityFixtures):
             first.append("cmds", [signed])
         with (
             open_ledger(url, keyring=ring, clock=clock) as second,
-            pytest.raises(CommandRejected, match="replayed_nonce"),
+            pytest.raises(CommandRefused, match="replayed_nonce"),
         ):
             second.append("cmds", [signed])
 
@@ -141,7 +141,7 @@ class CommandSecurityContract(SecurityFixtures):
     ) -> None:
         good = sign(command("a"), ring, now=T0)
         bad = command("b")
-        with pytest.raises(CommandRejected):
+        with pytest.raises(CommandRefused):
             ledger.append("cmds", [good, bad])
         assert ledger.stream_version("cmds") == -1
         assert ledger.nonce_stats().size == 0  # the good command's nonce is not burned
@@ -166,7 +166,7 @@ class CommandSecurityContract(SecurityFixtures):
             assert (stats.size, stats.evicted) == (3, 2)
             # An evicted nonce can never be replayed: its command is below the horizon.
             early = sign(command("early"), ring, now=T0 + dt.timedelta(seconds=1))
-            with pytest.raises(CommandRejected, match="horizon"):
+            with pytest.raises(CommandRefused, match="horizon"):
                 ledger.append("cmds", [early])
             clock.advance(120)
             ledger.append("cmds", [sign(command("late"), ring, now=clock.now)])

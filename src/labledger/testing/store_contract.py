@@ -28,7 +28,7 @@ from labledger import (
     init_store,
     open_store,
 )
-from labledger.testing.backends import Backend
+from labledger.testing.backends import Backend, sa_url
 
 
 def ev(n: int = 0, type: str = "test.Happened", **envelope: str) -> NewEvent:
@@ -208,7 +208,7 @@ class AppendContract(BackendFixtures):
     def test_database_refuses_update_and_delete(self, store: EventStore, url: str) -> None:
         store.append("s", [ev()])
         store.put_blob(b"blob")
-        engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+        engine = sa.create_engine(sa_url(url))
         statements = [
             "UPDATE ll_events SET data = data",
             "DELETE FROM ll_events",

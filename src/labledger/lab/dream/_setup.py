@@ -38,7 +38,7 @@ class RunRequest:
 
 
 def started(config: st.DreamRunConfig, regimes: RegimesFile, caps: CapsFile) -> RunStarted:
-    from labledger import __version__
+    from labledger._version import __version__
 
     manifest = DreamManifest(
         code_hash=code_hash(),

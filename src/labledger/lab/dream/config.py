@@ -119,8 +119,9 @@ class CapsConfig(_Spec, frozen=True):
         own = self.domains.get(domain)
         if own is None:
             return self.defaults
-        fields = {m.value: getattr(own, m.value) or getattr(self.defaults, m.value)
-                  for m in CapMetric}  # fmt: skip
+        fields = {
+            m.value: getattr(own, m.value) or getattr(self.defaults, m.value) for m in CapMetric
+        }
         return DomainCaps(**fields)
 
 
@@ -247,9 +248,10 @@ def code_hash() -> str:
     root = package_dir()
     digest = hashlib.sha256()
     files = sorted(
-        p for p in root.rglob("*")
+        p
+        for p in root.rglob("*")
         if p.is_file() and p.suffix in {".py", ".yaml"} and "__pycache__" not in p.parts
-    )  # fmt: skip
+    )
     for p in files:
         digest.update(p.relative_to(root).as_posix().encode() + b"\0")
         digest.update(hashlib.sha256(p.read_bytes()).digest())

@@ -35,8 +35,9 @@ def rng_for(seed: int, generation: int) -> random.Random:
 
 def initial_population(space: Space, size: int, rng: random.Random) -> list[Genome]:
     """``size`` genomes, each gene drawn uniformly from its choices."""
-    return [{gene: rng.choice(list(choices)) for gene, choices in space.items()}
-            for _ in range(size)]  # fmt: skip
+    return [
+        {gene: rng.choice(list(choices)) for gene, choices in space.items()} for _ in range(size)
+    ]
 
 
 def fitness(score_v2: float | str | None) -> float:

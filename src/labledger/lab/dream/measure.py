@@ -67,10 +67,19 @@ def workload_command(spec: TrialSpec) -> list[str]:
     if spec.tool == "fio" and shutil.which("fio"):
         return fio_command(spec)
     return [
-        sys.executable, str(spec.script), "--genome", json.dumps(spec.genome, sort_keys=True),
-        "--budget-ms", str(spec.budget_ms), "--mode", spec.mode,
-        "--workdir", str(spec.workdir), "--seed", str(spec.seed),
-    ]  # fmt: skip
+        sys.executable,
+        str(spec.script),
+        "--genome",
+        json.dumps(spec.genome, sort_keys=True),
+        "--budget-ms",
+        str(spec.budget_ms),
+        "--mode",
+        spec.mode,
+        "--workdir",
+        str(spec.workdir),
+        "--seed",
+        str(spec.seed),
+    ]
 
 
 def fio_command(spec: TrialSpec) -> list[str]:
@@ -78,11 +87,18 @@ def fio_command(spec: TrialSpec) -> list[str]:
     g = spec.genome
     seconds = max(1, math.ceil(spec.budget_ms / 1000))
     return [
-        "fio", "--name=dream", f"--directory={spec.workdir}", "--rw=readwrite",
-        f"--bs={int(g.get('buffer_kb', 64))}k", f"--size={int(g.get('file_mb', 16))}m",
-        f"--fsync={int(g.get('fsync_every', 8))}", f"--runtime={seconds}", "--time_based",
-        "--output-format=json", "--group_reporting",
-    ]  # fmt: skip
+        "fio",
+        "--name=dream",
+        f"--directory={spec.workdir}",
+        "--rw=readwrite",
+        f"--bs={int(g.get('buffer_kb', 64))}k",
+        f"--size={int(g.get('file_mb', 16))}m",
+        f"--fsync={int(g.get('fsync_every', 8))}",
+        f"--runtime={seconds}",
+        "--time_based",
+        "--output-format=json",
+        "--group_reporting",
+    ]
 
 
 def parse_fio(text: str) -> dict[str, Any]:
@@ -94,8 +110,12 @@ def parse_fio(text: str) -> dict[str, Any]:
         for d in ("read", "write")
         if job[d].get("clat_ns", {}).get("percentile")
     ]
-    return {"perf": perf, "p95_ms": max(p95s) if p95s else None,
-            "errors": int(job.get("error", 0)), "oom": 0}  # fmt: skip
+    return {
+        "perf": perf,
+        "p95_ms": max(p95s) if p95s else None,
+        "errors": int(job.get("error", 0)),
+        "oom": 0,
+    }
 
 
 def background_commands(bg: Background, n: int, seconds: int, workloads: Path) -> list[list[str]]:
@@ -231,8 +251,14 @@ def measure(
             return Measured(last.kpis, len(failures) + 1, last.wall_ms, _name(argv), failures)
         failures.append(last.failure or "failed")
     assert last is not None
-    kpis = TrialKpis(perf=None, p95_ms=None, watts=last.watts, temp_peak_c=last.temp,
-                     errors=1, oom=1 if last.oom_killed else 0)  # fmt: skip
+    kpis = TrialKpis(
+        perf=None,
+        p95_ms=None,
+        watts=last.watts,
+        temp_peak_c=last.temp,
+        errors=1,
+        oom=1 if last.oom_killed else 0,
+    )
     return Measured(kpis, len(failures), last.wall_ms, _name(argv), failures)
 
 

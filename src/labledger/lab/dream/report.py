@@ -82,8 +82,11 @@ def best_candidates(tx: Tx, domain: str | None = None, top: int = 3) -> dict[str
 
 def baselines_by_regime(tx: Tx, domain: str | None = None) -> dict[tuple[str, str], Any]:
     """``{(domain, regime): baseline line}`` for the regimes that have a baseline."""
-    return {(b["domain"], b["regime"]): b for b in current_baselines(tx, domain)
-            if b["baseline_id"] is not None}  # fmt: skip
+    return {
+        (b["domain"], b["regime"]): b
+        for b in current_baselines(tx, domain)
+        if b["baseline_id"] is not None
+    }
 
 
 def _num(value: Any) -> str:
@@ -162,9 +165,13 @@ def plot(
 
 
 def _panel(
-    ax: Any, domain: str, metric: str, unit: str, packs: Sequence[Any],
+    ax: Any,
+    domain: str,
+    metric: str,
+    unit: str,
+    packs: Sequence[Any],
     baselines: Mapping[tuple[str, str], Any],
-) -> None:  # fmt: skip
+) -> None:
     regimes = [r["regime"] for r in packs[0]["regimes"]]
     width = 0.6 / max(1, len(packs))
     for k, pack in enumerate(packs):

@@ -268,9 +268,15 @@ def _germinate(
         epoch=epoch,
     )
     s = run.state.slots[cmd.target_slot]
-    ready = kasmina.gate(cmd.target_slot, s, "kernel_ready", True,
-                         f"kernel {kernel.sha256[:12]} verified and loaded", epoch,
-                         latency_ms=got.latency_ms)  # fmt: skip
+    ready = kasmina.gate(
+        cmd.target_slot,
+        s,
+        "kernel_ready",
+        True,
+        f"kernel {kernel.sha256[:12]} verified and loaded",
+        epoch,
+        latency_ms=got.latency_ms,
+    )
     training = kasmina.move(cmd.target_slot, s, SeedStage.TRAINING, epoch, cmd.command_id)
     set_mode(torch_slot, s)
     acted: Acted = [(germinated, "germinated"), (ready, "gate-ready"), (training, "training")]

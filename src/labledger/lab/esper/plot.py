@@ -77,8 +77,14 @@ def plot_run(store: EventStore, run_id: str, out: Path) -> Path:
     ax.plot(list(accuracy), list(accuracy.values()), marker="o", label="validation accuracy")
     for i, (epoch, label) in enumerate(markers):
         ax.axvline(epoch, color=f"C{1 + i % 8}", linestyle="--", linewidth=1)
-        ax.annotate(label, (epoch, 0.02 + 0.07 * (i % 6)), rotation=0, fontsize=8,
-                    xytext=(3, 0), textcoords="offset points")  # fmt: skip
+        ax.annotate(
+            label,
+            (epoch, 0.02 + 0.07 * (i % 6)),
+            rotation=0,
+            fontsize=8,
+            xytext=(3, 0),
+            textcoords="offset points",
+        )
     ax.set(xlabel="epoch", ylabel="accuracy", ylim=(0.0, 1.02), title=f"Esper run {run_id}")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")

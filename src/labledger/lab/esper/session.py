@@ -38,7 +38,7 @@ from typing import Any
 import msgspec
 import torch
 
-from labledger.errors import CommandRejected, UsageError
+from labledger.errors import CommandRefused, UsageError
 from labledger.events import Event
 from labledger.events.esper import (
     EpisodeEnded,
@@ -180,7 +180,7 @@ def run_session(
 
 
 def _started(config: SessionConfig) -> RunStarted:
-    from labledger import __version__
+    from labledger._version import __version__
 
     return RunStarted(
         subsystem=Subsystem.ESPER,
@@ -307,7 +307,7 @@ def _decide(run: Run, epoch: int) -> None:
     run.tally.commands += 1
     try:
         run.store.append(commands_stream(run.run_id), [new])
-    except CommandRejected:
+    except CommandRefused:
         run.tally.rejected_by_gate += 1  # recorded by the store; training goes on
 
 

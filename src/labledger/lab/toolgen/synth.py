@@ -13,7 +13,7 @@ import sys
 
 import msgspec
 
-import labledger
+from labledger._version import __version__
 from labledger.events.toolgen import Budgets, ImplStyle
 from labledger.lab.toolgen.specs import Fault, get_spec, header_template, template_text
 
@@ -41,7 +41,7 @@ def render(
     """The tool's source: the SPDX/provenance header, then the (possibly faulty) template."""
     header = string.Template(header_template()).substitute(
         license=LICENSE,
-        generator_version=labledger.__version__,
+        generator_version=__version__,
         spec_id=spec_id,
         impl_style=style.value,
         epoch=epoch,
@@ -83,7 +83,7 @@ def sbom(
         "sbom_version": 1,
         "name": tool_id,
         "license": LICENSE,
-        "generator": {"name": GENERATOR, "version": labledger.__version__},
+        "generator": {"name": GENERATOR, "version": __version__},
         "spec": {"id": spec_id, "path": get_spec(spec_id).path},
         "impl_style": style.value,
         "epoch": epoch,

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-import labledger
+from labledger._version import __version__
 from labledger.errors import UsageError
 from labledger.events import Event
 from labledger.events._types import ConfigValue
@@ -104,7 +104,7 @@ def start_run(store: EventStore, run_id: str, config: TournamentConfig) -> Tourn
     started = RunStarted(
         subsystem=Subsystem.TOOLGEN,
         config=_config_values(config),
-        code_version=f"labledger {labledger.__version__}",
+        code_version=f"labledger {__version__}",
         host=platform.node() or "localhost",
     )
     log.start(started)

@@ -8,7 +8,6 @@ appends everything in one transaction, skipping ids already present.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import msgspec
 
+from labledger._version import __version__
 from labledger.errors import BlobNotFound, InvalidEvent, UsageError
 from labledger.store.archive.format import (
     FORMAT_VERSION,
@@ -167,11 +167,7 @@ def export_archive(
 
 
 def _version() -> str:
-    # From the installed distribution, not the package root: the store never imports upward.
-    try:
-        return importlib.metadata.version("labledger")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+    return __version__
 
 
 # -- importing ----------------------------------------------------------------------

@@ -56,8 +56,12 @@ class SqliteDialect(Dialect):
         cannot work (a read-only mount, no -shm possible) ``immutable=1`` reads the
         file as a frozen copy — right for a copied store, which has no WAL to miss."""
         assert self.path is not None
-        args: dict[str, Any] = {"uri": True, "isolation_level": None,
-                                "check_same_thread": False, "timeout": BUSY_TIMEOUT_S}  # fmt: skip
+        args: dict[str, Any] = {
+            "uri": True,
+            "isolation_level": None,
+            "check_same_thread": False,
+            "timeout": BUSY_TIMEOUT_S,
+        }
         base = f"file:{quote(str(self.path.resolve()))}"
         conn: sqlite3.Connection
         try:

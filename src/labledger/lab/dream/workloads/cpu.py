@@ -59,8 +59,10 @@ def main() -> None:
             time.sleep(seconds)
             continue
         start = time.perf_counter()
-        pool = [threading.Thread(target=work, args=(algo, data, start + seconds, expected, results))
-                for _ in range(threads)]  # fmt: skip
+        pool = [
+            threading.Thread(target=work, args=(algo, data, start + seconds, expected, results))
+            for _ in range(threads)
+        ]
         for t in pool:
             t.start()
         for t in pool:
@@ -68,8 +70,12 @@ def main() -> None:
         busy += time.perf_counter() - start
     latencies = [x for r in results for x in r[1:]]
     mib = len(latencies) * len(data) / 2**20
-    kpis = {"perf": mib / busy, "p95_ms": p95(latencies),
-            "errors": int(sum(r[0] for r in results)), "oom": 0}  # fmt: skip
+    kpis = {
+        "perf": mib / busy,
+        "p95_ms": p95(latencies),
+        "errors": int(sum(r[0] for r in results)),
+        "oom": 0,
+    }
     print(json.dumps(kpis))
 
 

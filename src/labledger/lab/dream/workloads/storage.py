@@ -99,8 +99,12 @@ def main() -> None:
             disk.verify()
             busy += time.perf_counter() - start
         os.close(disk.fd)
-    kpis = {"perf": disk.moved / 2**20 / busy, "p95_ms": p95(disk.latencies),
-            "errors": disk.errors, "oom": 0}  # fmt: skip
+    kpis = {
+        "perf": disk.moved / 2**20 / busy,
+        "p95_ms": p95(disk.latencies),
+        "errors": disk.errors,
+        "oom": 0,
+    }
     print(json.dumps(kpis))
 
 
