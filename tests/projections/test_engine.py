@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -10,7 +11,7 @@ from typing import ClassVar
 import pytest
 import sqlalchemy as sa
 
-from labledger import EventStore, NewEvent
+from labledger import EventStore, NewEvent, RecordedEvent
 from labledger.events import Event
 from labledger.events.runs import Heartbeat
 from labledger.events.typed import Typed
@@ -213,3 +214,69 @@ def test_runner_killed_mid_batch_leaves_an_exactly_once_state(backend: Backend) 
         live = engine.state_hash("beats")
         engine.rebuild("beats")
         assert engine.state_hash("beats") == live
+
+
+def _lab_shaped_log(store: EventStore, rounds_: int = 6) -> None:
+    """Every example event type, over several runs' streams, in a seeded order."""
+    import random
+
+    from labledger.errors import CommandRefused
+    from labledger.testing.event_strategies import example_events
+
+    rng = random.Random(13)
+    for n in range(rounds_):
+        events = example_events()
+        rng.shuffle(events)
+        for i, event in enumerate(events):
+            # Unsigned commands are refused; the gate's rejection records are in the log.
+            with contextlib.suppress(CommandRefused):
+                store.append(f"{event.TYPE.split('.')[0]}-{n}-{i % 3}", [event])
+
+
+def test_one_pass_equals_one_projection_at_a_time(backend: Backend) -> None:
+    """Issue #19: run() and rebuild_many() read the log once for every projection."""
+    from labledger.projections import all_projections
+    from labledger.store import init_store, open_store
+
+    with fresh_ledger(backend) as store:
+        _lab_shaped_log(store)
+        names = sorted(p.name for p in all_projections())
+        hashes = {}
+        for way in ("each", "one pass"):
+            url = backend.fresh_url()
+            init_store(url)
+            with open_store(url) as target:
+                engine = ProjectionEngine(store, all_projections(), target=target, batch_size=7)
+                if way == "each":
+                    for name in names:
+                        engine.catch_up(name)
+                else:
+                    points = engine.run(names)
+                    assert {cp.position for cp in points.values()} == {store.head()}
+                hashes[way] = {n: engine.state_hash(n) for n in names}
+        assert hashes["one pass"] == hashes["each"]
+        engine = ProjectionEngine(store, all_projections(), batch_size=11)
+        engine.run(names[:3])  # some built, some not: rebuild_many handles both
+        rebuilt = engine.rebuild_many(names)
+        assert {cp.position for cp in rebuilt.values()} == {store.head()}
+        assert {n: engine.state_hash(n) for n in names} == hashes["each"]
+
+
+def test_one_pass_decodes_each_event_once(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from labledger.projections import all_projections
+    from labledger.projections import engine as engine_module
+
+    calls: list[int] = []
+    real = engine_module.decode_record
+
+    def counting(record: RecordedEvent) -> Typed[Event]:
+        calls.append(record.position)
+        return real(record)
+
+    monkeypatch.setattr(engine_module, "decode_record", counting)
+    with fresh_ledger(backend) as store:
+        _lab_shaped_log(store, rounds_=2)
+        ProjectionEngine(store, all_projections()).run()
+        assert len(calls) == len(set(calls)) > 0

@@ -8,7 +8,7 @@ from typing import TextIO
 
 
 class ProgressLine:
-    """``label: done/total events (rate ev/s)``, redrawn at most 10 times a second.
+    """``label: done/total events (rate ev/s, elapsed, ETA)``, redrawn at most 10 times a second.
 
     On a terminal the line is redrawn in place; elsewhere (logs, CI) a line is
     printed every few seconds and at the end, so progress is visible either way.
@@ -33,9 +33,11 @@ class ProgressLine:
         self._last_draw = now
         elapsed = max(now - self.start, 1e-9)
         pct = f" {100 * done / total:5.1f}%" if total else ""
+        rate = done / elapsed
+        eta = f", ETA {(total - done) / rate:.1f}s" if rate and total > done else ""
         line = (
             f"{self.label}: {done:,}/{total:,} {self.unit}{pct} "
-            f"({done / elapsed:,.0f} {self.unit}/s, {elapsed:.1f}s)"
+            f"({rate:,.0f} {self.unit}/s, {elapsed:.1f}s{eta})"
         )
         if self.tty:
             self.stream.write("\r" + line + ("\n" if final else ""))

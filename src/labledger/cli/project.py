@@ -22,10 +22,11 @@ def cmd_run(args: argparse.Namespace, store: EventStore) -> int:
     names = args.names or sorted(engine.projections)
     for name in names:
         engine.get(name)  # unknown names fail before any work
+    bar = ProgressLine(f"project run ({len(names)} projections, one pass)")
+    points = engine.run(names, progress=bar)
+    bar.close()
     for name in names:
-        bar = ProgressLine(f"project {name}")
-        cp = engine.catch_up(name, progress=bar)
-        bar.close()
+        cp = points[name]
         output.json_line({"projection": name, "version": cp.version, "checkpoint": cp.position})
     if args.follow:
         print("following the log; Ctrl-C to stop", file=sys.stderr)
@@ -41,17 +42,24 @@ def cmd_status(args: argparse.Namespace, store: EventStore) -> int:
 
 def cmd_rebuild(args: argparse.Namespace, store: EventStore) -> int:
     engine = engine_for(store)
-    bar = ProgressLine(f"rebuild {args.name}")
-    cp = engine.rebuild(args.name, progress=bar)
+    if args.all == bool(args.names):
+        raise UsageError("project rebuild: name projections, or give --all")
+    names = sorted(engine.projections) if args.all else args.names
+    for name in names:
+        engine.get(name)  # unknown names fail before any work
+    bar = ProgressLine(f"rebuild {', '.join(names)}" if len(names) < 3 else "rebuild (one pass)")
+    points = engine.rebuild_many(names, progress=bar)
     bar.close()
-    output.json_line(
-        {
-            "projection": args.name,
-            "version": cp.version,
-            "checkpoint": cp.position,
-            "state_hash": engine.state_hash(args.name),
-        }
-    )
+    for name in names:
+        cp = points[name]
+        output.json_line(
+            {
+                "projection": name,
+                "version": cp.version,
+                "checkpoint": cp.position,
+                "state_hash": engine.state_hash(name),
+            }
+        )
     return 0
 
 
@@ -96,8 +104,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = verbs.add_parser("status", help="version, checkpoint, head, lag, stalls")
     p.add_argument("--stall-after", type=float, default=60.0, metavar="SECONDS")
     p.set_defaults(store_handler=cmd_status)
-    p = verbs.add_parser("rebuild", help="rebuild into shadow tables and swap atomically")
-    p.add_argument("name")
+    p = verbs.add_parser(
+        "rebuild", help="rebuild into shadow tables (one pass for many) and swap atomically"
+    )
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--all", action="store_true", help="every projection, from one scan")
     p.set_defaults(store_handler=cmd_rebuild)
     p = verbs.add_parser("build", help="build as of a past position into another database")
     p.add_argument("name")

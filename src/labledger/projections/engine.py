@@ -19,7 +19,8 @@ import msgspec
 from sqlalchemy import Connection
 
 from labledger.errors import ProjectionError
-from labledger.events.typed import decode_record
+from labledger.events import Event
+from labledger.events.typed import Typed, decode_record
 from labledger.projections import checkpoint as cps
 from labledger.projections.base import Projection, TableSet, Tx
 from labledger.projections.checkpoint import Checkpoint, CheckpointMoved
@@ -135,7 +136,41 @@ class ProjectionEngine:
     def run(
         self, names: Sequence[str] | None = None, progress: Progress | None = None
     ) -> dict[str, Checkpoint]:
-        return {n: self.catch_up(n, progress=progress) for n in (names or sorted(self.projections))}
+        """Catch several projections up in one pass over the log (default: all of them).
+
+        Each event is read once and decoded once, whichever projections handle
+        it; each batch commits every projection's rows with its checkpoint in one
+        transaction, so a crash anywhere still leaves an exactly-once state.
+        """
+        chosen = self._chosen(names)
+        points = {p.name: self.ensure(p, progress) for p in chosen}
+        start = min((cp.position for cp in points.values()), default=0)
+        total, done = max(0, self.source.head() - start), 0
+        for batch in self._batches(start + 1):
+            with self._write() as conn:
+                for proj in chosen:
+                    points[proj.name] = self._advance(conn, proj, points[proj.name], batch)
+            done += len(batch.records)
+            if progress:
+                progress(done, max(total, done))
+        return points
+
+    def _chosen(self, names: Sequence[str] | None) -> list[Projection]:
+        return [self.get(n) for n in (names or sorted(self.projections))]
+
+    def _advance(
+        self, conn: Connection, proj: Projection, cp: Checkpoint, batch: _Batch
+    ) -> Checkpoint:
+        """Fold the part of ``batch`` after ``cp`` into ``proj`` and move its checkpoint."""
+        todo = batch.after(cp.position)
+        if not todo:
+            return cp
+        tx = Tx(conn, self.tables(proj, cp.version, cp.generation))
+        applied = self._fold(tx, proj, todo, batch)
+        tx.flush()
+        new = _advanced(cp, todo[-1].position, applied)
+        cps.advance(conn, cp, new)
+        return new
 
     def _fill(
         self, proj: Projection, cp: Checkpoint, *, until: int | None, progress: Progress | None
@@ -143,39 +178,42 @@ class ProjectionEngine:
         total = max(0, (self.source.head() if until is None else until) - cp.position)
         done = 0
         for batch in self._batches(cp.position + 1, until):
-            cp = self._apply_batch(proj, cp, batch)
-            done += len(batch)
+            cp = self._apply_batch(proj, cp, batch.records)
+            done += len(batch.records)
             if progress:
                 progress(done, max(total, done))
         if progress:
             progress(done, max(total, done))
         return cp
 
-    def _batches(self, start: int, until: int | None = None) -> Iterator[list[RecordedEvent]]:
-        """The log from ``start`` (up to ``until``) in lists of ``batch_size``."""
-        batch: list[RecordedEvent] = []
+    def _batches(self, start: int, until: int | None = None) -> Iterator[_Batch]:
+        """The log from ``start`` (up to ``until``) in batches of ``batch_size``."""
+        records: list[RecordedEvent] = []
         for record in self.source.read_all(start, batch_size=self.batch_size):
             if until is not None and record.position > until:
                 break
-            batch.append(record)
-            if len(batch) >= self.batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+            records.append(record)
+            if len(records) >= self.batch_size:
+                yield _Batch(records)
+                records = []
+        if records:
+            yield _Batch(records)
 
     @staticmethod
-    def _fold(tx: Tx, proj: Projection, records: list[RecordedEvent]) -> int:
+    def _fold(
+        tx: Tx, proj: Projection, records: Sequence[RecordedEvent], batch: _Batch | None = None
+    ) -> int:
         """Apply the records ``proj`` handles; how many it applied."""
         wanted, applied = proj.type_names(), 0
+        decode = decode_record if batch is None else batch.typed
         for record in records:
             if record.type in wanted:
-                proj.apply(tx, decode_record(record))
+                proj.apply(tx, decode(record))
                 applied += 1
         return applied
 
     def _apply_batch(
-        self, proj: Projection, cp: Checkpoint, records: list[RecordedEvent]
+        self, proj: Projection, cp: Checkpoint, records: Sequence[RecordedEvent]
     ) -> Checkpoint:
         with self._write() as conn:
             tx = Tx(conn, self.tables(proj, cp.version, cp.generation))
@@ -208,13 +246,50 @@ class ProjectionEngine:
 
     def rebuild(self, name: str, progress: Progress | None = None) -> Checkpoint:
         """Build the projection from zero into new tables, then swap them in atomically."""
-        proj = self.get(name)
+        return self.rebuild_many([name], progress)[name]
+
+    def rebuild_many(
+        self, names: Sequence[str] | None = None, progress: Progress | None = None
+    ) -> dict[str, Checkpoint]:
+        """Rebuild several projections (default: all) from one pass over the log.
+
+        Each gets new tables (a shadow generation) filled from the same scan, each
+        event decoded once; then each is caught up to the head and swapped in
+        atomically, one by one, so readers see the old state or the new.
+        """
+        chosen = self._chosen(names)
+        olds = {p.name: self._built(p) for p in chosen}
+        shadows = {p.name: self._shadow(p, olds[p.name]) for p in chosen}
+        head, done = self.source.head(), 0
+        # The shadows are not in ll_projections yet: batches carry no checkpoint
+        # row, and an interrupted rebuild starts again from zero.
+        for batch in self._batches(1):
+            with self._write() as conn:
+                for proj in chosen:
+                    shadow = shadows[proj.name]
+                    tx = Tx(conn, self.tables(proj, shadow.version, shadow.generation))
+                    applied = self._fold(tx, proj, batch.records, batch)
+                    tx.flush()
+                    shadows[proj.name] = _advanced(shadow, batch.records[-1].position, applied)
+            done += len(batch.records)
+            if progress:
+                progress(done, max(head, done))
+        for proj in chosen:
+            with self._write() as conn:
+                shadows[proj.name] = self._swap(conn, proj, olds[proj.name], shadows[proj.name])
+            self._drop_generations_before(proj, olds[proj.name].generation)
+        return shadows
+
+    def _built(self, proj: Projection) -> Checkpoint:
+        """The current checkpoint, at whatever version; an empty first build if none."""
         with self._write() as conn:
-            old = cps.load(conn, name)
-        if old is None:
-            return self.catch_up(name, progress=progress)
+            old = cps.load(conn, proj.name)
+        return self.ensure(proj) if old is None else old
+
+    def _shadow(self, proj: Projection, old: Checkpoint) -> Checkpoint:
+        """Empty tables of the next generation, and their (unrecorded) checkpoint."""
         shadow = Checkpoint(
-            name=name,
+            name=proj.name,
             version=proj.version,
             generation=old.generation + 1,
             position=0,
@@ -225,28 +300,6 @@ class ProjectionEngine:
         with self._write() as conn:
             tables.metadata.drop_all(conn)  # leftovers of an interrupted rebuild
             tables.metadata.create_all(conn)
-        shadow = self._fill_shadow(proj, shadow, progress)
-        with self._write() as conn:
-            shadow = self._swap(conn, proj, old, shadow)
-        self._drop_generations_before(proj, old.generation)
-        return shadow
-
-    def _fill_shadow(
-        self, proj: Projection, shadow: Checkpoint, progress: Progress | None
-    ) -> Checkpoint:
-        # The shadow is not in ll_projections yet: apply batches without a checkpoint
-        # row; an interrupted rebuild starts again from zero.
-        head, done = self.source.head(), 0
-        tables = self.tables(proj, shadow.version, shadow.generation)
-        for batch in self._batches(1):
-            with self._write() as conn:
-                tx = Tx(conn, tables)
-                applied = self._fold(tx, proj, batch)
-                tx.flush()
-            shadow = _advanced(shadow, batch[-1].position, applied)
-            done += len(batch)
-            if progress:
-                progress(done, max(head, done))
         return shadow
 
     def _swap(
@@ -254,7 +307,8 @@ class ProjectionEngine:
     ) -> Checkpoint:
         tx = Tx(conn, self.tables(proj, shadow.version, shadow.generation))
         for batch in self._batches(shadow.position + 1):
-            shadow = _advanced(shadow, batch[-1].position, self._fold(tx, proj, batch))
+            applied = self._fold(tx, proj, batch.records, batch)
+            shadow = _advanced(shadow, batch.records[-1].position, applied)
         tx.flush()
         current = cps.load(conn, proj.name)
         if current is None or current.generation != old.generation:
@@ -300,3 +354,25 @@ def _advanced(cp: Checkpoint, position: int, applied: int) -> Checkpoint:
 
 def _now_us() -> int:
     return time.time_ns() // 1000
+
+
+class _Batch:
+    """Consecutive records of the log, each decoded at most once whoever asks."""
+
+    __slots__ = ("_typed", "records")
+
+    def __init__(self, records: list[RecordedEvent]) -> None:
+        self.records = records
+        self._typed: dict[int, Typed[Event]] = {}
+
+    def after(self, position: int) -> Sequence[RecordedEvent]:
+        """The records past ``position`` (all of them when the batch starts later)."""
+        if self.records[0].position > position:
+            return self.records
+        return [r for r in self.records if r.position > position]
+
+    def typed(self, record: RecordedEvent) -> Typed[Event]:
+        found = self._typed.get(record.position)
+        if found is None:
+            found = self._typed[record.position] = decode_record(record)
+        return found

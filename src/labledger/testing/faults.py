@@ -374,7 +374,7 @@ class _LoudEngine(ProjectionEngine):
     split = False
 
     def _apply_batch(
-        self, proj: Projection, cp: Checkpoint, records: list[RecordedEvent]
+        self, proj: Projection, cp: Checkpoint, records: Sequence[RecordedEvent]
     ) -> Checkpoint:
         _say("BEGIN", str(records[0].position))
         if not self.split:
