@@ -37,6 +37,7 @@ class TableSet:
         self.projection, self.version, self.generation = projection, version, generation
         self.metadata = sa.MetaData()
         self.by_name: dict[str, sa.Table] = {}
+        self._shapes: dict[str, TableShape] = {}
 
     def add(self, name: str, *columns: sa.Column[Any] | sa.Constraint) -> sa.Table:
         physical = physical_name(self.projection, name, self.version, self.generation)
@@ -48,6 +49,69 @@ class TableSet:
 
     def __getitem__(self, name: str) -> sa.Table:
         return self.by_name[name]
+
+    def shape(self, name: str) -> TableShape:
+        """What :class:`Tx` needs to know of a table, worked out once (SQLAlchemy's
+        column collections are slow to ask per event)."""
+        found = self._shapes.get(name)
+        if found is None:
+            found = self._shapes[name] = TableShape(self.by_name[name])
+        return found
+
+
+class TableShape:
+    """A table's key, its columns and the values that need coercing, as plain sets."""
+
+    __slots__ = ("coerce", "columns", "defaults", "key", "key_set", "settable", "sql_only", "table")
+
+    def __init__(self, table: sa.Table) -> None:
+        self.table = table
+        self.key: tuple[str, ...] = tuple(table.primary_key.columns.keys())
+        self.key_set = frozenset(self.key)
+        self.columns = frozenset(table.c.keys())
+        self.settable = self.columns - self.key_set
+        self.coerce: dict[str, type] = {}
+        for column in table.columns:
+            if isinstance(column.type, sa.Float):
+                self.coerce[column.key] = float
+            elif isinstance(column.type, sa.Boolean):
+                self.coerce[column.key] = bool
+        # A new row's defaults, and the columns only SQL can fill (server or callable default).
+        self.defaults: dict[str, Any] = {}
+        sql_only: set[str] = set()
+        for column in table.columns:
+            default = column.default
+            if column.server_default is not None or (default is not None and not default.is_scalar):
+                sql_only.add(column.key)
+            else:
+                arg = None if default is None else getattr(default, "arg", None)
+                self.defaults[column.key] = arg
+        self.sql_only = frozenset(sql_only)
+
+    def key_of(self, key: Mapping[str, Any], *, partial: bool = False) -> tuple[Any, ...] | None:
+        """The primary-key tuple when ``key`` names exactly (or, partial: at least) the key."""
+        names = key.keys()
+        if names >= self.key_set if partial else names == self.key_set:
+            return tuple([key[c] for c in self.key])
+        return None
+
+    def coerced(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Values as the database will hand them back (an int in a float column is a float)."""
+        out = dict(values)
+        for name, kind in self.coerce.items():
+            value = out.get(name)
+            if type(value) is int:
+                out[name] = kind(value)
+        return out
+
+    def full_row(self, values: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Every column of a new row, defaults filled in; None where only SQL can say."""
+        names = values.keys()
+        if not names <= self.columns or not self.sql_only <= names:
+            return None
+        row = {k: v for k, v in self.defaults.items() if k not in names}
+        row.update(self.coerced(values))
+        return row
 
 
 class RowView:
@@ -114,21 +178,23 @@ class Tx:
         return self.tables[name]
 
     def get(self, name: str, **key: Any) -> RowLike | None:
-        pk = self._pk_of(name, key)
+        shape = self.tables.shape(name)
+        pk = shape.key_of(key)
         if pk is None:
-            table = self.tables[name]
+            table = shape.table
             where = [table.c[k] == v for k, v in key.items()]
             return self.conn.execute(sa.select(table).where(*where)).first()
-        values = self._load(name, pk).values
+        values = self._load(shape, name, pk).values
         return None if values is None else RowView(values)
 
     def insert(self, name: str, **values: Any) -> None:
-        pk = self._pk_of(name, values, partial=True)
+        shape = self.tables.shape(name)
+        pk = shape.key_of(values, partial=True)
         entry = None if pk is None else self._rows.get(name, {}).get(pk)
-        row = self._full_row(name, values)
+        row = shape.full_row(values)
         if pk is None or row is None or (entry is not None and entry.values is not None):
             # Not mappable, or a duplicate key: let the database say what it thinks.
-            self.conn.execute(sa.insert(self.tables[name]).values(**values))
+            self.conn.execute(sa.insert(shape.table).values(**values))
             return
         if entry is None:  # unknown: written as an insert; a stored duplicate fails at flush
             entry = self._rows.setdefault(name, {})[pk] = _Cached(None, stored=False)
@@ -136,32 +202,34 @@ class Tx:
 
     def upsert(self, name: str, key: Mapping[str, Any], **values: Any) -> None:
         """Update the row with ``key``, or insert it."""
-        pk = self._pk_of(name, key)
-        if pk is None or not self._settable(name, values):
+        shape = self.tables.shape(name)
+        pk = shape.key_of(key)
+        if pk is None or not values.keys() <= shape.settable:
             self._upsert_now(name, key, values)
             return
-        entry = self._load(name, pk)
+        entry = self._load(shape, name, pk)
         if entry.values is None:
-            row = self._full_row(name, {**key, **values})
+            row = shape.full_row({**key, **values})
             if row is None:
                 self._upsert_now(name, key, values)
                 return
             entry.values = row
         else:
-            entry.values.update(self._coerced(name, values))
+            entry.values.update(shape.coerced(values))
         entry.dirty = True
 
     def update(self, name: str, key: Mapping[str, Any], **values: Any) -> int:
         """Update the row(s) with ``key``; how many there were."""
-        pk = self._pk_of(name, key)
-        if pk is None or not self._settable(name, values):
-            table = self.tables[name]
+        shape = self.tables.shape(name)
+        pk = shape.key_of(key)
+        if pk is None or not values.keys() <= shape.settable:
+            table = shape.table
             where = [table.c[k] == v for k, v in key.items()]
             return int(self.conn.execute(sa.update(table).where(*where).values(**values)).rowcount)
-        entry = self._load(name, pk)
+        entry = self._load(shape, name, pk)
         if entry.values is None:
             return 0
-        entry.values.update(self._coerced(name, values))
+        entry.values.update(shape.coerced(values))
         entry.dirty = True
         return 1
 
@@ -183,62 +251,19 @@ class Tx:
 
     # -- the identity map ------------------------------------------------------
 
-    def _pk_of(
-        self, name: str, key: Mapping[str, Any], *, partial: bool = False
-    ) -> tuple[Any, ...] | None:
-        """The primary-key tuple when ``key`` names exactly (or, partial: at least) the key."""
-        columns = self.tables[name].primary_key.columns.keys()
-        if (key.keys() >= set(columns)) if partial else (key.keys() == set(columns)):
-            return tuple(key[c] for c in columns)
-        return None
-
-    def _load(self, name: str, pk: tuple[Any, ...]) -> _Cached:
-        rows = self._rows.setdefault(name, {})
+    def _load(self, shape: TableShape, name: str, pk: tuple[Any, ...]) -> _Cached:
+        rows = self._rows.get(name)
+        if rows is None:
+            rows = self._rows[name] = {}
         entry = rows.get(pk)
         if entry is None:
-            table = self.tables[name]
-            where = [c == v for c, v in zip(table.primary_key.columns, pk, strict=True)]
-            found = self._conn.execute(sa.select(table).where(*where)).first()
+            where = [c == v for c, v in zip(shape.table.primary_key.columns, pk, strict=True)]
+            found = self._conn.execute(sa.select(shape.table).where(*where)).first()
             entry = _Cached(
                 None if found is None else dict(found._mapping), stored=found is not None
             )
             rows[pk] = entry
         return entry
-
-    def _settable(self, name: str, values: Mapping[str, Any]) -> bool:
-        """Whether ``values`` only set known, non-key columns (else: straight to SQL)."""
-        table = self.tables[name]
-        return values.keys() <= set(table.c.keys()) and not values.keys() & set(
-            table.primary_key.columns.keys()
-        )
-
-    def _full_row(self, name: str, values: Mapping[str, Any]) -> dict[str, Any] | None:
-        """Every column of a new row, defaults filled in; None where only SQL can say."""
-        table = self.tables[name]
-        if not values.keys() <= set(table.c.keys()):
-            return None
-        row: dict[str, Any] = {}
-        for column in table.columns:
-            if column.key in values:
-                continue
-            default = column.default
-            if column.server_default is not None or (default is not None and not default.is_scalar):
-                return None
-            row[column.key] = None if default is None else getattr(default, "arg", None)
-        row.update(self._coerced(name, values))
-        return row
-
-    def _coerced(self, name: str, values: Mapping[str, Any]) -> dict[str, Any]:
-        """Values as the database will hand them back (an int in a float column is a float)."""
-        table = self.tables[name]
-        out = dict(values)
-        for key, value in values.items():
-            kind = table.c[key].type
-            if isinstance(kind, sa.Float) and type(value) is int:
-                out[key] = float(value)
-            elif isinstance(kind, sa.Boolean) and type(value) is int:
-                out[key] = bool(value)
-        return out
 
     def _upsert_now(self, name: str, key: Mapping[str, Any], values: Mapping[str, Any]) -> None:
         conn = self.conn
