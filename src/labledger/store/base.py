@@ -371,6 +371,8 @@ class Gate(Protocol):
 
         ``typed`` says the event was encoded from a typed object (``to_new_event``),
         which validated it already; a gate may skip re-validating its payload.
+        Otherwise the gate owns checking that data and metadata are each one
+        JSON object: the store only checks they are bytes when a gate is set.
 
         Returns:
             The event to store, and a claim when it is a signed command.
