@@ -216,6 +216,54 @@ def test_runner_killed_mid_batch_leaves_an_exactly_once_state(backend: Backend) 
         assert engine.state_hash("beats") == live
 
 
+FLUSH_KILL_WORKER = r"""
+import os, signal, sys
+from labledger.ledger import open_ledger
+from labledger.projections import ProjectionEngine, base
+sys.path.insert(0, sys.argv[2])
+from tests.projections.test_engine import BeatCounter
+store = open_ledger(sys.argv[1], strict=False)
+engine = ProjectionEngine(store, [BeatCounter()], batch_size=int(sys.argv[3]))
+engine.catch_up("beats", until=int(sys.argv[3]) * int(sys.argv[4]))  # committed batches
+bulk_write = base.Tx.flush
+
+def flush_then_die(self):
+    bulk_write(self)  # the batch's bulk INSERT/UPDATE went out, its checkpoint not yet
+    print("FLUSHED", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+base.Tx.flush = flush_then_die
+engine.catch_up("beats")
+"""
+
+
+def test_sigkill_during_the_bulk_flush_keeps_the_old_checkpoint_and_rows(
+    backend: Backend,
+) -> None:
+    """Killed after a batch's bulk writes but before its commit: nothing of it stays."""
+    from pathlib import Path
+
+    batch, committed = 40, 3
+    root = str(Path(__file__).resolve().parents[2])
+    with fresh_ledger(backend) as store:
+        _beats(store, batch * (committed + 2), streams=4)
+        proc = subprocess.run(
+            [sys.executable, "-c", FLUSH_KILL_WORKER, store.url, root, str(batch), str(committed)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == -9, proc.stderr
+        assert proc.stdout.split() == ["FLUSHED"]
+        engine = ProjectionEngine(store, [BeatCounter()])
+        with engine.target.read() as conn:
+            cp = load(conn, "beats")
+        assert cp is not None and cp.position == batch * committed
+        assert _totals(engine) == _fold(batch * committed, streams=4)
+        engine.catch_up("beats")
+        assert _totals(engine) == _fold(batch * (committed + 2), streams=4)
+
+
 def _lab_shaped_log(store: EventStore, rounds_: int = 6) -> None:
     """Every example event type, over several runs' streams, in a seeded order."""
     import random
