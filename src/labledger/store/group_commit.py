@@ -11,11 +11,20 @@ result, its error. Requests are planned independently (``planner.plan``),
 and if the shared transaction fails as a whole, each request is retried on
 its own so that one request's failure never fails the others. No caller
 returns before the transaction holding its events has committed durably.
+
+Why a leader lingers: measured with 32 writers, flushes alternated 1, 31,
+1, 31 — the first writer back from a flush found an empty queue and
+committed alone while the other 31 were still preparing their next request.
+So a leader waits (at most the last flush's duration, capped at
+``MAX_LINGER_S``) until as many requests are queued as the last flush held.
+A lone writer's last flush held one request: it never waits.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -23,6 +32,8 @@ from labledger.errors import LabledgerError, StoreUnavailable
 from labledger.store.planner import Outcome, Request
 
 MAX_EVENTS_PER_FLUSH = 10_000
+MAX_LINGER_S = 0.002
+"""How long a leader may wait for the last flush's writers to queue again."""
 
 
 @dataclass
@@ -39,8 +50,13 @@ class GroupCommitter:
         self.commit = commit
         """Commits a flush's requests (tests may wrap it to hold a leader)."""
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._queue: list[_Pending] = []
         self._leading = False
+        self._last_size = 1
+        self._last_flush_s = 0.0
+        self.flush_sizes: Counter[int] = Counter()
+        """Requests per flush, since this store was opened (for benchmarks and ops)."""
 
     def queued(self) -> int:
         """How many requests wait for the next flush."""
@@ -52,6 +68,7 @@ class GroupCommitter:
         pending = _Pending(request, sum(len(p.events) for p in request))
         with self._lock:
             self._queue.append(pending)
+            self._arrived.notify()
             lead = not self._leading
             if lead:
                 self._leading = True
@@ -66,10 +83,13 @@ class GroupCommitter:
     def _lead(self) -> None:
         while True:
             with self._lock:
+                self._gather()
                 batch = self._take()
                 if not batch:
                     self._leading = False
                     return
+            self.flush_sizes[len(batch)] += 1
+            started = time.perf_counter()
             try:
                 self._flush(batch)
             except BaseException as exc:  # never leave followers waiting on a dead leader
@@ -77,6 +97,18 @@ class GroupCommitter:
                     if not p.done.is_set():
                         p.error = exc
                         p.done.set()
+            self._last_size, self._last_flush_s = len(batch), time.perf_counter() - started
+
+    def _gather(self) -> None:
+        """Wait (briefly, lock held) for the writers of the last flush to queue again."""
+        if not self._queue or len(self._queue) >= self._last_size:
+            return
+        deadline = time.perf_counter() + min(MAX_LINGER_S, self._last_flush_s)
+        while len(self._queue) < self._last_size:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return
+            self._arrived.wait(remaining)
 
     def _take(self) -> list[_Pending]:
         taken, events = 0, 0
