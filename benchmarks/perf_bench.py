@@ -5,7 +5,10 @@
 Cases (issue #5): durable single appends (1 writer and 32 concurrent
 writers), batches of 100 and 1,000, typed replay of 1M events (50k with
 --quick) in fresh processes with their peak RSS growth, replay into a
-projection, and append → subscriber latency at 1,000 appends/s. Subjects
+projection, append → subscriber latency at 1,000 appends/s, and (issue #19)
+rebuild_all: every shipped projection over a lab-shaped log of 1M events
+(20k with --quick) beside a raw scan + decode of it; the 32-writer case
+also prints its group-commit flush sizes. Subjects
 alternate their order every round; the table shows medians. See
 benchmarks/README.md.
 """
@@ -23,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +36,8 @@ from typing import Any
 
 from perf_latency import measure
 from perf_payload import PacketFactory
+from perf_rebuild import Template, lab_template, raw_postgres_rate, raw_sqlite_rate, rebuild_rate
+from perf_rebuild import build as build_lab_log
 from perf_subjects import (
     HAVE_PEER,
     LabledgerSubject,
@@ -63,6 +69,7 @@ class Profile:
     latency_rounds: int
     latency_events: int
     latency_rate: float
+    rebuild: int  # lab-shaped events rebuilt by every projection (one round)
 
 
 PROFILES = {
@@ -79,6 +86,7 @@ PROFILES = {
         latency_rounds=3,
         latency_events=1500,
         latency_rate=1000.0,
+        rebuild=1_000_000,
     ),
     "quick": Profile(
         "quick",
@@ -93,6 +101,7 @@ PROFILES = {
         latency_rounds=1,
         latency_events=200,
         latency_rate=1000.0,
+        rebuild=20_000,
     ),
 }
 
@@ -208,12 +217,22 @@ def run_appends(backend: str, subjects: Sequence[Subject], p: Profile) -> list[R
                 records[name].add(s.name, single_writer(s, f"{name}/r{r}", packets, batch))
         jobs = [factory.packets(p.per_writer) for _ in range(p.writers)]
         for s in in_turn(subjects, r):
+            before = _flush_sizes(s)
             conc.add(s.name, concurrent_writers(s, f"conc/r{r}/{s.name}", jobs))
+            if isinstance(s, LabledgerSubject):
+                sizes = conc.extra.setdefault("flush_sizes", {})
+                for size, count in (_flush_sizes(s) - before).items():
+                    sizes[size] = sizes.get(size, 0) + count
     single_raw, conc_lab = records["append_single"].median("raw"), conc.median("labledger")
     if single_raw and conc_lab:  # the issue's target: 32 writers against one raw committer
         conc.extra["ratio_to_raw_single_writer"] = round(conc_lab / single_raw, 2)
     order = ["append_single", "append_32_writers", *(f"append_batch_{b}" for b in p.batches)]
     return [records[k] for k in order]
+
+
+def _flush_sizes(s: Subject) -> Counter[int]:
+    """Requests per group-commit flush so far (labledger only; empty for the others)."""
+    return Counter(s.store.group.flush_sizes) if isinstance(s, LabledgerSubject) else Counter()
 
 
 def run_latency(backend: str, subjects: Sequence[Subject], p: Profile) -> Record:
@@ -297,6 +316,8 @@ class Backend:
     append: list[Subject]
     replay: list[Subject]
     targets: dict[str, str]  # what perf_child needs to reopen each replay subject
+    rebuild_url: str  # an empty store for the lab-shaped rebuild_all log
+    rebuild_ceiling: Callable[[], float]  # raw scan + decode of that log, events/s
 
 
 @contextmanager
@@ -316,7 +337,15 @@ def sqlite_backend() -> Iterator[Backend]:
             "raw": str(tmp / "replay-raw.db"),
             "eventsourcing": str(tmp / "replay-es.db"),
         }
-        yield Backend("sqlite", subjects["append"], subjects["replay"], targets)
+        lab_log = tmp / "rebuild-labledger.db"
+        yield Backend(
+            "sqlite",
+            subjects["append"],
+            subjects["replay"],
+            targets,
+            f"sqlite:///{lab_log}",
+            partial(raw_sqlite_rate, str(lab_log)),
+        )
 
 
 @contextmanager
@@ -330,7 +359,15 @@ def postgres_backend(server_url: str) -> Iterator[Backend]:
                 made.append(PeerSubject(peer_env_postgres(url)))
             subjects[kind] = [stack.enter_context(closing(s)) for s in made]
         targets = dict.fromkeys(SUBJECTS, urls["replay"])
-        yield Backend("postgresql", subjects["append"], subjects["replay"], targets)
+        lab_log = stack.enter_context(scratch_database(server_url))
+        yield Backend(
+            "postgresql",
+            subjects["append"],
+            subjects["replay"],
+            targets,
+            lab_log,
+            partial(raw_postgres_rate, lab_log),
+        )
 
 
 def bench(backend: Backend, p: Profile) -> list[Record]:
@@ -340,7 +377,30 @@ def bench(backend: Backend, p: Profile) -> list[Record]:
     records = run_appends(backend.name, backend.append, p)
     records.append(run_latency(backend.name, backend.append, p))
     build_log(backend.name, backend.replay, p.replay)
-    return records + run_replays(backend.name, backend.replay, backend.targets, p)
+    records += run_replays(backend.name, backend.replay, backend.targets, p)
+    return [*records, run_rebuild_all(backend, p)]
+
+
+_TEMPLATE: list[Template] = []
+
+
+def run_rebuild_all(backend: Backend, p: Profile) -> Record:
+    """Every shipped projection over one lab-shaped log, against scanning + decoding it raw."""
+    import labledger
+
+    if not _TEMPLATE:
+        progress("  running one `labledger lab` session for the lab-shaped log")
+        _TEMPLATE.append(lab_template())
+    progress(f"  {backend.name}: building a lab-shaped log of {p.rebuild:,} events")
+    labledger.init_store(backend.rebuild_url)
+    build_lab_log(backend.rebuild_url, _TEMPLATE[0], p.rebuild, progress)
+    rec = Record("rebuild_all", backend.name)
+    progress(f"  {backend.name}: rebuild_all")
+    rec.add("raw", backend.rebuild_ceiling())
+    rec.add("labledger", rebuild_rate(backend.rebuild_url))
+    rec.extra["events"] = p.rebuild
+    rec.extra["raw_is"] = "driver scan + catalog decode (the ceiling)"
+    return rec
 
 
 # -- reporting -------------------------------------------------------------------------------
@@ -441,6 +501,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             records += bench(backend, profile)
     print(header(profile, pg_version))
     print(table(records))
+    for r in records:
+        if "flush_sizes" in r.extra:
+            sizes = ", ".join(f"{k}×{v}" for k, v in sorted(r.extra["flush_sizes"].items()))
+            print(f"{r.name} {r.backend}: requests per flush × flushes: {sizes}")
     paths = write_outputs(records, args.out, profile)
     print(
         f"×raw, ×peer = labledger/other for events/s, other/labledger for ms "

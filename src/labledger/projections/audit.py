@@ -177,7 +177,7 @@ class AuditProjection(Projection):
 def _rows(tx: Tx, name: str, command_id: str) -> list[dict[str, Any]]:
     table = tx.table(name)
     query = sa.select(table).where(table.c.command_id == command_id).order_by(table.c.position)
-    return [dict(row._mapping) for row in tx.conn.execute(query)]
+    return [dict(row._mapping) for row in tx.query(query)]
 
 
 def trail(tx: Tx, command_id: str) -> list[dict[str, Any]]:
@@ -224,7 +224,7 @@ def rejected(tx: Tx) -> list[dict[str, Any]]:
     """Every refused command in log order: position, command id, reason, detail, key, nonce."""
     table = tx.table("verdicts")
     query = sa.select(table).where(table.c.verdict == "rejected").order_by(table.c.position)
-    return [dict(row._mapping) for row in tx.conn.execute(query)]
+    return [dict(row._mapping) for row in tx.query(query)]
 
 
 class NonceLedgerProjection(Projection):
@@ -282,7 +282,7 @@ class NonceLedgerProjection(Projection):
 def nonce_summary(tx: Tx) -> dict[str, Any]:
     """Admitted nonces per key and refusals per (reason, key), for ``labledger esper nonces``."""
     nonces, refusals = tx.table("nonces"), tx.table("refusals")
-    per_key = tx.conn.execute(
+    per_key = tx.query(
         sa.select(
             nonces.c.key_id,
             sa.func.count(),
@@ -299,8 +299,6 @@ def nonce_summary(tx: Tx) -> dict[str, Any]:
         ],
         "refused": [
             dict(r._mapping)
-            for r in tx.conn.execute(
-                sa.select(refusals).order_by(refusals.c.reason, refusals.c.key_id)
-            )
+            for r in tx.query(sa.select(refusals).order_by(refusals.c.reason, refusals.c.key_id))
         ],
     }

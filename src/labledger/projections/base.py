@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVarTuple, overload
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
+from sqlalchemy.sql.selectable import TypedReturnsRows
 
 from labledger.events import Event
 from labledger.events.typed import Typed
+
+_Ts = TypeVarTuple("_Ts")
 
 
 def physical_name(projection: str, table: str, version: int, generation: int) -> str:
@@ -59,10 +62,27 @@ class TableSet:
         return found
 
 
+_PLAIN_TYPES = (sa.String, sa.Integer, sa.Float, sa.Boolean, sa.LargeBinary)
+
+
 class TableShape:
     """A table's key, its columns and the values that need coercing, as plain sets."""
 
-    __slots__ = ("coerce", "columns", "defaults", "key", "key_set", "settable", "sql_only", "table")
+    __slots__ = (
+        "_driver_sql",
+        "by_key",
+        "coerce",
+        "columns",
+        "defaults",
+        "insert",
+        "key",
+        "key_set",
+        "plain",
+        "settable",
+        "sql_only",
+        "table",
+        "update",
+    )
 
     def __init__(self, table: sa.Table) -> None:
         self.table = table
@@ -87,6 +107,52 @@ class TableShape:
                 arg = None if default is None else getattr(default, "arg", None)
                 self.defaults[column.key] = arg
         self.sql_only = frozenset(sql_only)
+        # Statements built once; SQLAlchemy caches their compiled form.
+        key_columns = list(table.primary_key.columns)
+        self.by_key = sa.select(table).where(
+            *[c == sa.bindparam(f"k_{c.key}") for c in key_columns]
+        )
+        self.insert = sa.insert(table)
+        self.update = (
+            sa.update(table)
+            .where(*[c == sa.bindparam(f"k_{c.key}") for c in key_columns])
+            .values({c.key: sa.bindparam(f"v_{c.key}") for c in table.columns if not c.primary_key})
+        )
+
+        # Columns whose values go to the driver as they are (no bind processing):
+        # their bulk writes can skip SQLAlchemy's per-row parameter handling.
+        self.plain = all(isinstance(c.type, _PLAIN_TYPES) for c in table.columns)
+        self._driver_sql: dict[tuple[str, str], tuple[str, list[str] | None]] = {}
+
+    def write_many(self, conn: Connection, kind: str, params: list[dict[str, Any]]) -> None:
+        """One executemany of :attr:`insert` or :attr:`update` (``kind``) for ``params``."""
+        statement = self.insert if kind == "insert" else self.update
+        if not self.plain:
+            conn.execute(statement, params)
+            return
+        sql, order = self._compiled(conn, kind, statement)
+        if order is None:  # a named paramstyle (psycopg): the dicts as they are
+            conn.exec_driver_sql(sql, params)
+        else:
+            conn.exec_driver_sql(sql, [tuple([p[n] for n in order]) for p in params])
+
+    def _compiled(
+        self, conn: Connection, kind: str, statement: sa.Executable
+    ) -> tuple[str, list[str] | None]:
+        key = (conn.dialect.name, kind)
+        found = self._driver_sql.get(key)
+        if found is None:
+            compiled = statement.compile(dialect=conn.dialect)  # type: ignore[attr-defined]
+            order = None if compiled.positiontup is None else list(compiled.positiontup)
+            found = self._driver_sql[key] = (compiled.string, order)
+        return found
+
+    def key_params(self, pk: tuple[Any, ...]) -> dict[str, Any]:
+        return {f"k_{name}": value for name, value in zip(self.key, pk, strict=True)}
+
+    def update_params(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Bind values of :attr:`update` (bind names must not be column names)."""
+        return {(f"k_{k}" if k in self.key_set else f"v_{k}"): v for k, v in row.items()}
 
     def key_of(self, key: Mapping[str, Any], *, partial: bool = False) -> tuple[Any, ...] | None:
         """The primary-key tuple when ``key`` names exactly (or, partial: at least) the key."""
@@ -150,29 +216,60 @@ class _Cached:
         self.dirty = False
 
 
+MAX_CACHED_ROWS = 100_000
+"""Past this many rows held, :meth:`Tx.carry` starts the next batch with an empty map."""
+
+
 class Tx:
-    """A projection's unit of work for one batch: an identity map, flushed in bulk.
+    """A projection's unit of work: an identity map, flushed in bulk once per batch.
 
     ``get``/``insert``/``upsert``/``update`` by primary key work on rows held in
-    memory: a key is read from the database once per batch, and what the batch
-    wrote goes out at :meth:`flush` as one ``INSERT`` and one ``UPDATE``
+    memory: a key is read from the database once, and what the batch wrote
+    goes out at :meth:`flush` as one ``INSERT`` and one ``UPDATE``
     (executemany) per table, in the batch's transaction, before its checkpoint.
-    Anything else (a query, a delete, a lookup by another key) goes through
+    :meth:`query` runs a read-only statement after flushing and keeps the map.
+    Anything else (a delete, a statement that writes) goes through
     :attr:`conn`, which flushes first and forgets the cached rows, since such
     a statement may change them behind the map's back.
+
+    The engine carries one Tx from batch to batch of a pass (:meth:`carry`):
+    only it writes these tables while it holds the checkpoint, so rows it
+    flushed and committed are still what the database holds.
     """
 
     def __init__(self, conn: Connection, tables: TableSet) -> None:
         self._conn = conn
         self.tables = tables
         self._rows: dict[str, dict[tuple[Any, ...], _Cached]] = {}
+        self._dirty: list[tuple[str, _Cached]] = []
+        self._held = 0
 
     @property
     def conn(self) -> Connection:
         """The batch's connection, with every pending write flushed and the map dropped."""
         self.flush()
-        self._rows.clear()
+        self._forget()
         return self._conn
+
+    @overload
+    def query(self, statement: TypedReturnsRows[*_Ts]) -> sa.CursorResult[*_Ts]: ...
+
+    @overload
+    def query(self, statement: sa.Executable) -> sa.CursorResult[*tuple[Any, ...]]: ...
+
+    def query(self, statement: sa.Executable) -> sa.CursorResult[*tuple[Any, ...]]:
+        """Run a read-only statement (a SELECT) on the flushed tables; the map stays."""
+        self.flush()
+        return self._conn.execute(statement)
+
+    def carry(self, conn: Connection) -> Tx:
+        """Go on in the next batch's transaction, keeping the flushed rows (up to a bound)."""
+        if self._dirty:
+            raise RuntimeError("carry() before flush(): the batch's writes would be lost")
+        self._conn = conn
+        if self._held > MAX_CACHED_ROWS:
+            self._forget()
+        return self
 
     def table(self, name: str) -> sa.Table:
         return self.tables[name]
@@ -183,7 +280,7 @@ class Tx:
         if pk is None:
             table = shape.table
             where = [table.c[k] == v for k, v in key.items()]
-            return self.conn.execute(sa.select(table).where(*where)).first()
+            return self.query(sa.select(table).where(*where)).first()
         values = self._load(shape, name, pk).values
         return None if values is None else RowView(values)
 
@@ -197,8 +294,9 @@ class Tx:
             self.conn.execute(sa.insert(shape.table).values(**values))
             return
         if entry is None:  # unknown: written as an insert; a stored duplicate fails at flush
-            entry = self._rows.setdefault(name, {})[pk] = _Cached(None, stored=False)
-        entry.values, entry.dirty = row, True
+            entry = self._remember(name, pk, _Cached(None, stored=False))
+        entry.values = row
+        self._touch(name, entry)
 
     def upsert(self, name: str, key: Mapping[str, Any], **values: Any) -> None:
         """Update the row with ``key``, or insert it."""
@@ -216,7 +314,7 @@ class Tx:
             entry.values = row
         else:
             entry.values.update(shape.coerced(values))
-        entry.dirty = True
+        self._touch(name, entry)
 
     def update(self, name: str, key: Mapping[str, Any], **values: Any) -> int:
         """Update the row(s) with ``key``; how many there were."""
@@ -230,39 +328,53 @@ class Tx:
         if entry.values is None:
             return 0
         entry.values.update(shape.coerced(values))
-        entry.dirty = True
+        self._touch(name, entry)
         return 1
 
     def flush(self) -> None:
         """Write every changed row: per table one bulk INSERT and one bulk UPDATE."""
-        for name, rows in self._rows.items():
-            dirty = [e for e in rows.values() if e.dirty and e.values is not None]
-            if not dirty:
+        if not self._dirty:
+            return
+        by_table: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+        for name, entry in self._dirty:
+            if entry.values is None:
                 continue
-            table = self.tables[name]
-            new = [e.values for e in dirty if not e.stored and e.values is not None]
+            new, changed = by_table.setdefault(name, ([], []))
+            (changed if entry.stored else new).append(entry.values)
+            entry.stored, entry.dirty = True, False
+        self._dirty = []
+        for name, (new, changed) in by_table.items():
+            shape = self.tables.shape(name)
             if new:
-                self._conn.execute(sa.insert(table), new)
-            changed = [e.values for e in dirty if e.stored and e.values is not None]
+                shape.write_many(self._conn, "insert", new)
             if changed:
-                self._conn.execute(*_bulk_update(table, changed))
-            for e in dirty:
-                e.stored, e.dirty = True, False
+                shape.write_many(self._conn, "update", [shape.update_params(r) for r in changed])
 
     # -- the identity map ------------------------------------------------------
 
-    def _load(self, shape: TableShape, name: str, pk: tuple[Any, ...]) -> _Cached:
+    def _touch(self, name: str, entry: _Cached) -> None:
+        if not entry.dirty:
+            entry.dirty = True
+            self._dirty.append((name, entry))
+
+    def _remember(self, name: str, pk: tuple[Any, ...], entry: _Cached) -> _Cached:
         rows = self._rows.get(name)
         if rows is None:
             rows = self._rows[name] = {}
-        entry = rows.get(pk)
+        rows[pk] = entry
+        self._held += 1
+        return entry
+
+    def _forget(self) -> None:
+        self._rows.clear()
+        self._held = 0
+
+    def _load(self, shape: TableShape, name: str, pk: tuple[Any, ...]) -> _Cached:
+        entry = self._rows.get(name, {}).get(pk)
         if entry is None:
-            where = [c == v for c, v in zip(shape.table.primary_key.columns, pk, strict=True)]
-            found = self._conn.execute(sa.select(shape.table).where(*where)).first()
-            entry = _Cached(
-                None if found is None else dict(found._mapping), stored=found is not None
-            )
-            rows[pk] = entry
+            found = self._conn.execute(shape.by_key, shape.key_params(pk)).first()
+            values = None if found is None else dict(found._mapping)
+            entry = self._remember(name, pk, _Cached(values, stored=found is not None))
         return entry
 
     def _upsert_now(self, name: str, key: Mapping[str, Any], values: Mapping[str, Any]) -> None:
@@ -275,21 +387,6 @@ class Tx:
         elif conn.execute(sa.select(sa.literal(1)).select_from(table).where(*where)).first():
             return
         conn.execute(sa.insert(table).values(**key, **values))
-
-
-def _bulk_update(table: sa.Table, rows: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]]:
-    """One UPDATE … WHERE pk = :k_pk for many rows (bind names must not be column names)."""
-    keys = table.primary_key.columns.keys()
-    rest = [c.key for c in table.columns if c.key not in keys]
-    statement = (
-        sa.update(table)
-        .where(*[table.c[k] == sa.bindparam(f"k_{k}") for k in keys])
-        .values({c: sa.bindparam(f"v_{c}") for c in rest})
-    )
-    params = [
-        {**{f"k_{k}": row[k] for k in keys}, **{f"v_{c}": row[c] for c in rest}} for row in rows
-    ]
-    return statement, params
 
 
 class Projection(abc.ABC):

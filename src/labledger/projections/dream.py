@@ -242,7 +242,7 @@ def _first_successful(
     trials = tx.table("trials")
     where = (trials.c.domain == event.domain, trials.c.regime == regime)
     query = sa.select(trials).where(*where, trials.c.generation == event.generation)
-    rows = tx.conn.execute(query.order_by(trials.c.cand_id, trials.c.trial)).all()
+    rows = tx.query(query.order_by(trials.c.cand_id, trials.c.trial)).all()
     by_cand: dict[str, list[sa.Row[Any]]] = {}
     for row in rows:
         by_cand.setdefault(row.cand_id, []).append(row)
@@ -318,7 +318,7 @@ def current_baselines(tx: Tx, domain: str | None = None) -> list[dict[str, Any]]
     query = sa.select(current).order_by(current.c.domain, current.c.regime)
     if domain is not None:
         query = query.where(current.c.domain == domain)
-    rows = tx.conn.execute(query).all()
+    rows = tx.query(query).all()
     return [_baseline_line(c, tx.get("baselines", baseline_id=c.baseline_id)) for c in rows]
 
 
@@ -345,7 +345,7 @@ def candidate_domains(tx: Tx, cand_id: str) -> list[str]:
     """The domains in which ``cand_id`` has trials (candidate ids are unique per domain)."""
     trials = tx.table("trials")
     query = sa.select(trials.c.domain).where(trials.c.cand_id == cand_id).distinct()
-    return sorted(r.domain for r in tx.conn.execute(query))
+    return sorted(r.domain for r in tx.query(query))
 
 
 def candidate_pack(tx: Tx, domain: str, cand_id: str) -> dict[str, Any] | None:
@@ -363,7 +363,7 @@ def candidate_pack(tx: Tx, domain: str, cand_id: str) -> dict[str, Any] | None:
     """
     trials = tx.table("trials")
     where = (trials.c.domain == domain, trials.c.cand_id == cand_id)
-    rows = tx.conn.execute(sa.select(trials).where(*where).order_by(trials.c.trial)).all()
+    rows = tx.query(sa.select(trials).where(*where).order_by(trials.c.trial)).all()
     if not rows:
         return None
     latest = max(rows, key=lambda r: r.position)
@@ -407,6 +407,4 @@ def _caps_of(tx: Tx, domain: str, cand_id: str) -> list[dict[str, Any]]:
     caps = tx.table("caps")
     query = sa.select(caps).where(caps.c.domain == domain, caps.c.cand_id == cand_id)
     fields = ("regime", "trial", "metric", "sensor", "cap", "observed", "position")
-    return [
-        {f: getattr(r, f) for f in fields} for r in tx.conn.execute(query.order_by(caps.c.position))
-    ]
+    return [{f: getattr(r, f) for f in fields} for r in tx.query(query.order_by(caps.c.position))]

@@ -146,10 +146,11 @@ class ProjectionEngine:
         points = {p.name: self.ensure(p, progress) for p in chosen}
         start = min((cp.position for cp in points.values()), default=0)
         total, done = max(0, self.source.head() - start), 0
+        txs: dict[str, Tx] = {}
         for batch in self._batches(start + 1):
             with self._write() as conn:
                 for proj in chosen:
-                    points[proj.name] = self._advance(conn, proj, points[proj.name], batch)
+                    points[proj.name] = self._advance(conn, proj, points[proj.name], batch, txs)
             done += len(batch.records)
             if progress:
                 progress(done, max(total, done))
@@ -159,26 +160,35 @@ class ProjectionEngine:
         return [self.get(n) for n in (names or sorted(self.projections))]
 
     def _advance(
-        self, conn: Connection, proj: Projection, cp: Checkpoint, batch: _Batch
+        self, conn: Connection, proj: Projection, cp: Checkpoint, batch: _Batch, txs: dict[str, Tx]
     ) -> Checkpoint:
         """Fold the part of ``batch`` after ``cp`` into ``proj`` and move its checkpoint."""
         todo = batch.after(cp.position)
         if not todo:
             return cp
-        tx = Tx(conn, self.tables(proj, cp.version, cp.generation))
+        tx = self._tx(txs, conn, proj, cp)
         applied = self._fold(tx, proj, todo, batch)
         tx.flush()
         new = _advanced(cp, todo[-1].position, applied)
         cps.advance(conn, cp, new)
         return new
 
+    def _tx(self, txs: dict[str, Tx], conn: Connection, proj: Projection, cp: Checkpoint) -> Tx:
+        """The pass's unit of work for ``proj``, carried into this batch's transaction."""
+        tx = txs.get(proj.name)
+        if tx is None:
+            tx = txs[proj.name] = Tx(conn, self.tables(proj, cp.version, cp.generation))
+            return tx
+        return tx.carry(conn)
+
     def _fill(
         self, proj: Projection, cp: Checkpoint, *, until: int | None, progress: Progress | None
     ) -> Checkpoint:
         total = max(0, (self.source.head() if until is None else until) - cp.position)
         done = 0
+        txs: dict[str, Tx] = {}
         for batch in self._batches(cp.position + 1, until):
-            cp = self._apply_batch(proj, cp, batch.records)
+            cp = self._apply_batch(proj, cp, batch.records, txs)
             done += len(batch.records)
             if progress:
                 progress(done, max(total, done))
@@ -213,10 +223,14 @@ class ProjectionEngine:
         return applied
 
     def _apply_batch(
-        self, proj: Projection, cp: Checkpoint, records: Sequence[RecordedEvent]
+        self,
+        proj: Projection,
+        cp: Checkpoint,
+        records: Sequence[RecordedEvent],
+        txs: dict[str, Tx] | None = None,
     ) -> Checkpoint:
         with self._write() as conn:
-            tx = Tx(conn, self.tables(proj, cp.version, cp.generation))
+            tx = self._tx({} if txs is None else txs, conn, proj, cp)
             applied = self._fold(tx, proj, records)
             tx.flush()  # the batch's rows, then its checkpoint, in one transaction
             new = _advanced(cp, records[-1].position, applied)
@@ -261,13 +275,14 @@ class ProjectionEngine:
         olds = {p.name: self._built(p) for p in chosen}
         shadows = {p.name: self._shadow(p, olds[p.name]) for p in chosen}
         head, done = self.source.head(), 0
+        txs: dict[str, Tx] = {}
         # The shadows are not in ll_projections yet: batches carry no checkpoint
         # row, and an interrupted rebuild starts again from zero.
         for batch in self._batches(1):
             with self._write() as conn:
                 for proj in chosen:
                     shadow = shadows[proj.name]
-                    tx = Tx(conn, self.tables(proj, shadow.version, shadow.generation))
+                    tx = self._tx(txs, conn, proj, shadow)
                     applied = self._fold(tx, proj, batch.records, batch)
                     tx.flush()
                     shadows[proj.name] = _advanced(shadow, batch.records[-1].position, applied)

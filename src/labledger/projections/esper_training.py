@@ -269,7 +269,7 @@ def _state(tx: Tx, run_id: str, slot: str) -> dict[str, Any]:
     """The features of ``slot`` now, with the positions of the events they came from."""
     run = tx.get("runs", run_id=run_id)
     table = tx.table("slots")
-    slots = list(tx.conn.execute(sa.select(table).where(table.c.run_id == run_id)))
+    slots = list(tx.query(sa.select(table).where(table.c.run_id == run_id)))
     return {
         "obs": _encode(observation(run, slots, slot)).decode(),
         "state_position": None if run is None else run.state_position,
@@ -306,7 +306,7 @@ def _open(tx: Tx, run_id: str, cmd: AdaptationCommand, position: int) -> None:
 
 def _complete(tx: Tx, report: FieldReport, position: int) -> None:
     table = tx.table("transitions")
-    row = tx.conn.execute(
+    row = tx.query(
         sa.select(table)
         .where(table.c.command_id == report.command_id, table.c.status == "pending")
         .order_by(table.c.command_position)
@@ -340,7 +340,7 @@ def _end_window(tx: Tx, run_id: str, flag: str, position: int) -> None:
     """
     table = tx.table("transitions")
     open_ = (table.c.run_id == run_id, table.c.status == "pending")
-    fresh = tx.conn.execute(
+    fresh = tx.query(
         sa.select(table.c.command_position, table.c.slot)
         .where(*open_, table.c.done_position.is_(None))
         .order_by(table.c.command_position)
@@ -361,7 +361,7 @@ def completed(tx: Tx, as_of: int | None = None) -> list[Transition]:
     query = sa.select(table).where(table.c.status == "complete")
     if as_of is not None:
         query = query.where(table.c.report_position <= as_of)
-    rows = tx.conn.execute(query.order_by(table.c.command_position))
+    rows = tx.query(query.order_by(table.c.command_position))
     return [_transition(row) for row in rows]
 
 
@@ -373,7 +373,7 @@ def pending_count(tx: Tx, as_of: int | None = None) -> int:
     if as_of is not None:
         unreported = sa.or_(unreported, table.c.report_position > as_of)
         query = query.where(table.c.command_position <= as_of)
-    return int(tx.conn.execute(query.where(unreported)).scalar_one())
+    return int(tx.query(query.where(unreported)).scalar_one())
 
 
 def _transition(row: sa.Row[Any]) -> Transition:

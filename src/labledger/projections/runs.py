@@ -96,4 +96,4 @@ def run_rows(
         query = query.where(table.c.status == status)
     if subsystem is not None:
         query = query.where(table.c.subsystem == subsystem)
-    return [dict(row._mapping) for row in tx.conn.execute(query)]
+    return [dict(row._mapping) for row in tx.query(query)]

@@ -128,4 +128,4 @@ def slot_rows(tx: Tx, run_id: str | None = None) -> list[dict[str, Any]]:
     query = sa.select(table).order_by(table.c.run_id, table.c.slot)
     if run_id is not None:
         query = query.where(table.c.run_id == run_id)
-    return [dict(row._mapping) for row in tx.conn.execute(query)]
+    return [dict(row._mapping) for row in tx.query(query)]

@@ -268,7 +268,7 @@ def violations(tx: Tx, run_id: str | None = None) -> list[Violation]:
     query = sa.select(table)
     if run_id is not None:
         query = query.where(table.c.run_id == run_id)
-    rows = tx.conn.execute(query.order_by(table.c.position, table.c.event_index, table.c.rule))
+    rows = tx.query(query.order_by(table.c.position, table.c.event_index, table.c.rule))
     return [
         Violation(
             run_id=r.run_id,
@@ -289,6 +289,6 @@ def kind_counts(tx: Tx, run_id: str | None = None) -> dict[str, dict[str, int]]:
     if run_id is not None:
         query = query.where(table.c.run_id == run_id)
     out: dict[str, dict[str, int]] = {}
-    for row in tx.conn.execute(query):
+    for row in tx.query(query):
         out.setdefault(row.run_id, {})[row.kind] = int(row.events)
     return out

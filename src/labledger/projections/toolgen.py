@@ -187,7 +187,7 @@ def _challenger(tx: Tx, e: ChallengerEntered, position: int) -> None:
 
 def _producing_attempt(tx: Tx, handoff_id: str, code_sha256: str) -> int | None:
     t = tx.table("attempts")
-    rows = tx.conn.execute(
+    rows = tx.query(
         sa.select(t.c.attempt, t.c.repaired_code_sha256).where(
             t.c.handoff_id == handoff_id, t.c.outcome == SUCCEEDED
         )
@@ -292,7 +292,7 @@ def leaderboard(tx: Tx, spec: str | None = None, top: int = DEFAULT_TOP) -> list
     if spec is not None:
         query = query.where(s.c.spec_id == spec)
     by_spec: dict[str, list[sa.Row[tuple[object, ...]]]] = defaultdict(list)
-    for row in tx.conn.execute(query):
+    for row in tx.query(query):
         if len(by_spec[row.spec_id]) < top:
             by_spec[row.spec_id].append(row)
     tools = _tools(tx)
@@ -304,7 +304,7 @@ def leaderboard(tx: Tx, spec: str | None = None, top: int = DEFAULT_TOP) -> list
 
 
 def _tools(tx: Tx) -> dict[str, sa.Row[tuple[object, ...]]]:
-    return {r.tool_id: r for r in tx.conn.execute(sa.select(tx.table("tools")))}
+    return {r.tool_id: r for r in tx.query(sa.select(tx.table("tools")))}
 
 
 def _chain(tool_id: str, tools: dict[str, sa.Row[tuple[object, ...]]]) -> list[str]:
@@ -362,7 +362,7 @@ def median_ms_by_epoch(tx: Tx, spec: str | None = None) -> list[EpochMedian]:
     if spec is not None:
         query = query.where(t.c.spec_id == spec)
     groups: dict[tuple[str, int], list[float]] = defaultdict(list)
-    for row in tx.conn.execute(query):
+    for row in tx.query(query):
         groups[(row.spec_id, row.epoch)].append(row.median_ms)
     return [
         EpochMedian(spec_id=s, epoch=e, tools=len(groups[(s, e)]), median_ms=median(groups[(s, e)]))
@@ -380,9 +380,9 @@ def rates(tx: Tx) -> list[Rates]:
         One row per spec (code-point order), then the overall row (``spec_id=None``).
     """
     s = tx.table("standings")
-    evaluated = {r.tool_id: r.spec_id for r in tx.conn.execute(sa.select(s.c.tool_id, s.c.spec_id))}
+    evaluated = {r.tool_id: r.spec_id for r in tx.query(sa.select(s.c.tool_id, s.c.spec_id))}
     synthesized = {tool_id: row.spec_id for tool_id, row in _tools(tx).items()}
-    handoffs = list(tx.conn.execute(sa.select(tx.table("handoffs"))))
+    handoffs = list(tx.query(sa.select(tx.table("handoffs"))))
     spec_of_handoff = {
         h.handoff_id: evaluated.get(h.tool_id)
         or synthesized.get(h.tool_id)
@@ -390,7 +390,7 @@ def rates(tx: Tx) -> list[Rates]:
         for h in handoffs
     }
     outcomes: dict[str, list[str]] = defaultdict(list)
-    for a in tx.conn.execute(sa.select(tx.table("attempts"))):
+    for a in tx.query(sa.select(tx.table("attempts"))):
         outcomes[a.handoff_id].append(a.outcome)
     handed_off = {h.tool_id for h in handoffs}
     counts: dict[str | None, dict[str, int]] = defaultdict(lambda: defaultdict(int))

@@ -374,11 +374,15 @@ class _LoudEngine(ProjectionEngine):
     split = False
 
     def _apply_batch(
-        self, proj: Projection, cp: Checkpoint, records: Sequence[RecordedEvent]
+        self,
+        proj: Projection,
+        cp: Checkpoint,
+        records: Sequence[RecordedEvent],
+        txs: dict[str, Tx] | None = None,
     ) -> Checkpoint:
         _say("BEGIN", str(records[0].position))
         if not self.split:
-            new = super()._apply_batch(proj, cp, records)
+            new = super()._apply_batch(proj, cp, records, txs)
             _say("COMMIT", str(new.position))
             return new
         with self._write() as conn:  # the bug: rows in one transaction ...

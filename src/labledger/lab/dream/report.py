@@ -46,11 +46,11 @@ def candidate_scores(
     if cand_ids is not None:
         query = query.where(trials.c.cand_id.in_(list(cand_ids)))
     columns: dict[tuple[str, str], dict[str, dict[str, list[Any]]]] = {}
-    for row in tx.conn.execute(query.order_by(trials.c.trial)):
+    for row in tx.query(query.order_by(trials.c.trial)):
         regime = columns.setdefault((row.domain, row.cand_id), {}).setdefault(row.regime, {})
         for m in ds.METRICS:
             regime.setdefault(m, []).append(getattr(row, m))
-    capped = {(r.domain, r.cand_id) for r in tx.conn.execute(sa.select(caps))}
+    capped = {(r.domain, r.cand_id) for r in tx.query(sa.select(caps))}
     found: dict[tuple[str, str], tuple[float, bool]] = {}
     for key, regimes in columns.items():
         means = {r: ds.regime_means(k) for r, k in regimes.items()}
