@@ -127,6 +127,7 @@ def normalize_part(part: StreamAppend, gate: Gate | None = None) -> Part:
     claims: list[CommandClaim | None] = [None] * len(events)
     if gate is not None:
         for i, (e, given) in enumerate(zip(events, part.events, strict=True)):
+            gate.admit(part.stream, e)
             events[i], claims[i] = gate.prepare(e, typed=not isinstance(given, NewEvent))
     seen: set[str] = set()
     for e in events:

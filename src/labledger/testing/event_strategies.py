@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 import labledger.events as ev
 from labledger.events import Event, all_types
+from labledger.events.security import KeyAlgorithm, KeyRegistered
 
 _UTC = dt.UTC
 # Wide enough to exercise encodings, narrow enough to keep examples readable.
@@ -339,6 +340,13 @@ def _esper_command_examples() -> list[Event]:
             key_id="tamiyo-2025-10",
             nonce="3f9c2a7e",
             detail="nonce seen 12 s ago",
+        ),
+        KeyRegistered(
+            key_id="tamiyo-2025-10",
+            algorithm=KeyAlgorithm.ED25519,
+            public_key=_h("tamiyo-2025-10 public"),
+            fingerprint="sha256:" + _h(_h("tamiyo-2025-10 public")),
+            registered_by="lab",
         ),
     ]
 
