@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from labledger import names
 from labledger.errors import (
     CommandRefused,
     IdempotencyConflict,
@@ -55,16 +56,8 @@ class Part:
 
 
 def _check_name(kind: str, value: str, limit: int) -> None:
-    if not isinstance(value, str) or not value:
-        raise InvalidEvent(f"{kind} must be a non-empty string")
-    if len(value) > limit:
-        raise InvalidEvent(f"{kind} is {len(value)} characters long; the limit is {limit}")
-    if "\x00" in value:
-        raise InvalidEvent(f"{kind} contains a NUL character")
-    try:
-        value.encode()
-    except UnicodeEncodeError as exc:
-        raise InvalidEvent(f"{kind} is not valid UTF-8 text") from exc
+    """The one name policy (``labledger.names``), limit in bytes of UTF-8."""
+    names.check(kind, value, limit=limit)
 
 
 _object = msgspec.json.Decoder(dict[str, Any])
@@ -90,7 +83,7 @@ def normalize(event: NewEvent | SupportsNewEvent) -> NewEvent:
             raise InvalidEvent(f"cannot append a {type(event).__name__}: not an event")
         event = event.to_new_event()
     assert isinstance(event, NewEvent)
-    _check_name("event type", event.type, MAX_TYPE_LENGTH)
+    _check_name(names.TYPE, event.type, MAX_TYPE_LENGTH)
     if typed:  # encoded from a typed object: a JSON object by construction
         if not isinstance(event.data, bytes) or not isinstance(event.metadata, bytes):
             raise InvalidEvent("event data and metadata must be bytes of a JSON object")
@@ -102,7 +95,7 @@ def normalize(event: NewEvent | SupportsNewEvent) -> NewEvent:
     for name in ("correlation_id", "causation_id", "run_id", "actor"):
         value = getattr(event, name)
         if value is not None:
-            _check_name(name, value, MAX_STREAM_LENGTH)
+            _check_name(names.ACTOR if name == "actor" else name, value, MAX_STREAM_LENGTH)
     try:
         canonical = str(uuid.UUID(event.id))
     except (ValueError, AttributeError, TypeError) as exc:
@@ -113,7 +106,7 @@ def normalize(event: NewEvent | SupportsNewEvent) -> NewEvent:
 
 
 def normalize_part(part: StreamAppend, gate: Gate | None = None) -> Part:
-    _check_name("stream name", part.stream, MAX_STREAM_LENGTH)
+    _check_name(names.STREAM, part.stream, MAX_STREAM_LENGTH)
     expected = part.expected_version
     if not isinstance(expected, StreamState) and (
         not isinstance(expected, int) or isinstance(expected, bool) or expected < 0
