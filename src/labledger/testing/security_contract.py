@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 from collections.abc import Iterator
@@ -23,8 +22,8 @@ from labledger import (
 from labledger.events import AdaptationCommand, Event, all_types, encode
 from labledger.events.typed import decode_record, typed
 from labledger.ledger import open_ledger
-from labledger.security import GATE_ACTOR, REJECTIONS_STREAM, KeyRing, as_gate, sign
-from labledger.testing.event_strategies import events_of, example_events
+from labledger.security import REJECTIONS_STREAM, KeyRing, sign
+from labledger.testing.event_strategies import as_writer_of, events_of, example_events
 from labledger.testing.profile import examples
 from labledger.testing.store_contract import BackendFixtures
 
@@ -188,7 +187,7 @@ class TypedEventsContract(SecurityFixtures):
         for event in example_events():
             if isinstance(event, AdaptationCommand):
                 event = sign(event, ring, now=T0)
-            with _as_writer_of(event):
+            with as_writer_of(event):
                 strict.append(f"{event.SUBSYSTEM}-stream", [event])
             originals.append(event)
         decoded = [t.event for t in typed(strict.read_all())]
@@ -204,7 +203,7 @@ class TypedEventsContract(SecurityFixtures):
     def test_generated_events_round_trip(self, strict: EventStore, data: st.DataObject) -> None:
         cls = data.draw(st.sampled_from([c for c in all_types() if c is not AdaptationCommand]))
         event = data.draw(events_of(cls))
-        with _as_writer_of(event):
+        with as_writer_of(event):
             result = strict.append("generated", [event])
         (stored,) = strict.read_stream("generated", result.first_version)
         assert decode_record(stored).event == event
@@ -287,10 +286,3 @@ class RawInputContract(SecurityFixtures):
         raw.append(name, [NewEvent.from_json("mylab.Note", {"q": "%_' OR 1=1"})])
         assert raw.read_stream(name)[0].data == b'{"q":"%_\' OR 1=1"}'
         assert raw.verify().ok and raw.head() == 2
-
-
-def _as_writer_of(event: Event) -> contextlib.AbstractContextManager[None]:
-    """The gate's own records (``security.*``) are appended as the gate (issue #18)."""
-    if event.SUBSYSTEM == "security":
-        return as_gate(GATE_ACTOR)
-    return contextlib.nullcontext()
