@@ -68,6 +68,7 @@ class KeyRing:
     ) -> None:
         self._keys: dict[str, bytes] = {}
         self._alg: dict[str, str] = {}
+        self._public: dict[str, bytes] = {}
         for kid, secret in (keys or {}).items():
             self._put(kid, secret, HMAC)
         if active is not None and active not in self._keys:
@@ -96,7 +97,9 @@ class KeyRing:
         """The raw Ed25519 public key of ``kid``; None for an HMAC key or a key not here."""
         if self._alg.get(kid) != ED25519:
             return None
-        return public_bytes(self._keys[kid])
+        if kid not in self._public:  # derived once: Kasmina checks every command with the ring
+            self._public[kid] = public_bytes(self._keys[kid])
+        return self._public[kid]
 
     def trusts(self, kid: str) -> bool:
         """Whether the gate accepts commands signed with ``kid``.
@@ -121,6 +124,7 @@ class KeyRing:
     def _put(self, kid: str, secret: bytes, alg: str) -> None:
         _check(kid, secret, alg)
         self._keys[kid], self._alg[kid] = secret, alg
+        self._public.pop(kid, None)
 
     def encoded(self, kid: str) -> str:
         """The key as the key file stores it: ``ed25519:HEX`` or bare HMAC ``HEX``."""
@@ -218,7 +222,7 @@ def ensure_key(ring: KeyRing, path: Path | None = None) -> str:
     This is how a lab run without a key file gets a key it can still name after
     the run: the key is persisted (mode 0600) before anything is signed with it,
     and the caller registers its public half in the log. Concurrent runs take a
-    lock on ``<key file>.lock`` so neither loses the other's key.
+    lock on the key file's directory so neither loses the other's key.
     """
     if ring.active is not None:
         return ring.active
@@ -235,7 +239,7 @@ def ensure_key(ring: KeyRing, path: Path | None = None) -> str:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(path.with_name(path.name + ".lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+    fd = os.open(path.parent if str(path.parent) else ".", os.O_RDONLY)  # no stray lock file
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
