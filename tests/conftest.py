@@ -46,3 +46,11 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     fixture = "sqlite_backend" if request.param == "sqlite" else "postgres_backend"
     result: Backend = request.getfixturevalue(fixture)
     return result
+
+
+@pytest.fixture(autouse=True)
+def _own_key_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A run without a key file now saves one (issue #18): keep it out of the working tree."""
+    monkeypatch.setenv("LABLEDGER_KEY_FILE", str(tmp_path_factory.mktemp("keys") / "lab.keys"))

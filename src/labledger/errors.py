@@ -187,3 +187,12 @@ class CommandRefused(LabledgerError):
 
 class ProjectionError(LabledgerError):
     """A projection could not apply, rebuild or report."""
+
+
+class ReservedName(LabledgerError):
+    """An append wrote into a namespace only the gate may write (``security.*``, the gate's
+    streams, or a run's lifecycle on behalf of another run). Nothing was written (issue #18).
+    """
+
+    exit_code: ClassVar[int] = 4
+    http_status: ClassVar[int] = 403

@@ -25,4 +25,6 @@ def open_ledger(
         SchemaNotInitialized, StoreUnavailable: as :func:`labledger.store.open_store`.
     """
     gate = LabGate(keyring if keyring is not None else KeyRing.from_env(), strict=strict)
-    return open_store(url, read_only=read_only, gate=gate, clock=clock, max_nonces=max_nonces)
+    store = open_store(url, read_only=read_only, gate=gate, clock=clock, max_nonces=max_nonces)
+    gate.attach(store)  # registered public keys are read from this very log
+    return store

@@ -94,3 +94,23 @@ def test_catalog_lists_and_shows(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and json.loads(out)["x-labledger"]["schema_version"] == 2
     assert cli("sqlite:///unused.db", "catalog", "no.Such", capsys=capsys)[0] == 2
     assert cli("sqlite:///unused.db", "catalog", "--check", capsys=capsys)[0] == 0
+
+
+def test_keys_register_records_the_public_half_once(
+    backend: Backend, keyed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue #18: `keys register` writes security.KeyRegistered; the secret stays in the file."""
+    url = backend.fresh_url()
+    cli(url, "init", capsys=capsys)
+    kid = cli(url, "keys", "new", capsys=capsys)[1].strip()
+    secret = json.loads(keyed.read_text())["keys"][kid]
+    assert secret.startswith("ed25519:")
+    code, out, _ = cli(url, "keys", "register", "--by", "ada", capsys=capsys)
+    registered = json.loads(out)
+    assert code == 0 and registered["key_id"] == kid and registered["by"] == "ada"
+    assert cli(url, "keys", "register", kid, capsys=capsys)[0] == 0  # again: nothing new
+    code, out, _ = cli(url, "read", "security-keys", capsys=capsys)
+    (line,) = out.splitlines()
+    assert json.loads(line)["data"]["fingerprint"] == registered["fingerprint"]
+    assert secret.removeprefix("ed25519:") not in out
+    assert cli(url, "keys", "register", "k-missing", capsys=capsys)[0] == 2

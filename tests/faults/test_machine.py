@@ -35,8 +35,8 @@ from labledger import (
 from labledger.events.runs import Heartbeat
 from labledger.ledger import open_ledger
 from labledger.projections import ProjectionEngine
-from labledger.security import REJECTIONS_STREAM, KeyRing, LabGate, sign
-from labledger.store.archive import HistoricalGate, export_archive, import_archive
+from labledger.security import REJECTIONS_STREAM, KeyRing, portable, sign
+from labledger.store.archive import export_archive
 from labledger.testing.faults import TallyProjection, tally_fold, tally_state
 from labledger.testing.profile import examples
 from labledger.testing.security_contract import SECRET, Clock, command
@@ -118,15 +118,16 @@ class FaultMachine(RuleBasedStateMachine):
         export_archive(self.store, archive)
         url = f"sqlite:///{self.dir / f'import-{uuid.uuid4().hex[:6]}.db'}"
         init_store(url)
-        # As `labledger import` does: signed commands are history, admitted if they verify.
-        gate = HistoricalGate(LabGate(RING, strict=False))
+        # As `labledger import` does: signed commands are history, admitted if they verify
+        # (and their nonces are new to the log); the gate's records come along (#18).
+        gate = portable.import_gate(RING)
         with open_store(url, gate=gate, clock=self.clock) as fresh:
-            report = import_archive(fresh, archive)
+            report = portable.import_verified(fresh, archive, gate)
             assert report.imported == len(self.model)
             mine = [msgspec.structs.asdict(e) for e in self.store.read_all()]
             theirs = [msgspec.structs.asdict(e) for e in fresh.read_all()]
             assert theirs == mine
-            assert import_archive(fresh, archive).imported == 0  # idempotent
+            assert portable.import_verified(fresh, archive, gate).imported == 0  # idempotent
         STEPS["import"] += 1
 
     @rule(seconds=st.integers(0, 300))

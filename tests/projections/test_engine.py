@@ -269,7 +269,7 @@ def _lab_shaped_log(store: EventStore, rounds_: int = 6) -> None:
     import random
 
     from labledger.errors import CommandRefused
-    from labledger.testing.event_strategies import example_events
+    from labledger.testing.event_strategies import as_writer_of, example_events
 
     rng = random.Random(13)
     for n in range(rounds_):
@@ -277,7 +277,7 @@ def _lab_shaped_log(store: EventStore, rounds_: int = 6) -> None:
         rng.shuffle(events)
         for i, event in enumerate(events):
             # Unsigned commands are refused; the gate's rejection records are in the log.
-            with contextlib.suppress(CommandRefused):
+            with contextlib.suppress(CommandRefused), as_writer_of(event):
                 store.append(f"{event.TYPE.split('.')[0]}-{n}-{i % 3}", [event])
 
 

@@ -9,6 +9,7 @@ import anyio.to_thread
 import msgspec
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
+from labledger import names
 from labledger.api import _queries as q
 from labledger.api._deps import OBJECT, OBJECTS, Reader, State, Writer, json_response, json_schema
 from labledger.api._errors import documented
@@ -25,7 +26,9 @@ from labledger.store import ANY, EXISTS, NO_STREAM, ExpectedVersion, NewEvent, j
 # Bounds keep every number inside 64 bits, so no driver ever overflows on input.
 Position = Annotated[int, Query(ge=0, le=2**62, description="first position wanted")]
 Limit = Annotated[int, Query(ge=1, le=q.MAX_PAGE, description="page size")]
-StreamName = Annotated[str, Path(min_length=1, max_length=256)]
+# The length rule is the name policy's (256 bytes, labledger.names), which names it; this
+# bound only caps the work done on an absurd path.
+StreamName = Annotated[str, Path(min_length=1, max_length=4096)]
 
 router = APIRouter(prefix="/api", tags=["log"], responses=documented(401, 503))
 
@@ -89,8 +92,21 @@ def streams(state: State, _: Reader, prefix: Annotated[str, Query(max_length=256
     return json_response(state.store.streams(prefix))
 
 
+def stream_name(request: Request, decoded: str) -> str:
+    """The stream of a ``/api/streams/{stream}/events`` path, decoded strictly from the raw
+    path: Starlette's decoding turns bytes that are not UTF-8 into U+FFFD, and a name is
+    never rewritten (``labledger.names``, issue #18)."""
+    raw: bytes = request.scope.get("raw_path") or b""
+    head, tail = b"/api/streams/", b"/events"
+    start = raw.find(head)
+    if start < 0 or not raw.endswith(tail):
+        return names.check_stream(decoded)
+    return names.check_stream(names.from_url_path(raw[start + len(head) : -len(tail)]))
+
+
 @router.get("/streams/{stream:path}/events", responses=json_schema(OBJECT))
 def stream_events(
+    request: Request,
     state: State,
     _: Reader,
     stream: StreamName,
@@ -98,7 +114,7 @@ def stream_events(
     limit: Limit = 100,
 ) -> Any:
     """Events of one stream from a version, in version order."""
-    events = state.store.read_stream(stream, from_version, limit)
+    events = state.store.read_stream(stream_name(request, stream), from_version, limit)
     nxt = events[-1].stream_version + 1 if len(events) == limit else None
     return json_response({"events": [json_object(e) for e in events], "next_from_version": nxt})
 
@@ -216,6 +232,7 @@ async def append(
     expect: Annotated[str, Query(max_length=24, description="any|no-stream|exists|N")] = "any",
 ) -> Any:
     """Append a batch to STREAM atomically (token): the CLI's validation and limits."""
+    stream = stream_name(request, stream)
     expected = parse_expected(expect)
     batch = parse_events(await _body(request), f"api:{key_id}")
     started = time.perf_counter()

@@ -15,10 +15,10 @@ import msgspec
 
 from labledger.cli import output
 from labledger.cli._progress import ProgressLine
-from labledger.security.gate import LabGate
+from labledger.security import portable
 from labledger.security.keyring import KeyRing
 from labledger.store import EventStore, open_store
-from labledger.store.archive import HistoricalGate, export_archive, import_archive
+from labledger.store.archive import export_archive
 from labledger.store.backup import backup, restore
 
 
@@ -56,12 +56,13 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     Known types are validated by the lab's gate (not strict: other namespaced
     types pass); signed commands are admitted as history when their signature
-    verifies (see :class:`labledger.store.archive.HistoricalGate`).
+    verifies against the keys the archive itself records, and refused when
+    their nonce is already in the log (see :mod:`labledger.security.portable`).
     """
-    gate = HistoricalGate(LabGate(KeyRing.from_env(), strict=False))
+    gate = portable.import_gate(KeyRing.from_env())
     with open_store(args.db, gate=gate) as store:
         bar = ProgressLine(f"check {args.file}", unit="bytes")
-        report = import_archive(store, Path(args.file), progress=bar)
+        report = portable.import_verified(store, Path(args.file), gate, progress=bar)
         bar.close()
     output.json_line(msgspec.to_builtins(report))
     return 0

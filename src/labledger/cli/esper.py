@@ -4,7 +4,7 @@
 torch is imported only when a verb that needs it runs. Progress goes to
 stderr; stdout gets JSON lines. Commands are signed with the key ring the
 store's gate verifies with (``LABLEDGER_KEYS`` / the key file); with an empty
-ring a session key is made for this process and added to the gate's ring.
+ring a new Ed25519 key is saved to the key file and registered in the log (#18).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``keys``, ``sign`` and ``catalog``: the signing key ring and the event catalog (issue #3)."""
+"""``keys``, ``sign`` and ``catalog``: the key ring and the event catalog (issues #3, #18)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from labledger.events.catalog import build_catalog, check_catalog, schema_path, 
 from labledger.events.raw import parse_json
 from labledger.events.security import SignedCommand
 from labledger.security import keyring as keys
+from labledger.security.keybook import register_key
 from labledger.security.signing import sign
 
 
@@ -34,10 +35,28 @@ def cmd_keys(args: argparse.Namespace) -> int:
         keys.save(ring, path)
         print(kid)
         print(f"added key {kid} to {path} (mode 0600) and made it active", file=sys.stderr)
+    elif args.keys_verb == "register":
+        return _register(args)
     else:
         ring = keys.KeyRing.from_env()
         for kid in ring.ids():
             print(f"{kid}{' (active)' if kid == ring.active else ''}")
+    return 0
+
+
+def _register(args: argparse.Namespace) -> int:
+    """Record the public half of a ring key in the log (``security.KeyRegistered``)."""
+    from labledger.ledger import open_ledger
+
+    ring = keys.KeyRing.from_env()
+    kid = args.key_id or ring.active
+    if kid is None or kid not in ring:
+        raise UsageError(f"no key {kid!r} in the key ring: run `labledger keys new`")
+    with open_ledger(args.db, strict=False, keyring=ring) as store:
+        event = register_key(store, ring, kid, args.by)
+    output.json_line(
+        {"key_id": event.key_id, "fingerprint": event.fingerprint, "by": event.registered_by}
+    )
     return 0
 
 
@@ -103,8 +122,12 @@ def _summary(cls: type[registry.Event]) -> str:
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add ``keys``, ``sign`` and ``catalog``."""
-    p = sub.add_parser("keys", help="manage the command-signing key ring")
-    p.add_argument("keys_verb", choices=["new", "list"])
+    p = sub.add_parser(
+        "keys", help="manage the command-signing key ring; register a key's public half in the log"
+    )
+    p.add_argument("keys_verb", choices=["new", "list", "register"])
+    p.add_argument("key_id", nargs="?", default=None, help="register: default the active key")
+    p.add_argument("--by", default="cli", help="register: who registers it (recorded)")
     p.add_argument(
         "--key-file", default=None, help="default: $LABLEDGER_KEY_FILE or ./labledger.keys"
     )

@@ -68,7 +68,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
     _section("Runs")
     _step(run, db, "runs")
     _section("Integrity")
-    _step(run, db, "verify")
+    _step(run, db, "verify", "--signatures")
     print(
         f"\nlab session done in {time.monotonic() - started:.1f}s; the log is {db}. "
         f"Try: labledger --db {db} dream pack <CAND_ID>, toolgen rates, audit --rejected, "

@@ -22,6 +22,9 @@ from labledger.events.dream import DreamManifest, Regime, TrialKpis, TrialRecord
 from labledger.events.runs import Heartbeat, RunFinished, RunOutcome, RunStarted, Subsystem
 from labledger.ledger import open_ledger
 from labledger.projections import ProjectionEngine, all_projections
+from labledger.security import recheck
+from labledger.security.keybook import KeyBook
+from labledger.security.keyring import KeyRing
 from labledger.store import (
     ANY,
     EXISTS,
@@ -95,11 +98,33 @@ def cmd_streams(args: argparse.Namespace, store: EventStore) -> int:
 
 def cmd_verify(args: argparse.Namespace, store: EventStore) -> int:
     report = store.verify()
-    output.json_line(msgspec.to_builtins(report))
+    doc = msgspec.to_builtins(report)
+    signatures = _signatures(store) if args.signatures else None
+    if signatures is not None:
+        doc["signatures"] = msgspec.to_builtins(signatures)
+    output.json_line(doc)
     if not report.ok:
         print(f"integrity failure: {report.message}", file=sys.stderr)
         return 1
+    if signatures is not None and not signatures.ok:
+        for failure in signatures.failures:
+            print(
+                f"signature failure at position {failure.position} ({failure.command_type} "
+                f"{failure.command_id}, key {failure.key_id}): {failure.status}: {failure.detail}",
+                file=sys.stderr,
+            )
+        for conflict in signatures.key_conflicts:
+            print(f"key conflict: {conflict}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _signatures(store: EventStore) -> recheck.SignatureReport:
+    """Every command's signature against the keys the log records (no secret needed);
+    HMAC commands of older logs are checked where the key ring holds their secret."""
+    book = KeyBook()
+    book.refresh(store)
+    return recheck.report(store.read_all(), book, KeyRing.from_env())
 
 
 # -- demo ----------------------------------------------------------------------
@@ -215,6 +240,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--prefix", default="")
     p.set_defaults(store_handler=cmd_streams)
     p = sub.add_parser("verify", help="full integrity scan; exit 1 on the first bad record")
+    p.add_argument(
+        "--signatures",
+        action="store_true",
+        help="also re-check every command's signature against the keys recorded in the log "
+        "(no secret needed; exit 1 on an unknown key or a failed signature)",
+    )
     p.set_defaults(store_handler=cmd_verify)
     p = sub.add_parser("demo", help="initialise, append a sample run, verify, summarise")
     p.set_defaults(plain_handler=cmd_demo)

@@ -1,7 +1,11 @@
-"""Command security: the signed envelope of a command and the verdicts on it.
+"""Command security: the signed envelope of a command, the keys, and the verdicts on it.
 
-The signature is an HMAC-SHA256 over the canonical encoding of the command with
-``security.signature`` set to ``""`` (:func:`signing_bytes`). Signing and
+The signature covers the canonical encoding of the command with
+``security.signature`` set to ``""`` (:func:`signing_bytes`). It is marked by
+its algorithm: ``ed25519:HEX`` is an Ed25519 signature (issue #18), checked
+against the public key a :class:`KeyRegistered` recorded in the log, so anyone
+can re-check it with no secret; a bare ``HEX`` is an HMAC-SHA256 (logs written
+before #18), checkable only where its secret is present. Signing and
 verification live in ``labledger.security``; this module only defines the
 shapes. A rejected command is not appended; a :class:`CommandRejected` is,
 carrying the reason, the digest of what was submitted and the key id — never
@@ -24,7 +28,9 @@ MAX_FRESHNESS_WINDOW = dt.timedelta(days=1)
 Signature = Annotated[
     str,
     msgspec.Meta(
-        max_length=512, description="The command's HMAC; empty while signing or unsigned."
+        max_length=512,
+        description="'ed25519:HEX' (Ed25519) or bare HEX (HMAC-SHA256, older logs); "
+        "empty while signing or unsigned.",
     ),
 ]
 UtcDateTime = Annotated[dt.datetime, msgspec.Meta(tz=True, description="A UTC timestamp.")]
@@ -96,6 +102,51 @@ class CommandRejected(Event, frozen=True, kw_only=True):
     detail: Text = ""
 
 
+PublicKeyHex = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=64,
+        max_length=64,
+        pattern=r"^[0-9a-f]{64}$",
+        description="A raw Ed25519 public key, lowercase hex.",
+    ),
+]
+Fingerprint = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=71,
+        max_length=71,
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="'sha256:' and the public key's SHA-256.",
+    ),
+]
+
+
+class KeyAlgorithm(enum.StrEnum):
+    """How a registered key signs."""
+
+    ED25519 = "ed25519"
+
+
+class KeyRegistered(Event, frozen=True, kw_only=True):
+    """The public half of a signing key, recorded once so any copy of the log can verify.
+
+    Written only by the gate (stream ``security-keys``), by a holder of the private
+    key. A key id is bound to its first registration for good.
+    """
+
+    TYPE = "security.KeyRegistered"
+    VERSION = 1
+    SUBSYSTEM = "security"
+
+    key_id: Name
+    algorithm: KeyAlgorithm
+    public_key: PublicKeyHex
+    fingerprint: Fingerprint
+    registered_by: Name
+    """Who registered it: a person, ``lab``, or the gate on first use of a ring key."""
+
+
 class SignedCommand(Event, frozen=True, kw_only=True):
     """Base of commands that carry a :class:`CommandSecurity` (not registered itself)."""
 
@@ -103,7 +154,7 @@ class SignedCommand(Event, frozen=True, kw_only=True):
 
 
 def signing_bytes(command: SignedCommand) -> bytes:
-    """The bytes a command's HMAC covers: its canonical payload with ``signature = ""``.
+    """The bytes a command's signature covers: its canonical payload with ``signature = ""``.
 
     Raises:
         InvalidEvent: the command is invalid.

@@ -7,6 +7,15 @@ signature checked here, before the transaction; freshness and the nonce
 ledger are checked by the store inside it. A refused command becomes a
 ``security.CommandRejected`` record in :data:`REJECTIONS_STREAM` — reason,
 digest of what was submitted, key id; never the secret.
+
+An Ed25519 signature is checked against the public key registered in the log
+(``security.KeyRegistered``, see :mod:`labledger.security.keybook`), and its key
+must be trusted (:meth:`KeyRing.trusts`): registered but untrusted is refused as
+``unknown_key``. A key of the gate's own ring that is not registered yet is
+registered on its first use: the gate holds the private key, so it may. An HMAC
+signature (older logs) is checked with the ring's secret, as before #18.
+Reserved namespaces (:mod:`labledger.security.reserved`) are refused in
+:meth:`LabGate.admit`.
 """
 
 from __future__ import annotations
@@ -25,12 +34,30 @@ from labledger.events.security import (
     RejectReason,
     SignedCommand,
 )
-from labledger.security.keyring import KeyRing
-from labledger.security.signing import check_signature
-from labledger.store.base import CommandClaim, NewEvent
+from labledger.security import reserved
+from labledger.security.keybook import GATE_ACTOR, KeyBook, register_key
+from labledger.security.keyring import ED25519, HMAC, KeyRing
+from labledger.security.signing import check_signature, is_ed25519
+from labledger.store.base import CommandClaim, EventStore, NewEvent
 
 REJECTIONS_STREAM = "security-rejections"
-GATE_ACTOR = "labledger.gate"
+__all__ = ["GATE_ACTOR", "REJECTIONS_STREAM", "GateKeys", "LabGate"]
+
+
+class GateKeys:
+    """What the gate verifies with: registered public keys, and the ring's HMAC secrets."""
+
+    def __init__(self, ring: KeyRing, book: KeyBook) -> None:
+        self.ring, self.book = ring, book
+
+    def public_key(self, kid: str) -> bytes | None:
+        return self.book.public_key(kid)
+
+    def secret(self, kid: str) -> bytes | None:
+        return self.ring.secret(kid) if self.ring.algorithm(kid) == HMAC else None
+
+    def algorithm(self, kid: str) -> str | None:
+        return self.ring.algorithm(kid) or self.book.algorithm(kid)
 
 
 class LabGate:
@@ -39,6 +66,16 @@ class LabGate:
     def __init__(self, keyring: KeyRing, *, strict: bool = True) -> None:
         self.keyring = keyring
         self.strict = strict
+        self.book = KeyBook()
+        self.store: EventStore | None = None
+
+    def attach(self, store: EventStore) -> None:
+        """The store whose log holds the registered keys (``open_ledger`` attaches it)."""
+        self.store = store
+
+    def admit(self, stream: str, event: NewEvent) -> None:
+        """Refuse reserved namespaces (``labledger.security.reserved``); nothing is written."""
+        reserved.check(stream, event.type, event.run_id)
 
     def prepare(
         self, event: NewEvent, *, typed: bool = False
@@ -93,7 +130,7 @@ class LabGate:
         command = registry.decode(event.type, event.schema_version, event.data)
         assert isinstance(command, SignedCommand)
         sec = command.security
-        problem = check_signature(command, self.keyring)
+        problem = self._check(command)
         claim = CommandClaim(
             nonce=sec.nonce,
             key_id=sec.key_id,
@@ -102,6 +139,19 @@ class LabGate:
             refusal=None if problem is None else (problem[0].value, problem[1]),
         )
         return event, claim
+
+    def _check(self, command: SignedCommand) -> tuple[RejectReason, str] | None:
+        kid = command.security.key_id
+        ed25519 = is_ed25519(command.security.signature)
+        if ed25519 and self.book.public_key(kid) is None and self.store is not None:
+            self.book.refresh(self.store)
+            mine = self.keyring.algorithm(kid) == ED25519 and self.keyring.trusts(kid)
+            if self.book.public_key(kid) is None and mine:
+                register_key(self.store, self.keyring, kid, GATE_ACTOR, self.book)
+        problem = check_signature(command, GateKeys(self.keyring, self.book))
+        if problem is None and not self.keyring.trusts(kid):
+            return RejectReason.UNKNOWN_KEY, f"key id {kid!r} is not in this gate's trust list"
+        return problem
 
     def rejection(
         self, event: NewEvent, claim: CommandClaim, reason: str, detail: str

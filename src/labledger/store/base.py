@@ -388,6 +388,14 @@ class Gate(Protocol):
         """The (stream, record) that documents a refused command."""
         ...
 
+    def admit(self, stream: str, event: NewEvent) -> None:
+        """Refuse an event this stream may not receive from this caller (reserved names).
+
+        Raises:
+            LabledgerError: the append must not happen (nothing is written).
+        """
+        ...
+
 
 class AnchorStatus(msgspec.Struct, frozen=True, kw_only=True):
     """The head anchor kept beside a store (see ``integrity.HeadAnchor``)."""

@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from labledger import names
 from labledger.errors import (
     CommandRefused,
     IdempotencyConflict,
@@ -56,16 +57,8 @@ class Part:
 
 
 def _check_name(kind: str, value: str, limit: int) -> None:
-    if not isinstance(value, str) or not value:
-        raise InvalidEvent(f"{kind} must be a non-empty string")
-    if len(value) > limit:
-        raise InvalidEvent(f"{kind} is {len(value)} characters long; the limit is {limit}")
-    if "\x00" in value:
-        raise InvalidEvent(f"{kind} contains a NUL character")
-    try:
-        value.encode()
-    except UnicodeEncodeError as exc:
-        raise InvalidEvent(f"{kind} is not valid UTF-8 text") from exc
+    """The one name policy (``labledger.names``), limit in bytes of UTF-8."""
+    names.check(kind, value, limit=limit)
 
 
 _object = msgspec.json.Decoder(dict[str, Any])
@@ -108,7 +101,7 @@ def normalize(event: NewEvent | SupportsNewEvent, *, gated: bool = False) -> New
             raise InvalidEvent(f"cannot append a {type(event).__name__}: not an event")
         event = event.to_new_event()
     assert isinstance(event, NewEvent)
-    _check_name("event type", event.type, MAX_TYPE_LENGTH)
+    _check_name(names.TYPE, event.type, MAX_TYPE_LENGTH)
     # Encoded from a typed object (a JSON object by construction), or a gate
     # decodes the payload next: only the type is checked here.
     if typed or gated:
@@ -122,7 +115,7 @@ def normalize(event: NewEvent | SupportsNewEvent, *, gated: bool = False) -> New
     for name in ("correlation_id", "causation_id", "run_id", "actor"):
         value = getattr(event, name)
         if value is not None:
-            _check_name(name, value, MAX_STREAM_LENGTH)
+            _check_name(names.ACTOR if name == "actor" else name, value, MAX_STREAM_LENGTH)
     canonical = canonical_id(event.id)
     if canonical != event.id:
         event = msgspec.structs.replace(event, id=canonical)
@@ -130,7 +123,7 @@ def normalize(event: NewEvent | SupportsNewEvent, *, gated: bool = False) -> New
 
 
 def normalize_part(part: StreamAppend, gate: Gate | None = None) -> Part:
-    _check_name("stream name", part.stream, MAX_STREAM_LENGTH)
+    _check_name(names.STREAM, part.stream, MAX_STREAM_LENGTH)
     expected = part.expected_version
     if not isinstance(expected, StreamState) and (
         not isinstance(expected, int) or isinstance(expected, bool) or expected < 0
@@ -145,6 +138,7 @@ def normalize_part(part: StreamAppend, gate: Gate | None = None) -> Part:
     claims: list[CommandClaim | None] = [None] * len(events)
     if gate is not None:
         for i, (e, given) in enumerate(zip(events, part.events, strict=True)):
+            gate.admit(part.stream, e)
             events[i], claims[i] = gate.prepare(e, typed=not isinstance(given, NewEvent))
     seen: set[str] = set()
     for e in events:

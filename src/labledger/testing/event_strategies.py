@@ -16,6 +16,7 @@ Usable by any test suite (store conformance tests included)::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import re
@@ -27,6 +28,9 @@ from hypothesis import strategies as st
 
 import labledger.events as ev
 from labledger.events import Event, all_types
+from labledger.events.security import KeyAlgorithm, KeyRegistered
+from labledger.security.keybook import GATE_ACTOR
+from labledger.security.reserved import as_gate
 
 _UTC = dt.UTC
 # Wide enough to exercise encodings, narrow enough to keep examples readable.
@@ -340,6 +344,13 @@ def _esper_command_examples() -> list[Event]:
             nonce="3f9c2a7e",
             detail="nonce seen 12 s ago",
         ),
+        KeyRegistered(
+            key_id="tamiyo-2025-10",
+            algorithm=KeyAlgorithm.ED25519,
+            public_key=_h("tamiyo-2025-10 public"),
+            fingerprint="sha256:" + _h(_h("tamiyo-2025-10 public")),
+            registered_by="lab",
+        ),
     ]
 
 
@@ -495,3 +506,11 @@ def example_events() -> list[Event]:
         + _weatherlight_examples()
     )
     return sorted(examples, key=lambda event: event.TYPE)
+
+
+def as_writer_of(event: Event) -> contextlib.AbstractContextManager[None]:
+    """Where a test appends every example type: the gate's own records (``security.*``)
+    are appended as the gate, since nobody else may (issue #18)."""
+    if event.SUBSYSTEM == "security":
+        return as_gate(GATE_ACTOR)
+    return contextlib.nullcontext()

@@ -23,7 +23,7 @@ from labledger.events import AdaptationCommand, Event, all_types, encode
 from labledger.events.typed import decode_record, typed
 from labledger.ledger import open_ledger
 from labledger.security import REJECTIONS_STREAM, KeyRing, sign
-from labledger.testing.event_strategies import events_of, example_events
+from labledger.testing.event_strategies import as_writer_of, events_of, example_events
 from labledger.testing.profile import examples
 from labledger.testing.store_contract import BackendFixtures
 
@@ -187,7 +187,8 @@ class TypedEventsContract(SecurityFixtures):
         for event in example_events():
             if isinstance(event, AdaptationCommand):
                 event = sign(event, ring, now=T0)
-            strict.append(f"{event.SUBSYSTEM}-stream", [event])
+            with as_writer_of(event):
+                strict.append(f"{event.SUBSYSTEM}-stream", [event])
             originals.append(event)
         decoded = [t.event for t in typed(strict.read_all())]
         assert decoded == originals
@@ -202,7 +203,8 @@ class TypedEventsContract(SecurityFixtures):
     def test_generated_events_round_trip(self, strict: EventStore, data: st.DataObject) -> None:
         cls = data.draw(st.sampled_from([c for c in all_types() if c is not AdaptationCommand]))
         event = data.draw(events_of(cls))
-        result = strict.append("generated", [event])
+        with as_writer_of(event):
+            result = strict.append("generated", [event])
         (stored,) = strict.read_stream("generated", result.first_version)
         assert decode_record(stored).event == event
         assert stored.data == encode(event)[2]

@@ -60,7 +60,9 @@ from labledger.lab.esper.kasmina import SlotState
 from labledger.lab.esper.tamiyo import load_policy, to_command
 from labledger.lab.esper.urza import Kernel, KernelCache, register_kernels
 from labledger.lab.runs import RunLog
-from labledger.security import KeyRing, LabGate
+from labledger.security import KeyRing, LabGate, register_key
+from labledger.security.keyring import ED25519, ensure_key
+from labledger.security.reserved import as_gate
 from labledger.store import EventStore
 
 Hook = Callable[[Run, int], None]
@@ -106,14 +108,19 @@ def _determinism(cfg: SessionConfig) -> None:
 
 
 def session_ring(store: EventStore, ring: KeyRing | None) -> KeyRing:
-    """The ring commands are signed with: ``ring``, else the store gate's; a session key if empty.
+    """The ring commands are signed with: ``ring``, else the store gate's ring.
 
-    The gate verifies with its own ring, so a session key is added to that very ring.
+    An empty ring gets a new Ed25519 key, saved to the key file (issue #18: no
+    more in-memory session keys), and an Ed25519 key's public half is registered
+    in the log before the first command, so the run's signatures can be checked
+    after it with no secret. The gate verifies with its own ring, so the key is
+    added to that very ring.
     """
     gate = getattr(store, "gate", None)
     target = ring if ring is not None else gate.keyring if isinstance(gate, LabGate) else KeyRing()
-    if target.active is None:
-        target.add(f"esper-session-{secrets.token_hex(4)}", secrets.token_bytes(32))
+    kid = ensure_key(target)
+    if target.algorithm(kid) == ED25519:
+        register_key(store, target, kid, "esper.session")
     return target
 
 
@@ -279,7 +286,8 @@ def _drive(run: Run, start: int, hook: Hook | None, started_s: float) -> Summary
             f"epoch {epoch + 1}/{cfg.epochs}", name=run.name(epoch, "heartbeat"), metadata=meta
         )
         batch = [run.new(e, epoch, kind, actor=KASMINA) for e, kind in acted]
-        run.append([*batch, beat])
+        with as_gate(KASMINA):  # Kasmina's verdicts are security.* records (issue #18)
+            run.append([*batch, beat])
         if run.progress is not None:
             run.progress(epoch + 1, cfg.epochs)
     _finish(run)
