@@ -32,6 +32,7 @@ from labledger.cli import (
     ops,
     project,
     replay,
+    runs,
     serve,
     toolgen,
 )
@@ -40,7 +41,21 @@ from labledger.extras import extra_for
 from labledger.ledger import open_ledger
 from labledger.store import default_url
 
-COMMANDS = (log, keys, project, ops, archive, dream, toolgen, esper, audit, lab, replay, serve)
+COMMANDS = (
+    log,
+    keys,
+    project,
+    runs,
+    ops,
+    archive,
+    dream,
+    toolgen,
+    esper,
+    audit,
+    lab,
+    replay,
+    serve,
+)
 USAGE = 2
 
 
