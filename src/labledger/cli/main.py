@@ -24,6 +24,7 @@ from labledger._version import __version__
 from labledger.cli import (
     archive,
     audit,
+    completion,
     dream,
     esper,
     keys,
@@ -55,6 +56,7 @@ COMMANDS = (
     lab,
     replay,
     serve,
+    completion,
 )
 USAGE = 2
 

@@ -19,6 +19,7 @@ import msgspec
 
 from labledger.cli import output
 from labledger.cli._engine import engine_for
+from labledger.cli.runs import parse_now
 from labledger.errors import LabledgerError, SchemaNotInitialized, UsageError
 from labledger.lab.reaper import reap
 from labledger.ledger import open_ledger
@@ -116,8 +117,8 @@ def _projections(store: EventStore) -> list[Finding]:
     return out
 
 
-def _runs(store: EventStore, *, dry_run: bool) -> Finding:
-    found = reap(store, dry_run=dry_run)
+def _runs(store: EventStore, *, dry_run: bool, now_us: int | None) -> Finding:
+    found = reap(store, dry_run=dry_run, now_us=now_us)
     if not found:
         return Finding(check="runs", level="ok", detail="no running run is overdue")
     names = ", ".join(o.run_id for o in found[:5]) + (" …" if len(found) > 5 else "")
@@ -180,10 +181,8 @@ def _unusable(exc: SchemaNotInitialized, url: str) -> Finding:
 def _findings(args: argparse.Namespace, store: EventStore) -> list[Finding]:
     findings = [_schema(store), *_integrity(store)]
     probes: list[Any] = [_projections, _nonces, _disk]
-    if not (args.no_reap or args.read_only):
-        probes.insert(1, lambda s: _runs(s, dry_run=False))
-    else:
-        probes.insert(1, lambda s: _runs(s, dry_run=True))
+    dry_run = bool(args.no_reap or args.read_only)
+    probes.insert(1, lambda s: _runs(s, dry_run=dry_run, now_us=args.now))
     for probe in probes:
         try:
             result: Any = probe(store)
@@ -231,7 +230,7 @@ def cmd_anchor(args: argparse.Namespace, store: EventStore) -> int:
         head = store.accept_anchor()
         print(f"anchor moved to the current head, position {head}", file=sys.stderr)
         return 0
-    output.json_line(anchor)
+    output.emit([msgspec.to_builtins(anchor)], output.chosen(args))
     return 1 if anchor.problem else 0
 
 
@@ -246,6 +245,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument(
         "--no-reap", action="store_true", help="report overdue runs without abandoning them"
     )
+    p.add_argument(
+        "--now",
+        type=parse_now,
+        default=None,
+        metavar="TIME",
+        help="judge heartbeats at this time (µs or ISO 8601; default: now)",
+    )
     output.add_format(p)
     p.set_defaults(plain_handler=cmd_doctor)
     p = sub.add_parser("anchor", help="the head anchor: show it, or accept the log as it is")
@@ -254,4 +260,5 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         choices=["show", "accept"],
         help="show the anchor, or accept the current head as the anchor",
     )
+    output.add_format(p)
     p.set_defaults(store_handler=cmd_anchor)

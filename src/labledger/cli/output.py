@@ -33,12 +33,31 @@ _encode = msgspec.json.Encoder().encode
 _encode_sorted = msgspec.json.Encoder(order="sorted").encode
 
 
-def records(events: Iterable[RecordedEvent]) -> None:
-    """Records as JSON lines."""
+def records(events: Iterable[RecordedEvent], fmt: str = "json") -> None:
+    """Records as JSON lines (the store's own line), or as a table / CSV of their envelope."""
+    if fmt != "json":
+        emit([_record_row(e) for e in events], fmt, columns=RECORD_COLUMNS)
+        return
     out = sys.stdout.buffer
     for e in events:
         out.write(json_line_of(e))
     out.flush()
+
+
+RECORD_COLUMNS = ("position", "recorded_at_us", "stream", "version", "type", "run_id", "data")
+
+
+def _record_row(e: RecordedEvent) -> dict[str, Any]:
+    data = e.data.decode("utf-8", "replace")
+    return {
+        "position": e.position,
+        "recorded_at_us": e.recorded_at_us,
+        "stream": e.stream,
+        "version": e.stream_version,
+        "type": e.type,
+        "run_id": e.run_id,
+        "data": data if len(data) <= 120 else data[:119] + "…",
+    }
 
 
 def json_line(obj: object, *, sort_keys: bool = False) -> None:
@@ -116,7 +135,7 @@ def chosen(args: argparse.Namespace, *, json_flag: bool = False) -> str:
 
 
 def emit(
-    rows: Sequence[Row],
+    rows: Sequence[Row] | Sequence[msgspec.Struct],
     fmt: str,
     *,
     columns: Sequence[str] | None = None,
@@ -125,7 +144,7 @@ def emit(
     """Print ``rows`` in ``fmt``: JSON lines (every key), or a table / CSV of ``columns``.
 
     Args:
-        rows: one mapping per row.
+        rows: one mapping (or msgspec Struct) per row.
         fmt: one of :data:`FORMATS`.
         columns: the table's and CSV's columns (default: the first row's keys).
         title: a caption over the table (tables only).
@@ -133,6 +152,7 @@ def emit(
     if fmt == "json":
         json_lines(rows)
         return
+    rows = [r if isinstance(r, Mapping) else msgspec.to_builtins(r) for r in rows]
     if not rows and title is not None and fmt == "table":
         return  # an empty section of a report: say nothing rather than draw an empty box
     cols = list(columns or (rows[0].keys() if rows else []))
