@@ -143,13 +143,12 @@ def _trial_progress(bar: ProgressLine) -> Callable[[Trial, AppendResult, Tournam
     epochs_seen: set[int] = set()
 
     def on_trial(trial: Trial, result: AppendResult, state: TournamentState) -> None:
-        if trial.epoch not in epochs_seen and not bar.tty:
+        if trial.epoch not in epochs_seen:
             epochs_seen.add(trial.epoch)
             b = budgets_for(trial.epoch)
-            print(
+            bar.log(  # above the bar on a terminal
                 f"epoch {trial.epoch}: {trial.spec_id}, budgets {b.timeout_ms:g} ms / "
-                f"{b.memory_mb:g} MB",
-                file=sys.stderr,
+                f"{b.memory_mb:g} MB"
             )
         bar(len(state.done), len(state.config.trials()))
 

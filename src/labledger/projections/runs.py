@@ -4,11 +4,16 @@ A run is identified by the envelope's ``run_id`` (falling back to the stream
 of its ``run.RunStarted``). Status: ``running`` after it starts, ``resumed``
 after a new attempt continues it, ``finished`` or ``abandoned`` at the end.
 
+The key metrics of a run, for ``runs`` and ``runs compare``: a tracked run's
+own (the last value of each metric it logged, ``track.MetricsLogged``, and
+``last_step``); Esper's last ``loss``, ``accuracy`` and ``epoch`` (from
+``esper.SystemStateReported``); ToolGen's ``best_fitness`` and
+``tools_evaluated``; D-REAM's ``generations`` completed.
+
 ``alive_at_us`` is the run's last sign of life (its start, last heartbeat or
 last resume, as recorded by the log): the reaper (``labledger.lab.reaper``)
-judges silence from it and ``heartbeat_interval_s``. ``metrics`` holds the
-last value of every metric a tracked run logged (``track.MetricsLogged``) and
-``last_step`` its step. ``config`` and ``metrics`` are canonical JSON text.
+judges silence from it and ``heartbeat_interval_s``. ``config`` and
+``metrics`` are canonical JSON text.
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ import msgspec
 import sqlalchemy as sa
 
 from labledger.events import Event, all_types
+from labledger.events.dream import GenerationCompleted
+from labledger.events.esper import SystemStateReported
 from labledger.events.runs import Heartbeat, RunAbandoned, RunFinished, RunResumed, RunStarted
+from labledger.events.toolgen import ToolEvaluated
 from labledger.events.track import MetricsLogged
 from labledger.events.typed import Typed
 from labledger.projections.base import Projection, TableSet, Tx
@@ -97,6 +105,8 @@ class RunsProjection(Projection):
                 }
             case MetricsLogged():
                 changes |= _metrics(row, event)
+            case SystemStateReported() | ToolEvaluated() | GenerationCompleted():
+                changes["metrics"] = _json(_lab_metrics(row, event))
             case RunFinished():
                 changes |= {"status": "finished", "outcome": event.outcome.value, "ended_at_us": at}
             case RunAbandoned():
@@ -123,6 +133,23 @@ def _metrics(row: Any, event: MetricsLogged) -> dict[str, object]:
     for point in event.points:
         last.update(point.values)
     return {"metrics": _json(last), "last_step": event.points[-1].step}
+
+
+def _lab_metrics(
+    row: Any, event: SystemStateReported | ToolEvaluated | GenerationCompleted
+) -> dict[str, float]:
+    """A lab run's key metrics after one of its measuring events."""
+    last: dict[str, float] = msgspec.json.decode(row.metrics) if row.metrics else {}
+    match event:
+        case SystemStateReported():
+            m = event.metrics
+            last |= {"loss": m.loss, "accuracy": m.accuracy, "epoch": float(m.epoch)}
+        case ToolEvaluated():
+            last["best_fitness"] = max(last.get("best_fitness", event.fitness), event.fitness)
+            last["tools_evaluated"] = last.get("tools_evaluated", 0.0) + 1
+        case GenerationCompleted():
+            last["generations"] = max(last.get("generations", 0.0), event.generation + 1.0)
+    return last
 
 
 def decoded(row: dict[str, Any]) -> dict[str, Any]:
