@@ -14,7 +14,7 @@ Tables come back as **pandas** DataFrames (``df.pipe(polars.from_pandas)`` if
 you prefer polars); pandas is imported only when a table is asked for. Every
 read catches the read model up to the head first, so a frame is the log as
 of the moment it was read. Times stay exact (``*_at_us``, µs since the epoch)
-and get a ``datetime64[ns, UTC]`` twin (``*_at``).
+and get a timezone-aware (UTC) ``datetime64`` twin (``*_at``).
 """
 
 from __future__ import annotations
@@ -86,8 +86,9 @@ class Lab:
     def candidates(self, *, run: str | None = None, domain: str | None = None) -> DataFrame:
         """D-REAM candidate packs (``candidate_pack.v2``), one row per (domain, candidate).
 
-        Top-level fields are columns (``score_v2``, ``improves_over_baseline``,
-        ``safe``, ``genome``, …); nested ones stay dicts.
+        Top-level fields are columns (``safe``, ``genome``, …), and so are the
+        aggregate's scalars (``score_v2``, ``baseline_score_v2``,
+        ``improves_over_baseline``); nested values stay dicts.
         """
         with self._tx("dream_candidates") as tx:
             trials = tx.table("trials")
@@ -98,7 +99,8 @@ class Lab:
                 select = select.where(trials.c.domain == domain)
             keys = sorted(tuple(row) for row in tx.conn.execute(select))
             packs = [dream_model.candidate_pack(tx, d, c) for d, c in keys]
-        return _frame([p for p in packs if p is not None], ["domain", "cand_id", "run_id"])
+        rows = [_lift_aggregate(p) for p in packs if p is not None]
+        return _frame(rows, ["domain", "cand_id", "run_id", "score_v2"])
 
     def leaderboard(
         self, *, spec: str | None = None, run: str | None = None, top: int = 10
@@ -198,6 +200,12 @@ class Lab:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _lift_aggregate(pack: dict[str, Any]) -> dict[str, Any]:
+    aggregate = pack.get("aggregate") or {}
+    scalars = {k: v for k, v in aggregate.items() if not isinstance(v, dict | list)}
+    return {**pack, **scalars}
 
 
 def _rerank(rows: list[dict[str, Any]], top: int) -> list[dict[str, Any]]:
