@@ -105,6 +105,8 @@ def test_doctor_is_truthful(url: str, backend: Backend, capsys: Capsys) -> None:
     assert all(f["level"] != "error" for f in found.values())
     code, out, _ = cli(url, "doctor", "--format", "table", *later, capsys=capsys)
     assert code == 0 and "[FAIL]" not in out and "abandoned 1 runs" in out
+    code, out, _ = cli(url, "--read-only", "doctor", "--format", "table", capsys=capsys)
+    assert code == 0 and "[FAIL]" not in out and "not checked: --read-only" in out
     empty = backend.fresh_url()
     code, out, _ = cli(empty, "doctor", "--format", "table", capsys=capsys)
     assert code == 5 and out.startswith("[FAIL] schema") and f"--db '{empty}' init" in out
