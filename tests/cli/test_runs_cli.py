@@ -122,3 +122,12 @@ def test_audit_list_and_read_all_filters(url: str, capsys: Capsys) -> None:
     assert [(r["type"], r["run_id"]) for r in rows] == [("track.MetricsLogged", "toy-0.1")]
     code, out, _ = cli(url, "read-all", "--limit", "2", "--format", "csv", capsys=capsys)
     assert out.splitlines()[0] == "position,recorded_at_us,stream,version,type,run_id,data"
+
+
+def test_serve_reaps_silent_runs_before_it_serves(url: str, capsys: Capsys) -> None:
+    from labledger.cli import serve
+
+    serve._reap_at_start(url)  # now: nothing is overdue yet
+    assert "abandoned" not in capsys.readouterr().err
+    serve._reap_at_start(url, now_us=2**62)
+    assert "abandoned 1 silent runs: silent1" in capsys.readouterr().err

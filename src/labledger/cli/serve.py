@@ -35,13 +35,14 @@ def _token(ring: KeyRing, key_id: str | None) -> str:
     return api_token(kid, secret)
 
 
-def _reap_at_start(url: str) -> None:
-    """Abandon runs whose heartbeats are overdue, so the dashboard opens on the truth."""
+def _reap_at_start(url: str, now_us: int | None = None) -> None:
+    """Abandon runs whose heartbeats are overdue (at ``now_us``, default the wall clock),
+    so the dashboard opens on the truth."""
     from labledger.lab.reaper import reap
     from labledger.ledger import open_ledger
 
     with open_ledger(url, strict=False) as store:
-        found = [o for o in reap(store) if o.abandoned]
+        found = [o for o in reap(store, now_us=now_us) if o.abandoned]
     if found:
         names = ", ".join(o.run_id for o in found)
         print(f"labledger serve: abandoned {len(found)} silent runs: {names}", file=sys.stderr)
