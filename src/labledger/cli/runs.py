@@ -69,6 +69,9 @@ def cmd_runs(args: argparse.Namespace, store: EventStore) -> int:
     with engine.read("runs") as tx:
         rows = [summary(r) for r in run_rows(tx, status=args.status, subsystem=args.subsystem)]
     fmt = output.chosen(args)
+    if not rows and fmt == "table":
+        print("no runs (yet): `labledger lab` or `labledger.track(...)` make some", file=sys.stderr)
+        return 0
     if fmt != "json":
         rows = [{**r, "metrics": _short(r["metrics"])} for r in rows]
     output.emit(rows, fmt, columns=COLUMNS, title=f"{len(rows)} runs")
