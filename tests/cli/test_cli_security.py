@@ -43,7 +43,7 @@ def test_keys_sign_append_and_refusals(
     assert kid not in json.dumps(out) or True
     secret = json.loads(keyed.read_text())["keys"][kid]
     code, out, _ = cli(url, "keys", "list", capsys=capsys)
-    assert out.strip() == f"{kid} (active)" and secret not in out
+    assert json.loads(out) == {"key_id": kid, "active": True} and secret not in out
 
     code, signed, _ = cli(url, "sign", stdin=_unsigned_line(), capsys=capsys)
     assert code == 0 and json.loads(signed)["data"]["security"]["key_id"] == kid

@@ -56,7 +56,8 @@ def test_run_every_domain_with_real_workloads_then_report(
         assert r["trials_in_log"] == r["trials_measured"] == 1 * 4 * 2, r
         assert r["generations"][0]["best_cand_id"].startswith(r["run_id"] + ".gen0_ind")
     png = tmp_path / "report.png"
-    assert cli(["--db", url, "dream", "report", "--out", str(png), "--top", "2"]) == 0
+    report = ["dream", "report", "--out", str(png), "--top", "2", "--format", "table"]
+    assert cli(["--db", url, *report]) == 0
     out, err = capsys.readouterr()
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for domain in ("cpu:", "memory:", "storage:", "python_runtime:"):

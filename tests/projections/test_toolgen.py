@@ -460,7 +460,7 @@ def test_leaderboard_cli_prints_a_table_and_json_lines(
         (3, "C", 0.9),
     ]
     assert lines[0]["chain"] == ["B", "B-r1"] and lines[0]["lineage"] == "repairlab_fixed"
-    assert run(argv) == 0
+    assert run([*argv, "--format", "table"]) == 0  # piped, the default is JSON (issue #17)
     table = capsys.readouterr().out
     assert table.splitlines()[0] == f"spec {JF}" and f"spec {TD}" in table
     assert "repairlab_fixed g2 <- B-r1 <- B" in table
@@ -469,7 +469,7 @@ def test_leaderboard_cli_prints_a_table_and_json_lines(
     assert run([*argv[:3], "rates", "--json"]) == 0
     overall = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert (overall["spec_id"], overall["handoffs"], overall["repairs_succeeded"]) == (None, 2, 1)
-    assert run([*argv[:3], "epochs", "--spec", TD]) == 0
+    assert run([*argv[:3], "epochs", "--spec", TD, "--format", "table"]) == 0
     assert capsys.readouterr().out.splitlines()[0].split() == [
         "spec",
         "epoch",

@@ -77,20 +77,24 @@ def _position(value: str) -> int:
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add ``backup``, ``restore``, ``export`` and ``import``."""
     p = sub.add_parser("backup", help="online, consistent backup to DEST (+ DEST.manifest.json)")
-    p.add_argument("dest", metavar="DEST")
+    p.add_argument("dest", metavar="DEST", help="the backup file written")
     p.set_defaults(store_handler=cmd_backup)
     p = sub.add_parser("restore", help="restore a backup into --db, then verify it")
-    p.add_argument("src", metavar="SRC")
+    p.add_argument("src", metavar="SRC", help="the backup file read")
     p.add_argument("--force", action="store_true", help="replace a store that holds events")
     p.set_defaults(plain_handler=cmd_restore)
     p = sub.add_parser("export", help="write a portable archive of a run or a position range")
     selection = p.add_mutually_exclusive_group()
-    selection.add_argument("--run", metavar="RUN_ID", default=None)
-    selection.add_argument("--from", dest="from_position", type=_position, metavar="P")
-    p.add_argument("--to", dest="to_position", type=_position, metavar="Q", default=None)
-    p.add_argument("--out", required=True, metavar="FILE")
+    selection.add_argument("--run", metavar="RUN_ID", default=None, help="every event of a run")
+    selection.add_argument(
+        "--from", dest="from_position", type=_position, metavar="P", help="first position"
+    )
+    p.add_argument(
+        "--to", dest="to_position", type=_position, metavar="Q", default=None, help="last position"
+    )
+    p.add_argument("--out", required=True, metavar="FILE", help="the archive written")
     p.add_argument("--no-blobs", action="store_true", help="leave referenced blobs out")
     p.set_defaults(store_handler=cmd_export)
     p = sub.add_parser("import", help="import an archive: all-or-nothing, idempotent by id")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="the archive read")
     p.set_defaults(plain_handler=cmd_import)

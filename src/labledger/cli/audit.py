@@ -1,10 +1,12 @@
-"""``audit COMMAND_ID`` / ``audit --rejected``: command → verification → effects → report → reward.
+"""``audit COMMAND_ID`` / ``--rejected`` / ``--list``: command → verification → effects → reward.
 
-The ``audit`` read model is caught up first; each link is a JSON line, or with
-``--text`` a line for people. ``audit --verify COMMAND_ID`` re-checks the
-command's signature against the public key the log records for its key id,
-reading the log only (no read model, no secret: it runs on a read-only copy);
-exit 1 when the key is unknown or the signature fails.
+The ``audit`` read model is caught up first. ``--list`` (optionally ``--run``)
+lists the decisions, so their command ids can be found. Output follows the
+convention (``--format``); a chain's table is one readable line per link
+(``--text`` is kept as another name for ``--format table``). ``audit --verify
+COMMAND_ID`` re-checks the command's signature against the public key the log
+records for its key id, reading the log only (no read model, no secret: it
+runs on a read-only copy); exit 1 when the key is unknown or the signature fails.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from labledger.cli import output
 from labledger.cli._engine import caught_up
 from labledger.errors import UsageError
 from labledger.projections import audit as audit_model
+from labledger.projections.decisions import decisions
 from labledger.security import recheck
 from labledger.security.keybook import KeyBook
 from labledger.security.keyring import KeyRing
@@ -50,12 +53,21 @@ def _text(link: dict[str, Any]) -> str:
 
 
 def cmd_audit(args: argparse.Namespace, store: EventStore) -> int:
-    """The chain of one command, or (``--rejected``) every refused command."""
-    if args.rejected == (args.command_id is not None):
-        raise UsageError("audit: give a COMMAND_ID or --rejected (not both)")
+    """The chain of one command, every refused command, or (``--list``) every decision."""
+    if (args.rejected or args.list) == (args.command_id is not None) or (
+        args.rejected and args.list
+    ):
+        raise UsageError("audit: give a COMMAND_ID, --rejected or --list (one of them)")
     if args.verify:
         return _verify(args, store)
     engine = caught_up(store, "audit")
+    fmt = "table" if args.text else output.chosen(args)
+    if args.list:
+        with engine.read("audit") as tx:
+            rows = decisions(tx, run_id=args.run, limit=args.limit)
+        columns = ["position", "run_id", "command_id", "operation", "slot", "outcome", "reward"]
+        output.emit(rows, fmt, columns=columns)
+        return 0
     with engine.read("audit") as tx:
         links = (
             audit_model.rejected(tx) if args.rejected else audit_model.trail(tx, args.command_id)
@@ -65,11 +77,11 @@ def cmd_audit(args: argparse.Namespace, store: EventStore) -> int:
             f"audit: no command {args.command_id!r} in the log (nor a refusal naming it); "
             "`labledger audit --rejected` lists refused commands"
         )
-    if args.text and not args.rejected:
+    if fmt == "table" and not args.rejected:
         for link in links:
             print(_text(link))
     else:
-        output.json_lines(links)
+        output.emit(links, fmt)
     return 0
 
 
@@ -104,13 +116,21 @@ def _verify(args: argparse.Namespace, store: EventStore) -> int:
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add ``audit``."""
     p = sub.add_parser("audit", help="command → verification → effects → report → reward")
-    p.add_argument("command_id", nargs="?", metavar="COMMAND_ID")
+    p.add_argument(
+        "command_id", nargs="?", metavar="COMMAND_ID", help="the command (`audit --list`)"
+    )
     p.add_argument("--rejected", action="store_true", help="list refused commands")
-    p.add_argument("--text", action="store_true", help="one readable line per link")
     p.add_argument(
         "--verify",
         action="store_true",
         help="re-check COMMAND_ID's signature against the key recorded in the log "
         "(no secret needed; exit 1 on an unknown key or a failed signature)",
     )
+    p.add_argument("--list", action="store_true", help="list decisions (command ids)")
+    p.add_argument("--run", default=None, metavar="RUN_ID", help="with --list: only this run")
+    p.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="with --list: the last N only"
+    )
+    p.add_argument("--text", action="store_true", help="same as --format table")
+    output.add_format(p)
     p.set_defaults(store_handler=cmd_audit)

@@ -55,7 +55,7 @@ def cmd_baselines(args: argparse.Namespace, store: EventStore) -> int:
     engine = caught_up(store, "dream_baselines", progress=False)
     with engine.read("dream_baselines") as tx:
         lines = current_baselines(tx, args.domain)
-    output.json_lines(lines)
+    output.emit(lines, output.chosen(args))
     return 0
 
 
@@ -156,8 +156,9 @@ def cmd_report(args: argparse.Namespace, store: EventStore) -> int:
     if not best:
         _note("dream report: no D-REAM trials in the log yet (run `labledger dream run`)")
         return 0
-    if args.json:
-        output.json_lines(pack for packs in best.values() for pack in packs)
+    fmt = output.chosen(args, json_flag=args.json)
+    if fmt != "table":
+        output.emit([pack for packs in best.values() for pack in packs], fmt)
     else:
         sys.stdout.write("\n".join(report.text_lines(best)) + "\n")
         sys.stdout.flush()
@@ -202,8 +203,8 @@ def _add_run(verbs: argparse._SubParsersAction[Any]) -> None:
         default=None,
         help="domain to tune (repeatable; 'all' = every domain of regimes.yaml; default cpu)",
     )
-    p.add_argument("--generations", type=positive, default=2)
-    p.add_argument("--population", type=positive, default=4)
+    p.add_argument("--generations", type=positive, default=2, help="generations (default 2)")
+    p.add_argument("--population", type=positive, default=4, help="genomes per generation")
     p.add_argument(
         "--trials",
         type=positive,
@@ -236,7 +237,7 @@ def _add_run(verbs: argparse._SubParsersAction[Any]) -> None:
 
 def _add_report(verbs: argparse._SubParsersAction[Any]) -> None:
     p = verbs.add_parser("report", help="best candidates per domain, and a KPI plot (PNG)")
-    p.add_argument("--domain", default=None)
+    p.add_argument("--domain", default=None, help="only this domain")
     p.add_argument("--top", type=positive, default=3, help="candidates per domain (default 3)")
     p.add_argument(
         "--out",
@@ -245,7 +246,8 @@ def _add_report(verbs: argparse._SubParsersAction[Any]) -> None:
         help="the PNG to write (default: dream-report.png, none with --json); needs [plot]",
     )
     p.add_argument("--regimes", type=Path, default=None, help="regimes.yaml for the perf units")
-    p.add_argument("--json", action="store_true", help="print the packs as JSON lines instead")
+    p.add_argument("--json", action="store_true", help="same as --format json")
+    output.add_format(p)
     p.set_defaults(store_handler=cmd_report)
 
 
@@ -254,11 +256,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     dream = sub.add_parser("dream", help="D-REAM read models: candidate packs, baselines")
     verbs = dream.add_subparsers(dest="dream_verb", required=True, parser_class=type(dream))
     p = verbs.add_parser("pack", help="a candidate's candidate_pack.v2 as JSON")
-    p.add_argument("cand_id", metavar="CAND_ID")
+    p.add_argument("cand_id", metavar="CAND_ID", help="the candidate")
     p.add_argument("--domain", default=None, help="needed when the id exists in several domains")
     p.set_defaults(store_handler=cmd_pack)
-    p = verbs.add_parser("baselines", help="current baseline per (domain, regime), JSON lines")
-    p.add_argument("--domain", default=None)
+    p = verbs.add_parser("baselines", help="current baseline per (domain, regime)")
+    p.add_argument("--domain", default=None, help="only this domain")
+    output.add_format(p)
     p.set_defaults(store_handler=cmd_baselines)
     _add_run(verbs)
     _add_report(verbs)

@@ -86,7 +86,7 @@ def cmd_seeds(args: argparse.Namespace, store: EventStore) -> int:
     """Lifecycle state per (run, slot), one JSON object per line."""
     engine = caught_up(store, "seeds")
     with engine.read("seeds") as tx:
-        output.json_lines(slot_rows(tx, args.run))
+        output.emit(slot_rows(tx, args.run), output.chosen(args))
     return 0
 
 
@@ -95,7 +95,8 @@ def cmd_nonces(args: argparse.Namespace, store: EventStore) -> int:
     engine = caught_up(store, "nonce_ledger")
     with engine.read("nonce_ledger") as tx:
         summary = audit_model.nonce_summary(tx)
-    output.json_line({**summary, "store": msgspec.to_builtins(store.nonce_stats())})
+    row = {**summary, "store": msgspec.to_builtins(store.nonce_stats())}
+    output.emit([row], output.chosen(args))
     return 0
 
 
@@ -108,7 +109,7 @@ def cmd_telemetry_check(args: argparse.Namespace, store: EventStore) -> int:
     with engine.read(name) as tx:
         found = tc.violations(tx, args.run_id)
         counts = tc.kind_counts(tx, args.run_id)
-    output.json_lines(found)
+    output.emit(found, output.chosen(args))
     runs = sorted(counts) if args.run_id is None else [args.run_id]
     for run in runs:
         kinds = counts.get(run, {})
@@ -224,17 +225,19 @@ def _add_read_models(verbs: argparse._SubParsersAction[Any], parser_class: Any) 
     p.add_argument("--out", required=True, metavar="FILE", help="tensors file (.pt)")
     p.set_defaults(store_handler=cmd_training_export)
     p = verbs.add_parser("seeds", help="lifecycle state per run and slot")
-    p.add_argument("--run", default=None, metavar="RUN_ID")
+    p.add_argument("--run", default=None, metavar="RUN_ID", help="only this run")
+    output.add_format(p)
     p.set_defaults(store_handler=cmd_seeds)
     p = verbs.add_parser("nonces", help="admitted nonces per key, refusals by reason")
+    output.add_format(p)
     p.set_defaults(store_handler=cmd_nonces)
 
 
 def _add_train_and_plot(verbs: argparse._SubParsersAction[Any]) -> None:
     p = verbs.add_parser("train", help="train a host with Tamiyo, Kasmina and Urza (torch, CPU)")
-    p.add_argument("--epochs", type=positive, default=5)
+    p.add_argument("--epochs", type=positive, default=5, help="epochs (default 5)")
     p.add_argument("--policy", default="heuristic", help="heuristic | ckpt:SHA256")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="RNG seed (default 0)")
     p.add_argument("--run-id", default=None, help="default: <date>-<random>")
     p.add_argument(
         "--resume",
@@ -251,20 +254,21 @@ def _add_train_and_plot(verbs: argparse._SubParsersAction[Any]) -> None:
     )
     p.set_defaults(store_handler=cmd_train)
     p = verbs.add_parser("plot", help="PNG of accuracy over epochs with seed events marked")
-    p.add_argument("run_id", metavar="RUN_ID")
-    p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument("run_id", metavar="RUN_ID", help="the run plotted")
+    p.add_argument("--out", required=True, metavar="FILE", help="the PNG written")
     p.set_defaults(store_handler=cmd_plot)
 
 
 def _add_simic_and_watchers(verbs: argparse._SubParsersAction[Any]) -> None:
     p = verbs.add_parser("simic", help="train the Tamiyo policy from the training set")
-    p.add_argument("--epochs", type=int, default=150)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=150, help="epochs (default 150)")
+    p.add_argument("--seed", type=int, default=0, help="RNG seed (default 0)")
     p.add_argument("--from-export", default=None, metavar="FILE", help="an exported .pt file")
     p.add_argument("--dry-run", action="store_true", help="train, but record nothing")
     p.set_defaults(store_handler=cmd_simic)
     p = verbs.add_parser("telemetry-check", help="telemetry ordering rules; exit 1 on violations")
-    p.add_argument("run_id", nargs="?", default=None, metavar="RUN_ID")
+    p.add_argument("run_id", nargs="?", default=None, metavar="RUN_ID", help="only this run")
+    output.add_format(p)
     p.set_defaults(store_handler=cmd_telemetry_check)
     p = verbs.add_parser("weatherlight", help="route CRITICAL telemetry and rejections")
     p.add_argument("--follow", action="store_true", help="keep following the log")

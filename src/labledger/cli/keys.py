@@ -39,8 +39,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
         return _register(args)
     else:
         ring = keys.KeyRing.from_env()
-        for kid in ring.ids():
-            print(f"{kid}{' (active)' if kid == ring.active else ''}")
+        rows = [{"key_id": kid, "active": kid == ring.active} for kid in ring.ids()]
+        output.emit(rows, output.chosen(args), columns=["key_id", "active"])
     return 0
 
 
@@ -110,8 +110,11 @@ def cmd_catalog(args: argparse.Namespace) -> int:
         files = build_catalog()
         output.raw(files[schema_path(registry.event_class(args.type))])
         return 0
-    for cls in registry.all_types():
-        print(f"{cls.TYPE:<34} v{cls.VERSION}  {cls.SUBSYSTEM:<9}  {_summary(cls)}")
+    rows = [
+        {"type": c.TYPE, "version": c.VERSION, "subsystem": c.SUBSYSTEM, "summary": _summary(c)}
+        for c in registry.all_types()
+    ]
+    output.emit(rows, output.chosen(args), columns=["type", "version", "subsystem", "summary"])
     return 0
 
 
@@ -125,19 +128,25 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser(
         "keys", help="manage the command-signing key ring; register a key's public half in the log"
     )
-    p.add_argument("keys_verb", choices=["new", "list", "register"])
+    p.add_argument(
+        "keys_verb",
+        choices=["new", "list", "register"],
+        help="new: add a key; list: the key ids; register: record a key's public half in the log",
+    )
     p.add_argument("key_id", nargs="?", default=None, help="register: default the active key")
     p.add_argument("--by", default="cli", help="register: who registers it (recorded)")
     p.add_argument(
         "--key-file", default=None, help="default: $LABLEDGER_KEY_FILE or ./labledger.keys"
     )
+    output.add_format(p)
     p.set_defaults(plain_handler=cmd_keys)
     p = sub.add_parser("sign", help="sign one command read from stdin (JSON line)")
     p.add_argument("--key-id", default=None, help="default: the active key")
     p.add_argument("--window", type=float, default=60.0, help="freshness window, seconds")
     p.set_defaults(plain_handler=cmd_sign)
     p = sub.add_parser("catalog", help="list event types, show one schema, or regenerate")
-    p.add_argument("type", nargs="?")
+    p.add_argument("type", nargs="?", help="an event type: print its JSON Schema")
     p.add_argument("--write", action="store_true", help="regenerate the top-level events/")
     p.add_argument("--check", action="store_true", help="exit 1 if events/ is out of date")
+    output.add_format(p)
     p.set_defaults(plain_handler=cmd_catalog)

@@ -21,6 +21,9 @@ from typing import Any
 from labledger import extras
 from labledger.store import init_store
 
+TABLE = ("--format", "table")
+"""The session is for people: its read models print as tables even when piped."""
+
 
 def _section(title: str) -> None:
     print(f"\n== {title} ==", flush=True)
@@ -58,21 +61,21 @@ def cmd_lab(args: argparse.Namespace) -> int:
     _step(run, db, "toolgen", "run", *toolgen, "--seed", "7", quiet=True)
     _esper(run, db, args.training_set)
     _section("Baselines (from the dream_baselines read model)")
-    _step(run, db, "dream", "baselines")
+    _step(run, db, "dream", "baselines", *TABLE)
     _section("Best candidates (from candidate packs)")
     plot = ["--out", args.plot] if extras.installed("plot") else []
     report = _step(run, db, "dream", "report", "--json", *plot, quiet=True)
     _print_best(report)
     _section("Leaderboard (from the toolgen read model)")
-    _step(run, db, "toolgen", "leaderboard", "--top", "3")
+    _step(run, db, "toolgen", "leaderboard", "--top", "3", *TABLE)
     _section("Runs")
-    _step(run, db, "runs")
+    _step(run, db, "runs", *TABLE)
     _section("Integrity")
     _step(run, db, "verify", "--signatures")
     print(
         f"\nlab session done in {time.monotonic() - started:.1f}s; the log is {db}. "
-        f"Try: labledger --db {db} dream pack <CAND_ID>, toolgen rates, audit --rejected, "
-        "project status",
+        f"Try: labledger --db {db} runs show <RUN_ID>, runs compare <A> <B>, "
+        "dream pack <CAND_ID>, audit --list, project status",
         flush=True,
     )
     return 0

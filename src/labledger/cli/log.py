@@ -20,7 +20,7 @@ from labledger.cli._input import bounded_lines, events_from_lines, nonnegative
 from labledger.errors import InvalidEvent, UsageError
 from labledger.events.dream import DreamManifest, Regime, TrialKpis, TrialRecorded
 from labledger.events.runs import Heartbeat, RunFinished, RunOutcome, RunStarted, Subsystem
-from labledger.ledger import open_ledger
+from labledger.ledger import open_ledger, read_all
 from labledger.projections import ProjectionEngine, all_projections
 from labledger.security import recheck
 from labledger.security.keybook import KeyBook
@@ -74,12 +74,20 @@ def cmd_append(args: argparse.Namespace, store: EventStore) -> int:
 
 
 def cmd_read(args: argparse.Namespace, store: EventStore) -> int:
-    output.records(store.read_stream(args.stream, args.from_version, args.limit))
+    output.records(
+        store.read_stream(args.stream, args.from_version, args.limit), output.chosen(args)
+    )
     return 0
 
 
 def cmd_read_all(args: argparse.Namespace, store: EventStore) -> int:
-    output.records(store.read_all(args.from_position, limit=args.limit))
+    if args.type or args.run:
+        found = read_all(
+            store, args.from_position, types=args.type or None, run_id=args.run, limit=args.limit
+        )
+        output.records(found, output.chosen(args))
+        return 0
+    output.records(store.read_all(args.from_position, limit=args.limit), output.chosen(args))
     return 0
 
 
@@ -89,10 +97,11 @@ def cmd_head(args: argparse.Namespace, store: EventStore) -> int:
 
 
 def cmd_streams(args: argparse.Namespace, store: EventStore) -> int:
-    for info in store.streams(args.prefix):
-        output.json_line(
-            {"stream": info.stream, "version": info.version, "last_position": info.last_position}
-        )
+    rows = [
+        {"stream": info.stream, "version": info.version, "last_position": info.last_position}
+        for info in store.streams(args.prefix)
+    ]
+    output.emit(rows, output.chosen(args), columns=["stream", "version", "last_position"])
     return 0
 
 
@@ -102,7 +111,7 @@ def cmd_verify(args: argparse.Namespace, store: EventStore) -> int:
     signatures = _signatures(store) if args.signatures else None
     if signatures is not None:
         doc["signatures"] = msgspec.to_builtins(signatures)
-    output.json_line(doc)
+    output.emit([doc], output.chosen(args))
     if not report.ok:
         print(f"integrity failure: {report.message}", file=sys.stderr)
         return 1
@@ -222,22 +231,31 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("init", help="create or upgrade the schema (Alembic upgrade head)")
     p.set_defaults(plain_handler=cmd_init)
     p = sub.add_parser("append", help="append JSON lines from stdin to STREAM")
-    p.add_argument("stream")
+    p.add_argument("stream", help="the stream appended to")
     p.add_argument("--expect", default="any", help="any | no-stream | exists | N")
     p.set_defaults(store_handler=cmd_append)
     p = sub.add_parser("read", help="events of one stream as JSON lines")
-    p.add_argument("stream")
-    p.add_argument("--from-version", type=nonnegative, default=0)
-    p.add_argument("--limit", type=nonnegative, default=None)
+    p.add_argument("stream", help="the stream read")
+    p.add_argument("--from-version", type=nonnegative, default=0, help="first version (default 0)")
+    p.add_argument("--limit", type=nonnegative, default=None, help="at most this many events")
+    output.add_format(p)
     p.set_defaults(store_handler=cmd_read)
     p = sub.add_parser("read-all", help="the whole log as JSON lines")
-    p.add_argument("--from-position", type=nonnegative, default=0)
-    p.add_argument("--limit", type=nonnegative, default=None)
+    p.add_argument(
+        "--from-position", type=nonnegative, default=0, help="first position (default 0)"
+    )
+    p.add_argument("--limit", type=nonnegative, default=None, help="at most this many events")
+    p.add_argument(
+        "--type", action="append", default=[], metavar="T", help="only this event type (repeat)"
+    )
+    p.add_argument("--run", default=None, metavar="RUN_ID", help="only events of this run")
+    output.add_format(p)
     p.set_defaults(store_handler=cmd_read_all)
     p = sub.add_parser("head", help="the last position")
     p.set_defaults(store_handler=cmd_head)
     p = sub.add_parser("streams", help="streams (with a literal name prefix)")
-    p.add_argument("--prefix", default="")
+    p.add_argument("--prefix", default="", help="a literal prefix of the stream names")
+    output.add_format(p)
     p.set_defaults(store_handler=cmd_streams)
     p = sub.add_parser("verify", help="full integrity scan; exit 1 on the first bad record")
     p.add_argument(
@@ -246,6 +264,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="also re-check every command's signature against the keys recorded in the log "
         "(no secret needed; exit 1 on an unknown key or a failed signature)",
     )
+    output.add_format(p)
     p.set_defaults(store_handler=cmd_verify)
     p = sub.add_parser("demo", help="initialise, append a sample run, verify, summarise")
     p.set_defaults(plain_handler=cmd_demo)

@@ -24,6 +24,7 @@ from labledger._version import __version__
 from labledger.cli import (
     archive,
     audit,
+    completion,
     dream,
     esper,
     keys,
@@ -32,6 +33,7 @@ from labledger.cli import (
     ops,
     project,
     replay,
+    runs,
     serve,
     toolgen,
 )
@@ -40,7 +42,22 @@ from labledger.extras import extra_for
 from labledger.ledger import open_ledger
 from labledger.store import default_url
 
-COMMANDS = (log, keys, project, ops, archive, dream, toolgen, esper, audit, lab, replay, serve)
+COMMANDS = (
+    log,
+    keys,
+    project,
+    runs,
+    ops,
+    archive,
+    dream,
+    toolgen,
+    esper,
+    audit,
+    lab,
+    replay,
+    serve,
+    completion,
+)
 USAGE = 2
 
 

@@ -74,6 +74,10 @@ def cmd_replay(args: argparse.Namespace, store: EventStore) -> int:
     if not _run_exists(store, args.run_id):
         raise UsageError(f"replay: no run {args.run_id!r} in the log (`labledger runs` lists them)")
     rows = replay(store, args.run_id)
+    fmt = output.chosen(args)
+    if fmt != "json":
+        output.emit(rows, fmt)
+        return 0 if all(row["equal"] for row in rows) else 1
     print(
         f"{'projection':<22} {'live (run)':<14} {'replay (run)':<14} "
         f"{'live (all)':<14} {'replay (all)':<14} equal",
@@ -93,5 +97,6 @@ def cmd_replay(args: argparse.Namespace, store: EventStore) -> int:
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add ``replay``."""
     p = sub.add_parser("replay", help="rebuild every read model from the log; compare with live")
-    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("run_id", metavar="RUN_ID", help="the run replayed (`labledger runs`)")
+    output.add_format(p)
     p.set_defaults(store_handler=cmd_replay)

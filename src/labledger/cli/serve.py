@@ -35,6 +35,19 @@ def _token(ring: KeyRing, key_id: str | None) -> str:
     return api_token(kid, secret)
 
 
+def _reap_at_start(url: str, now_us: int | None = None) -> None:
+    """Abandon runs whose heartbeats are overdue (at ``now_us``, default the wall clock),
+    so the dashboard opens on the truth."""
+    from labledger.lab.reaper import reap
+    from labledger.ledger import open_ledger
+
+    with open_ledger(url, strict=False) as store:
+        found = [o for o in reap(store, now_us=now_us) if o.abandoned]
+    if found:
+        names = ", ".join(o.run_id for o in found)
+        print(f"labledger serve: abandoned {len(found)} silent runs: {names}", file=sys.stderr)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the API and dashboard (or, with ``--print-token``, print a bearer token)."""
     ring = KeyRing.from_env()
@@ -46,6 +59,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from labledger.api import create_app, is_loopback
 
+    if not args.no_reap:
+        _reap_at_start(args.db)
     app = create_app(args.db, keyring=ring, host=args.host)
     reads = "open (loopback)" if is_loopback(args.host) else "need a token"
     print(
@@ -82,8 +97,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add ``serve`` and ``export-parquet``."""
     p = sub.add_parser("serve", help="HTTP API, live tail, metrics and dashboard (uvicorn)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
-    p.add_argument("--port", type=_port, default=8321)
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info"])
+    p.add_argument("--port", type=_port, default=8321, help="TCP port (default 8321)")
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info"],
+        help="uvicorn's log level (default info)",
+    )
+    p.add_argument("--no-reap", action="store_true", help="do not abandon overdue runs at start")
     p.add_argument("--print-token", action="store_true", help="print the bearer token and exit")
     p.add_argument("--key", default=None, metavar="KID", help="token of this key (default: active)")
     p.set_defaults(plain_handler=cmd_serve)
@@ -91,5 +112,5 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--type", action="append", default=[], metavar="T", help="event type (repeat)")
     p.add_argument("--model", action="append", default=[], metavar="NAME", help="read model")
     p.add_argument("--run", default=None, metavar="RUN_ID", help="only events of this run")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="DIR", help="the directory written")
     p.set_defaults(store_handler=cmd_export_parquet)

@@ -74,8 +74,9 @@ def cmd_leaderboard(args: argparse.Namespace, store: EventStore) -> int:
     engine = caught_up(store, _NAME, progress=False)
     with engine.read(_NAME) as tx:
         standings = leaderboard(tx, args.spec, args.top)
-    if args.json:
-        output.json_lines(standings)
+    fmt = output.chosen(args, json_flag=args.json)
+    if fmt != "table":
+        output.emit(standings, fmt)
     elif standings:
         _print_leaderboard(standings)
     else:
@@ -113,8 +114,9 @@ def cmd_rates(args: argparse.Namespace, store: EventStore) -> int:
     engine = caught_up(store, _NAME, progress=False)
     with engine.read(_NAME) as tx:
         items = [r for r in rates(tx) if args.spec is None or r.spec_id in (args.spec, None)]
-    if args.json:
-        output.json_lines(items)
+    fmt = output.chosen(args, json_flag=args.json)
+    if fmt != "table":
+        output.emit(items, fmt)
     else:
         _print_rates(items)
     return 0
@@ -125,8 +127,9 @@ def cmd_epochs(args: argparse.Namespace, store: EventStore) -> int:
     engine = caught_up(store, _NAME, progress=False)
     with engine.read(_NAME) as tx:
         items: list[EpochMedian] = median_ms_by_epoch(tx, args.spec)
-    if args.json:
-        output.json_lines(items)
+    fmt = output.chosen(args, json_flag=args.json)
+    if fmt != "table":
+        output.emit(items, fmt)
     elif items:
         rows = [[m.spec_id, str(m.epoch), str(m.tools), _num(m.median_ms)] for m in items]
         output.table(["spec", "epoch", "tools", "median_ms"], rows)
@@ -140,13 +143,12 @@ def _trial_progress(bar: ProgressLine) -> Callable[[Trial, AppendResult, Tournam
     epochs_seen: set[int] = set()
 
     def on_trial(trial: Trial, result: AppendResult, state: TournamentState) -> None:
-        if trial.epoch not in epochs_seen and not bar.tty:
+        if trial.epoch not in epochs_seen:
             epochs_seen.add(trial.epoch)
             b = budgets_for(trial.epoch)
-            print(
+            bar.log(  # above the bar on a terminal
                 f"epoch {trial.epoch}: {trial.spec_id}, budgets {b.timeout_ms:g} ms / "
-                f"{b.memory_mb:g} MB",
-                file=sys.stderr,
+                f"{b.memory_mb:g} MB"
             )
         bar(len(state.done), len(state.config.trials()))
 
@@ -252,13 +254,16 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = verbs.add_parser("leaderboard", help="top-N tools per spec by fitness, with lineage")
     p.add_argument("--spec", default=None, metavar="SPEC", help="only this spec")
     p.add_argument("--top", type=positive, default=DEFAULT_TOP, metavar="N", help="rows per spec")
-    p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    p.add_argument("--json", action="store_true", help="same as --format json")
+    output.add_format(p)
     p.set_defaults(store_handler=cmd_leaderboard)
     p = verbs.add_parser("rates", help="handoff and repair success rates, per spec and overall")
     p.add_argument("--spec", default=None, metavar="SPEC", help="only this spec (and overall)")
-    p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    p.add_argument("--json", action="store_true", help="same as --format json")
+    output.add_format(p)
     p.set_defaults(store_handler=cmd_rates)
     p = verbs.add_parser("epochs", help="median of tools' median_ms per spec and epoch")
     p.add_argument("--spec", default=None, metavar="SPEC", help="only this spec")
-    p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    p.add_argument("--json", action="store_true", help="same as --format json")
+    output.add_format(p)
     p.set_defaults(store_handler=cmd_epochs)

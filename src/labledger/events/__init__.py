@@ -103,6 +103,7 @@ from labledger.events.toolgen import (
     ToolEvaluated,
     ToolSynthesized,
 )
+from labledger.events.track import MetricPoint, MetricsLogged
 from labledger.events.weatherlight import EmergencyKind, EmergencyRouted
 
 __all__ = [
@@ -140,6 +141,8 @@ __all__ = [
     "KernelRegistered",
     "LifecycleOp",
     "Lineage",
+    "MetricPoint",
+    "MetricsLogged",
     "PolicyUpdateMetrics",
     "PolicyUpdated",
     "Record",

@@ -23,6 +23,8 @@ class Subsystem(enum.StrEnum):
     TOOLGEN = "toolgen"
     REPAIRLAB = "repairlab"
     ESPER = "esper"
+    TRACK = "track"
+    """A user's own script, through ``labledger.track`` (issue #17)."""
 
 
 class RunOutcome(enum.StrEnum):

@@ -1,27 +1,43 @@
-"""runs: per run its subsystem, status, attempt, last heartbeat and event count.
+"""runs: per run its subsystem, status, attempt, config, last heartbeat, metrics, event count.
 
 A run is identified by the envelope's ``run_id`` (falling back to the stream
 of its ``run.RunStarted``). Status: ``running`` after it starts, ``resumed``
 after a new attempt continues it, ``finished`` or ``abandoned`` at the end.
+
+The key metrics of a run, for ``runs`` and ``runs compare``: a tracked run's
+own (the last value of each metric it logged, ``track.MetricsLogged``, and
+``last_step``); Esper's last ``loss``, ``accuracy`` and ``epoch`` (from
+``esper.SystemStateReported``); ToolGen's ``best_fitness`` and
+``tools_evaluated``; D-REAM's ``generations`` completed.
+
+``alive_at_us`` is the run's last sign of life (its start, last heartbeat or
+last resume, as recorded by the log): the reaper (``labledger.lab.reaper``)
+judges silence from it and ``heartbeat_interval_s``. ``config`` and
+``metrics`` are canonical JSON text.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 
 from labledger.events import Event, all_types
+from labledger.events.dream import GenerationCompleted
+from labledger.events.esper import SystemStateReported
 from labledger.events.runs import Heartbeat, RunAbandoned, RunFinished, RunResumed, RunStarted
+from labledger.events.toolgen import ToolEvaluated
+from labledger.events.track import MetricsLogged
 from labledger.events.typed import Typed
 from labledger.projections.base import Projection, TableSet, Tx
 
 
 class RunsProjection(Projection):
     name = "runs"
-    version = 1
+    version = 2
     handles = tuple(all_types())  # counts every typed event of a run
-    description = "per run: subsystem, status, attempt, last heartbeat, event count"
+    description = "per run: subsystem, status, attempt, config, last heartbeat, metrics, events"
 
     def define(self, tables: TableSet) -> None:
         tables.add(
@@ -39,6 +55,11 @@ class RunsProjection(Projection):
             sa.Column("last_heartbeat_seq", sa.BigInteger),
             sa.Column("last_heartbeat_at_us", sa.BigInteger),
             sa.Column("ended_at_us", sa.BigInteger),
+            sa.Column("alive_at_us", sa.BigInteger),
+            sa.Column("heartbeat_interval_s", sa.Float),
+            sa.Column("config", sa.Text),
+            sa.Column("metrics", sa.Text),
+            sa.Column("last_step", sa.BigInteger),
             sa.Column("last_position", sa.BigInteger, nullable=False),
             sa.Column("events", sa.BigInteger, nullable=False),
         )
@@ -72,24 +93,78 @@ class RunsProjection(Projection):
                     "host": event.host,
                     "started_position": record.position,
                     "started_at_us": at,
+                    "alive_at_us": at,
+                    "heartbeat_interval_s": event.heartbeat_interval_s,
+                    "config": _json(event.config),
                 }
             case Heartbeat():
-                changes |= {"last_heartbeat_seq": event.seq, "last_heartbeat_at_us": at}
+                changes |= {
+                    "last_heartbeat_seq": event.seq,
+                    "last_heartbeat_at_us": at,
+                    "alive_at_us": at,
+                }
+            case MetricsLogged():
+                changes |= _metrics(row, event)
+            case SystemStateReported() | ToolEvaluated() | GenerationCompleted():
+                changes["metrics"] = _json(_lab_metrics(row, event))
             case RunFinished():
                 changes |= {"status": "finished", "outcome": event.outcome.value, "ended_at_us": at}
             case RunAbandoned():
                 changes |= {"status": "abandoned", "ended_at_us": at}
             case RunResumed():
-                changes |= {"status": "resumed", "attempt": event.attempt, "ended_at_us": None}
+                changes |= {
+                    "status": "resumed",
+                    "attempt": event.attempt,
+                    "ended_at_us": None,
+                    "alive_at_us": at,
+                }
             case _:
                 pass
         tx.update("runs", {"run_id": run_id}, **changes)
 
 
+def _json(value: object) -> str:
+    return msgspec.json.encode(value, order="sorted").decode()
+
+
+def _metrics(row: Any, event: MetricsLogged) -> dict[str, object]:
+    """The last value of each metric, and the last step, after one flush."""
+    last: dict[str, float] = msgspec.json.decode(row.metrics) if row.metrics else {}
+    for point in event.points:
+        last.update(point.values)
+    return {"metrics": _json(last), "last_step": event.points[-1].step}
+
+
+def _lab_metrics(
+    row: Any, event: SystemStateReported | ToolEvaluated | GenerationCompleted
+) -> dict[str, float]:
+    """A lab run's key metrics after one of its measuring events."""
+    last: dict[str, float] = msgspec.json.decode(row.metrics) if row.metrics else {}
+    match event:
+        case SystemStateReported():
+            m = event.metrics
+            last |= {"loss": m.loss, "accuracy": m.accuracy, "epoch": float(m.epoch)}
+        case ToolEvaluated():
+            last["best_fitness"] = max(last.get("best_fitness", event.fitness), event.fitness)
+            last["tools_evaluated"] = last.get("tools_evaluated", 0.0) + 1
+        case GenerationCompleted():
+            last["generations"] = max(last.get("generations", 0.0), event.generation + 1.0)
+    return last
+
+
+def decoded(row: dict[str, Any]) -> dict[str, Any]:
+    """A row with ``config`` and ``metrics`` as dicts (empty when absent)."""
+    return {
+        **row,
+        "config": msgspec.json.decode(row["config"]) if row.get("config") else {},
+        "metrics": msgspec.json.decode(row["metrics"]) if row.get("metrics") else {},
+    }
+
+
 def run_rows(
     tx: Tx, status: str | None = None, subsystem: str | None = None
 ) -> list[dict[str, Any]]:
-    """Rows of the ``runs`` read model, oldest first, optionally filtered."""
+    """Rows of the ``runs`` read model, oldest first, optionally filtered (JSON columns as text)."""
     table = tx.table("runs")
     query = sa.select(table).order_by(table.c.started_at_us, table.c.run_id)
     if status is not None:
@@ -97,3 +172,9 @@ def run_rows(
     if subsystem is not None:
         query = query.where(table.c.subsystem == subsystem)
     return [dict(row._mapping) for row in tx.query(query)]
+
+
+def run_row(tx: Tx, run_id: str) -> dict[str, Any] | None:
+    """One run's row, or ``None``."""
+    row = tx.get("runs", run_id=run_id)
+    return dict(row._mapping) if row is not None else None

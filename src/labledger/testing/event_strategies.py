@@ -490,6 +490,14 @@ def _weatherlight_examples() -> list[Event]:
     ]
 
 
+def _track_examples() -> list[Event]:
+    points = [
+        ev.MetricPoint(step=10, values={"loss": 0.71, "acc": 0.62}),
+        ev.MetricPoint(step=20, values={"loss": 0.55}),
+    ]
+    return [ev.MetricsLogged(points=points)]
+
+
 def example_events() -> list[Event]:
     """One realistic, deterministic instance of every current event type, by type name.
 
@@ -504,6 +512,7 @@ def example_events() -> list[Event]:
         + _esper_seed_examples()
         + _esper_state_examples()
         + _weatherlight_examples()
+        + _track_examples()
     )
     return sorted(examples, key=lambda event: event.TYPE)
 
