@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from labledger.api import _queries as q
 from labledger.api._deps import OBJECT, OBJECTS, Reader, State, Writer, json_response, json_schema
 from labledger.api._errors import documented
+from labledger.api._guard import BodyTooLarge
 from labledger.api._state import ApiState
 from labledger.errors import InvalidEvent
 from labledger.events.raw import (
@@ -180,7 +181,7 @@ async def _body(request: Request) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_DOCUMENT_BYTES:
-            raise InvalidEvent(f"the body is over the {MAX_DOCUMENT_BYTES}-byte limit")
+            raise BodyTooLarge(f"the body is over the {MAX_DOCUMENT_BYTES}-byte limit")
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -34,7 +34,7 @@ from labledger.errors import (
     SchemaNotInitialized,
     StoreUnavailable,
 )
-from labledger.store import integrity, nonces, schema
+from labledger.store import integrity, nonces, schema, subscribe
 from labledger.store.base import (
     ANY,
     AnchorStatus,
@@ -144,6 +144,8 @@ class SqlEventStore(EventStore):
             raise SchemaNotInitialized(self.url, found, schema.HEAD_REVISION)
 
     def close(self) -> None:
+        # The change watcher's thread holds a connection of this engine: end it first.
+        subscribe.stop_watching(self)
         self.engine.dispose()
         if self.anchor is not None:
             self.anchor.close()
