@@ -171,9 +171,11 @@ def parse_expected(value: str) -> ExpectedVersion:
     named = {"any": ANY, "no-stream": NO_STREAM, "no_stream": NO_STREAM, "exists": EXISTS}
     if value in named:
         return named[value]
-    if value.isdigit() and len(value) < 19:
+    if value.isascii() and value.isdigit() and len(value) < 19:  # "²".isdigit() is True
         return int(value)
-    raise InvalidEvent(f"expect={value!r}: use any, no-stream, exists or a version number >= 0")
+    raise InvalidEvent(
+        f"expect={value!r}: use any, no-stream, exists or a version number >= 0 (0-9 digits)"
+    )
 
 
 async def _body(request: Request) -> bytes:

@@ -16,6 +16,7 @@ import msgspec
 from sqlalchemy import Connection, text
 from sqlalchemy import exc as sa_exc
 
+from labledger.errors import CorruptionDetected
 from labledger.store.base import RecordedEvent
 
 Row = tuple[Any, ...]
@@ -47,9 +48,40 @@ HEAD_REVISION = "0003"
 VERSION_TABLE = "labledger_alembic_version"
 
 
+MAX_RECORDED_US = 253_402_300_799_999_999
+"""9999-12-31T23:59:59.999999Z: the last instant a ``datetime`` can show."""
+_TEXT_OR_NONE = (str, type(None))
+_BINARY = (bytes, memoryview, bytearray)
+
+
 def to_recorded(row: Sequence[Any]) -> RecordedEvent:
-    """A row in READ_COLUMNS (or ROW_COLUMNS) order as a RecordedEvent."""
-    data, metadata = row[DATA], row[METADATA]
+    """A row in READ_COLUMNS (or ROW_COLUMNS) order as a RecordedEvent.
+
+    Raises:
+        CorruptionDetected: a column holds what no append writes (SQLite keeps
+            any type in any column, so a flipped byte can turn an integer into
+            a blob, or a time into year 105619); names the row's position.
+    """
+    data, metadata, recorded = row[DATA], row[METADATA], row[6]
+    # One cheap check per column, on the hot path: a damaged row must fail here,
+    # with its position, not later in a datetime or a bytes() far from the store.
+    if not (
+        type(row[0]) is int
+        and type(row[1]) is str
+        and type(row[2]) is int
+        and type(row[3]) is str
+        and type(row[4]) is str
+        and type(row[5]) is int
+        and type(recorded) is int
+        and 0 <= recorded <= MAX_RECORDED_US
+        and isinstance(row[7], _TEXT_OR_NONE)
+        and isinstance(row[8], _TEXT_OR_NONE)
+        and isinstance(row[9], _TEXT_OR_NONE)
+        and isinstance(row[10], _TEXT_OR_NONE)
+        and isinstance(data, _BINARY)
+        and isinstance(metadata, _BINARY)
+    ):
+        raise undecodable(row)
     return RecordedEvent(
         position=row[0],
         stream=row[1],
@@ -57,13 +89,27 @@ def to_recorded(row: Sequence[Any]) -> RecordedEvent:
         id=row[3],
         type=row[4],
         schema_version=row[5],
-        recorded_at_us=row[6],
+        recorded_at_us=recorded,
         correlation_id=row[7],
         causation_id=row[8],
         run_id=row[9],
         actor=row[10],
         data=data if type(data) is bytes else bytes(data),
         metadata=metadata if type(metadata) is bytes else bytes(metadata),
+    )
+
+
+def undecodable(row: Sequence[Any]) -> CorruptionDetected:
+    """The error for a row that cannot be a record: which columns are wrong, and where."""
+    names = [c.strip() for c in READ_COLUMNS.split(",")]
+    kinds = [type(v).__name__ for v in row[: len(names)]]
+    position = row[0] if type(row[0]) is int else None
+    where = f"the record at position {position}" if position is not None else "a record"
+    return CorruptionDetected(
+        f"{where} cannot be decoded (column types {dict(zip(names, kinds, strict=True))}, "
+        f"recorded_at {row[6]!r:.40}): the store is damaged. Run `labledger verify` to "
+        "find the first bad record, and restore from a backup.",
+        position,
     )
 
 
