@@ -29,7 +29,8 @@ def store(ledger_url: str) -> Iterator[EventStore]:
 
 @pytest.fixture
 def client(ledger_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(ledger_url, keyring=ring())) as c:
+    # a loopback server answers only loopback Host names (DNS rebinding, issue #18)
+    with TestClient(create_app(ledger_url, keyring=ring()), base_url="http://localhost") as c:
         yield c
 
 

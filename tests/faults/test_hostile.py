@@ -39,6 +39,8 @@ from tests.faults.harness import figure
 REPLAYERS = 8
 RING = KeyRing({"k1": SECRET})
 INJECTION = "'; DROP TABLE ll_events; --"
+HUGE = b"9" * 5000
+"""A JSON integer past Python's 4300-digit int() limit (issue #18)."""
 
 
 def _now() -> dt.datetime:
@@ -124,6 +126,12 @@ def hostile_api(
             ANY,
         ),
         "same id twice in a batch": ("s", [twice, twice], ANY),
+        # bad numbers (issue #18)
+        "integer of 5000 digits": ("s", [_raw("mylab.Big", b'{"n": ' + HUGE + b"}")], ANY),
+        "integer of 20 digits": ("s", [_raw("mylab.Big", b'{"n": 99999999999999999999}')], ANY),
+        "typed, 5000-digit field": ("s", [_raw("run.Heartbeat", b'{"seq": ' + HUGE + b"}")], ANY),
+        "expected version '²'": ("s", [_raw("mylab.Ok", b"{}")], "²"),
+        "expected version 2**70": ("s", [_raw("mylab.Ok", b"{}")], 2**70),
     }
     return cases
 
@@ -179,13 +187,17 @@ def hostile_store(sqlite_backend: Backend) -> Iterator[tuple[str, EventStore, Ne
         yield url, store, base, existing
 
 
-def _cli(args: list[str], stdin: bytes, monkeypatch: pytest.MonkeyPatch) -> int:
+def _cli(args: list[str], stdin: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    """The exit code and stderr of one CLI run (a traceback escaping ``run`` fails the test)."""
+    err = io.StringIO()
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
     monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO()))
-    monkeypatch.setattr(sys, "stderr", io.StringIO())
-    code = run(args)
-    monkeypatch.undo()
-    return code
+    monkeypatch.setattr(sys, "stderr", err)
+    try:
+        code = run(args)
+    finally:
+        monkeypatch.undo()
+    return code, err.getvalue()
 
 
 def hostile_cli(url: str, base: NewEvent) -> dict[str, tuple[list[str], bytes]]:
@@ -217,6 +229,27 @@ def hostile_cli(url: str, base: NewEvent) -> dict[str, tuple[list[str], bytes]]:
         "cli bad --expect": ([*append, "s", "--expect", f"1{INJECTION}"], line("mylab.X", {})),
         "cli empty stdin": ([*append, "s"], b""),
         "cli NUL bytes": ([*append, "s"], b"\x00\x00\x00\n"),
+        **bad_numbers_cli(url),
+    }
+
+
+def bad_numbers_cli(url: str) -> dict[str, tuple[list[str], bytes]]:
+    """Numbers that used to escape as a traceback with exit 1 (issue #18): exit 2 now."""
+    ok = b'{"type": "mylab.X", "data": {}}\n'
+    append = ["--db", url, "append", "s"]
+    return {
+        "cli integer of 5000 digits": (
+            append,
+            b'{"type": "mylab.X", "data": {"n": ' + HUGE + b"}}\n",
+        ),
+        "cli --expect ²": ([*append, "--expect", "²"], ok),
+        "cli --expect of 5000 digits": ([*append, "--expect", HUGE.decode()], ok),
+        "cli --expect of 19 digits": ([*append, "--expect", "9" * 19], ok),
+        "cli read-all --limit ²": (["--db", url, "read-all", "--limit", "²"], b""),
+        "cli read --from-version of 5000 digits": (
+            ["--db", url, "read", "s", "--from-version", HUGE.decode()],
+            b"",
+        ),
     }
 
 
@@ -261,12 +294,16 @@ def test_hostile_inputs_are_refused(
     for name, (stream, events, expected) in hostile_api(base, existing).items():
         tally.record(name, lambda s=stream, e=events, x=expected: store.append(s, e, x))  # type: ignore[misc]
     monkeypatch.setenv("LABLEDGER_KEYS", f"k1:{SECRET.hex()}")
+    numbers = bad_numbers_cli(url)
     for name, (args, stdin) in hostile_cli(url, base).items():
         tally.inputs += 1
-        code = _cli(args, stdin, monkeypatch)
+        code, err = _cli(args, stdin, monkeypatch)
         tally.accepted += code == 0
         if code == 0:
             print(f"ACCEPTED: {name}")
+        if "Traceback" in err or (name in numbers and code != 2):
+            tally.crashes += 1
+            print(f"CRASH on {name}: exit {code}, {err[-300:]}")
     verdicts = replay_from_processes(url, base)
     tally.inputs += len(verdicts)
     tally.accepted += verdicts.count("ACCEPTED")
@@ -315,3 +352,105 @@ def test_harness_catches_a_gate_that_skips_signatures(sqlite_backend: Backend) -
         f"harness found {tally.accepted} hostile inputs accepted",
     )
     assert tally.accepted > 0
+
+
+# -- over HTTP (issue #18) -----------------------------------------------------------------
+
+
+def _http_body(events: list[NewEvent]) -> bytes:
+    """The events as a POST body, their data and metadata bytes embedded as they are
+    (so malformed JSON reaches the server malformed)."""
+
+    def one(e: NewEvent) -> bytes:
+        parts = [b'"type":' + msgspec.json.encode(e.type), b'"data":' + (e.data or b"null")]
+        parts.append(b'"id":' + msgspec.json.encode(e.id))
+        if e.metadata not in (b"", b"{}"):
+            parts.append(b'"metadata":' + e.metadata)
+        for key in ("actor", "run_id"):
+            if getattr(e, key) is not None:
+                parts.append(msgspec.json.encode(key) + b":" + msgspec.json.encode(getattr(e, key)))
+        if e.schema_version != 1:
+            parts.append(b'"schema_version":' + msgspec.json.encode(e.schema_version))
+        return b"{" + b",".join(parts) + b"}"
+
+    return b"[" + b",".join(one(e) for e in events) + b"]"
+
+
+def hostile_http(
+    base: NewEvent, existing: NewEvent
+) -> dict[str, tuple[str, str, bytes, dict[str, str]]]:
+    """name -> (method, path and query, body, extra headers): the Python API's cases
+    posted over HTTP, and what only HTTP has (Host, bodies past the limit, query numbers)."""
+    from urllib.parse import quote
+
+    cases: dict[str, tuple[str, str, bytes, dict[str, str]]] = {}
+    for name, (stream, events, expected) in hostile_api(base, existing).items():
+        expect = "any" if expected is ANY else str(expected).lower()
+        path = f"/api/streams/{quote(stream, safe='')}/events?expect={quote(expect)}"
+        cases[f"http {name}"] = ("POST", path, _http_body(events), {})
+    ok = b'{"type": "mylab.X", "data": {}}'
+    huge = HUGE.decode()
+    cases |= {
+        "http --expect of 5000 digits": ("POST", f"/api/streams/s/events?expect={huge}", ok, {}),
+        "http body past the limit": (
+            "POST",
+            "/api/streams/s/events",
+            b" " * (MAX_DOCUMENT_BYTES + 1) + ok,
+            {},
+        ),
+        "http rebinding Host, read": ("GET", "/api/events", b"", {"Host": "evil.example"}),
+        "http rebinding Host, write": (
+            "POST",
+            "/api/streams/s/events",
+            ok,
+            {"Host": "evil.example"},
+        ),
+        "http position of 5000 digits": ("GET", f"/api/events?from_position={huge}", b"", {}),
+        "http position ²": ("GET", "/api/events?from_position=%C2%B2", b"", {}),
+        "http event at ²": ("GET", "/api/events/%C2%B2", b"", {}),
+        "http version of 5000 digits": (
+            "GET",
+            f"/api/streams/s/events?from_version={huge}",
+            b"",
+            {},
+        ),
+        "http tail from 5000 digits": ("GET", f"/api/tail?from_position={huge}", b"", {}),
+    }
+    return cases
+
+
+def test_hostile_inputs_over_http_get_4xx_and_leave_the_log_unchanged(
+    hostile_store: tuple[str, EventStore, NewEvent, NewEvent],
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from labledger.api import api_token, create_app
+
+    _, store, base, existing = hostile_store
+    before = log_fingerprint(store)
+    token = {"Authorization": f"Bearer {api_token('k1', SECRET)}"}
+    statuses: dict[str, int] = {}
+    app = create_app(store=store, keyring=RING)
+    with TestClient(app, base_url="http://localhost", raise_server_exceptions=False) as client:
+        for name, (method, path, body, headers) in hostile_http(base, existing).items():
+            json_type = {"Content-Type": "application/json"} if body else {}
+            response = client.request(
+                method, path, content=body or None, headers=token | json_type | headers
+            )
+            statuses[name] = response.status_code
+            if not 400 <= response.status_code < 500:
+                print(f"NOT 4xx: {name} -> {response.status_code} {response.text[:200]}")
+            else:
+                assert response.json()["error"], name  # a JSON error body, always
+    after = log_fingerprint(store)
+    wrong = {n: s for n, s in statuses.items() if not 400 <= s < 500}
+    figure(
+        "6 hostile input over HTTP",
+        f"{len(statuses) - len(wrong)} of {len(statuses)} hostile requests got a 4xx JSON error "
+        f"(statuses {sorted(set(statuses.values()))}); fingerprint (log minus "
+        f"{REJECTIONS_STREAM}) {'unchanged' if after[0] == before[0] else 'CHANGED'}",
+    )
+    assert wrong == {}
+    assert after == before
+    assert statuses["http rebinding Host, read"] == 421
+    assert statuses["http body past the limit"] == 413

@@ -13,6 +13,7 @@ from labledger import names
 from labledger.api import _queries as q
 from labledger.api._deps import OBJECT, OBJECTS, Reader, State, Writer, json_response, json_schema
 from labledger.api._errors import documented
+from labledger.api._guard import BodyTooLarge
 from labledger.api._state import ApiState
 from labledger.errors import InvalidEvent
 from labledger.events.raw import (
@@ -186,9 +187,11 @@ def parse_expected(value: str) -> ExpectedVersion:
     named = {"any": ANY, "no-stream": NO_STREAM, "no_stream": NO_STREAM, "exists": EXISTS}
     if value in named:
         return named[value]
-    if value.isdigit() and len(value) < 19:
+    if value.isascii() and value.isdigit() and len(value) < 19:  # "²".isdigit() is True
         return int(value)
-    raise InvalidEvent(f"expect={value!r}: use any, no-stream, exists or a version number >= 0")
+    raise InvalidEvent(
+        f"expect={value!r}: use any, no-stream, exists or a version number >= 0 (0-9 digits)"
+    )
 
 
 async def _body(request: Request) -> bytes:
@@ -196,7 +199,7 @@ async def _body(request: Request) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_DOCUMENT_BYTES:
-            raise InvalidEvent(f"the body is over the {MAX_DOCUMENT_BYTES}-byte limit")
+            raise BodyTooLarge(f"the body is over the {MAX_DOCUMENT_BYTES}-byte limit")
         chunks.append(chunk)
     return b"".join(chunks)
 

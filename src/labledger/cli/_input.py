@@ -42,15 +42,29 @@ def events_from_lines(lines: Iterable[bytes]) -> list[NewEvent]:
     return events
 
 
+MAX_DIGITS = 18
+"""The most digits a number option takes: anything longer overflows 64 bits somewhere."""
+
+
+def _whole(value: str, least: int) -> int:
+    # ASCII digits only: str.isdigit() admits "²" and "٣", which int() refuses or reads
+    # as another number; and no more than 18 of them (int() refuses over 4300 digits).
+    if not (value.isascii() and value.isdigit() and len(value) <= MAX_DIGITS):
+        shown = value if len(value) <= 40 else f"{value[:20]}… ({len(value)} characters)"
+        raise argparse.ArgumentTypeError(
+            f"{shown!r} is not a number >= {least} (0-9 digits, at most {MAX_DIGITS})"
+        )
+    number = int(value)
+    if number < least:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number >= {least}")
+    return number
+
+
 def positive(value: str) -> int:
     """An argparse type: a whole number >= 1."""
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number >= 1")
-    return int(value)
+    return _whole(value, 1)
 
 
 def nonnegative(value: str) -> int:
     """An argparse type: a whole number >= 0."""
-    if not value.isdigit():
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number >= 0")
-    return int(value)
+    return _whole(value, 0)

@@ -16,7 +16,7 @@ import msgspec
 from sqlalchemy.engine import make_url
 
 from labledger.cli import output
-from labledger.cli._input import bounded_lines, events_from_lines, nonnegative
+from labledger.cli._input import MAX_DIGITS, bounded_lines, events_from_lines, nonnegative
 from labledger.errors import InvalidEvent, UsageError
 from labledger.events.dream import DreamManifest, Regime, TrialKpis, TrialRecorded
 from labledger.events.runs import Heartbeat, RunFinished, RunOutcome, RunStarted, Subsystem
@@ -42,9 +42,13 @@ def parse_expected(value: str) -> ExpectedVersion:
     named = {"any": ANY, "no-stream": NO_STREAM, "no_stream": NO_STREAM, "exists": EXISTS}
     if value in named:
         return named[value]
-    if value.isdigit():
+    if value.isascii() and value.isdigit() and len(value) <= MAX_DIGITS:
         return int(value)
-    raise UsageError(f"--expect {value!r}: use any, no-stream, exists or a version number >= 0")
+    shown = value if len(value) <= 40 else f"{value[:20]}… ({len(value)} characters)"
+    raise UsageError(
+        f"--expect {shown!r}: use any, no-stream, exists or a version number "
+        f"of 0-9 digits, at most {MAX_DIGITS} of them"
+    )
 
 
 def cmd_init(args: argparse.Namespace) -> int:

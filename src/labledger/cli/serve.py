@@ -14,13 +14,14 @@ from typing import Any
 from labledger import extras
 from labledger.cli import output
 from labledger.cli._engine import engine_for
+from labledger.cli._input import positive
 from labledger.errors import UsageError
 from labledger.security.keyring import KeyRing
 from labledger.store import EventStore
 
 
 def _port(value: str) -> int:
-    if not value.isdigit() or not 0 < int(value) < 65536:
+    if not (value.isascii() and value.isdigit() and len(value) < 6 and 0 < int(value) < 65536):
         raise argparse.ArgumentTypeError(f"{value!r} is not a port (1-65535)")
     return int(value)
 
@@ -61,7 +62,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not args.no_reap:
         _reap_at_start(args.db)
-    app = create_app(args.db, keyring=ring, host=args.host)
+    app = create_app(
+        args.db,
+        keyring=ring,
+        host=args.host,
+        allowed_hosts=args.allow_host,
+        max_tail_clients=args.max_tail_clients,
+    )
     reads = "open (loopback)" if is_loopback(args.host) else "need a token"
     print(
         f"labledger serve: http://{args.host}:{args.port}/ui/runs (API docs at /docs); "
@@ -98,6 +105,21 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("serve", help="HTTP API, live tail, metrics and dashboard (uvicorn)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
     p.add_argument("--port", type=_port, default=8321, help="TCP port (default 8321)")
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="on a loopback bind, also answer this Host name (repeat; default: only "
+        "localhost, 127.0.0.1, [::1], against DNS rebinding)",
+    )
+    p.add_argument(
+        "--max-tail-clients",
+        type=positive,
+        default=64,
+        metavar="N",
+        help="open /api/tail streams allowed at once; more get 503 (default 64)",
+    )
     p.add_argument(
         "--log-level",
         default="info",

@@ -18,6 +18,7 @@ from labledger.store import NewEvent
 MAX_DOCUMENT_BYTES = 1 << 20
 MAX_DEPTH = 64
 INT64 = (-(2**63), 2**63 - 1)
+INT64_DIGITS = 19
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -27,6 +28,16 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise InvalidEvent(f"duplicate key {key!r}")
         out[key] = value
     return out
+
+
+def _bounded_int(digits: str) -> int:
+    # Checked on the digits, before int(): Python refuses to convert more than
+    # 4300 digits with a bare ValueError, and printing such a number fails too.
+    if len(digits.lstrip("-")) > INT64_DIGITS:
+        raise InvalidEvent(
+            f"an integer of {len(digits.lstrip('-'))} digits does not fit in 64 bits"
+        )
+    return int(digits)
 
 
 def _no_constant(name: str) -> Any:
@@ -60,7 +71,12 @@ def parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise InvalidEvent(f"not valid UTF-8 at byte {exc.start}") from exc
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        value = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constant,
+            parse_int=_bounded_int,
+        )
     except RecursionError as exc:
         raise InvalidEvent(f"JSON nested deeper than {MAX_DEPTH} levels") from exc
     except json.JSONDecodeError as exc:

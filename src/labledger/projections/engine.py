@@ -26,6 +26,7 @@ from labledger.projections.base import Projection, TableSet, Tx
 from labledger.projections.checkpoint import Checkpoint, CheckpointMoved
 from labledger.projections.state_hash import state_hash
 from labledger.store import EventStore, RecordedEvent
+from labledger.store.subscribe import watcher_for
 
 
 class LogSource(Protocol):
@@ -244,17 +245,15 @@ class ProjectionEngine:
     ) -> None:
         """Catch up, then apply new events as they are appended, until ``stop`` is set."""
         chosen = list(names or sorted(self.projections))
-        waiter = _store(self.source).waiter()
-        try:
+        # the store's one change watcher (store.subscribe): no thread or connection held here
+        with watcher_for(_store(self.source)).following() as changes:
             while stop is None or not stop.is_set():
                 for name in chosen:
                     try:
                         await anyio.to_thread.run_sync(self.catch_up, name)
                     except CheckpointMoved:
                         continue  # another runner or a rebuild moved it: reload next round
-                await anyio.to_thread.run_sync(waiter.wait, 0.5, abandon_on_cancel=True)
-        finally:
-            waiter.close()
+                await changes.wait(0.5)
 
     # -- rebuilding ----------------------------------------------------------------
 

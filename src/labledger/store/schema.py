@@ -16,6 +16,7 @@ import msgspec
 from sqlalchemy import Connection, text
 from sqlalchemy import exc as sa_exc
 
+from labledger.errors import CorruptionDetected
 from labledger.store.base import RecordedEvent
 
 Row = tuple[Any, ...]
@@ -47,23 +48,77 @@ HEAD_REVISION = "0003"
 VERSION_TABLE = "labledger_alembic_version"
 
 
+MAX_RECORDED_US = 253_402_300_799_999_999
+"""9999-12-31T23:59:59.999999Z: the last instant a ``datetime`` can show."""
+
+
 def to_recorded(row: Sequence[Any]) -> RecordedEvent:
-    """A row in READ_COLUMNS (or ROW_COLUMNS) order as a RecordedEvent."""
-    data, metadata = row[DATA], row[METADATA]
+    """A row in READ_COLUMNS (or ROW_COLUMNS) order as a RecordedEvent.
+
+    Raises:
+        CorruptionDetected: a column holds what no append writes (SQLite keeps
+            any type in any column, so a flipped byte can turn an integer into
+            a blob, or a time into year 105619); names the row's position.
+    """
+    position, stream, version, event_id, kind, schema_version, recorded = row[:7]
+    correlation, causation, run_id, actor, data, metadata = row[7:13]
+    # One cheap check per column, on the hot path (``type() is``, not isinstance: half
+    # the cost): a damaged row must fail here, with its position, not later in a
+    # datetime or a bytes() far from the store.
+    if not (
+        type(position) is int
+        and type(stream) is str
+        and type(version) is int
+        and type(event_id) is str
+        and type(kind) is str
+        and type(schema_version) is int
+        and type(recorded) is int
+        and 0 <= recorded <= MAX_RECORDED_US
+        and (correlation is None or type(correlation) is str)
+        and (causation is None or type(causation) is str)
+        and (run_id is None or type(run_id) is str)
+        and (actor is None or type(actor) is str)
+    ):
+        raise undecodable(row)
+    if type(data) is not bytes:
+        data = _binary(data, row)
+    if type(metadata) is not bytes:
+        metadata = _binary(metadata, row)
     return RecordedEvent(
-        position=row[0],
-        stream=row[1],
-        stream_version=row[2],
-        id=row[3],
-        type=row[4],
-        schema_version=row[5],
-        recorded_at_us=row[6],
-        correlation_id=row[7],
-        causation_id=row[8],
-        run_id=row[9],
-        actor=row[10],
-        data=data if type(data) is bytes else bytes(data),
-        metadata=metadata if type(metadata) is bytes else bytes(metadata),
+        position=position,
+        stream=stream,
+        stream_version=version,
+        id=event_id,
+        type=kind,
+        schema_version=schema_version,
+        recorded_at_us=recorded,
+        correlation_id=correlation,
+        causation_id=causation,
+        run_id=run_id,
+        actor=actor,
+        data=data,
+        metadata=metadata,
+    )
+
+
+def _binary(value: Any, row: Sequence[Any]) -> bytes:
+    """A payload column as bytes (drivers may give a memoryview); anything else is damage."""
+    if isinstance(value, memoryview | bytearray):
+        return bytes(value)
+    raise undecodable(row)
+
+
+def undecodable(row: Sequence[Any]) -> CorruptionDetected:
+    """The error for a row that cannot be a record: which columns are wrong, and where."""
+    names = [c.strip() for c in READ_COLUMNS.split(",")]
+    kinds = [type(v).__name__ for v in row[: len(names)]]
+    position = row[0] if type(row[0]) is int else None
+    where = f"the record at position {position}" if position is not None else "a record"
+    return CorruptionDetected(
+        f"{where} cannot be decoded (column types {dict(zip(names, kinds, strict=True))}, "
+        f"recorded_at {row[6]!r:.40}): the store is damaged. Run `labledger verify` to "
+        "find the first bad record, and restore from a backup.",
+        position,
     )
 
 

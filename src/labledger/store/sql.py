@@ -34,7 +34,7 @@ from labledger.errors import (
     SchemaNotInitialized,
     StoreUnavailable,
 )
-from labledger.store import integrity, nonces, schema
+from labledger.store import integrity, nonces, schema, subscribe
 from labledger.store.base import (
     ANY,
     AnchorStatus,
@@ -144,6 +144,8 @@ class SqlEventStore(EventStore):
             raise SchemaNotInitialized(self.url, found, schema.HEAD_REVISION)
 
     def close(self) -> None:
+        # The change watcher's thread holds a connection of this engine: end it first.
+        subscribe.stop_watching(self)
         self.engine.dispose()
         if self.anchor is not None:
             self.anchor.close()
@@ -283,10 +285,34 @@ class SqlEventStore(EventStore):
             remaining -= len(page)
             position = page[-1].position + 1
 
-    def _rows(self, sql: str, params: tuple[Any, ...]) -> list[RecordedEvent]:
+    def _decoded(self, sql: str, params: tuple[Any, ...]) -> list[RecordedEvent]:
         with self._errors():
             rows = self.dialect.read_rows(self.engine, sql, params)
         return [schema.to_recorded(r) for r in rows]
+
+    def _rows(self, sql: str, params: tuple[Any, ...]) -> list[RecordedEvent]:
+        try:
+            return self._decoded(sql, params)
+        except CorruptionDetected as exc:
+            if exc.position is not None:
+                raise
+            raise self._locate(sql, params, exc) from exc
+
+    def _locate(self, sql: str, params: tuple[Any, ...], exc: CorruptionDetected) -> Exception:
+        """The page held a row the driver could not decode (e.g. text that is not UTF-8):
+        read it again one row at a time to name the first bad position."""
+        try:
+            positions = self.dialect.read_rows(
+                self.engine, sql.replace(schema.READ_COLUMNS, "position", 1), params
+            )
+            for (position,) in positions:
+                try:
+                    self._decoded(schema.READ_ALL, (position, 1))
+                except CorruptionDetected as bad:
+                    return CorruptionDetected(f"position {position}: {bad}", position)
+        except Exception:  # a store this damaged may not answer even that: say what we have
+            return exc
+        return exc
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         sql = text("SELECT event_id FROM ll_events WHERE event_id IN :ids").bindparams(

@@ -23,7 +23,9 @@ parent drives it with :class:`FaultWorker` (the line protocol of
     opens and verifies it, and prints ``RES <json>``: ``detected`` (a typed
     error or a failed verify, with the position it names), ``unchanged`` (the
     logical content is byte-identical to the golden's: the flip hit unused
-    space), ``UNDETECTED`` or ``CRASH`` (an untyped exception).
+    space), ``UNDETECTED`` or ``CRASH`` (an untyped exception). Then, on another
+    fresh copy, the user's readers (``read-all``, ``read``, a projection catch-up)
+    run, and ``reader_crashes`` lists every traceback they produced.
 ``project``
     Runs the deliberately non-idempotent :class:`TallyProjection`, slowly
     (``--pause-ms`` per event), printing ``BEGIN <pos>`` when a batch starts
@@ -288,6 +290,37 @@ def probe(url: str, golden_content: str) -> dict[str, Any]:
     return {"outcome": "UNDETECTED", "head": report.head}
 
 
+def readers_probe(url: str) -> list[str]:
+    """What a user's readers do on a (possibly damaged) store: ``read-all`` and ``read``
+    through the CLI, and a catch-up of every projection. Each untyped exception, or
+    a traceback printed, is one entry; a typed error or success is none (issue #18)."""
+    import contextlib
+    import io
+    import traceback
+
+    from labledger.cli.main import run
+    from labledger.projections import all_projections
+
+    crashes: list[str] = []
+    for argv in (["read-all"], ["read", "s0"], ["read-all", "--from-position", "41"]):
+        out, err = io.TextIOWrapper(io.BytesIO()), io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                run(["--db", url, *argv])
+        except Exception as exc:
+            crashes.append(f"{' '.join(argv)}: {_describe(exc)} {traceback.format_exc()[-400:]}")
+        if "Traceback" in err.getvalue():
+            crashes.append(f"{' '.join(argv)}: traceback printed {err.getvalue()[-400:]}")
+    try:
+        with open_store(url) as store:
+            ProjectionEngine(store, all_projections()).run()
+    except LabledgerError:
+        pass
+    except Exception as exc:
+        crashes.append(f"projection catch-up: {_describe(exc)} {traceback.format_exc()[-400:]}")
+    return crashes
+
+
 def _flips(args: argparse.Namespace) -> int:
     import json
 
@@ -302,7 +335,10 @@ def _flips(args: argparse.Namespace) -> int:
         if line.strip() == "END":
             break
         mutation = json.loads(line)
-        _say("RES", json.dumps(probe(_mutate(golden, work, mutation), content)))
+        result = probe(_mutate(golden, work, mutation), content)
+        # on a fresh copy: the probe's own reads must not hide what the readers meet
+        result["reader_crashes"] = readers_probe(_mutate(golden, work, mutation))
+        _say("RES", json.dumps(result))
     _say("DONE")
     return 0
 
