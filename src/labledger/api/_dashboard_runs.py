@@ -1,0 +1,145 @@
+"""The run selector every page carries, and the runs pages.
+
+A page shows one run unless asked for more: ``?run=ID`` (repeatable) picks
+runs, ``?run=all`` takes every run of the page's subsystem, and with no
+``run`` the latest run is shown.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi.responses import HTMLResponse
+
+from labledger.api import _dashboard_charts as charts
+from labledger.api import _queries as q
+from labledger.api._deps import Reader, State
+from labledger.api._html import event_link, figures, heading, link, render, table, text, when
+from labledger.api._state import ApiState
+from labledger.projections.runs import run_rows
+
+router = APIRouter(include_in_schema=False)
+RunParam = Annotated[list[str] | None, Query(max_length=64)]
+TIMELINE_EVENTS = 500
+
+
+class Chosen:
+    """The runs a page shows and the selector that chose them."""
+
+    def __init__(self, runs: list[dict[str, Any]], selector: dict[str, Any]) -> None:
+        self.runs = runs
+        self.selector = selector
+
+    @property
+    def ids(self) -> list[str]:
+        """The chosen run ids."""
+        return [r["run_id"] for r in self.runs]
+
+
+def choose(
+    state: ApiState,
+    run: list[str] | None,
+    action: str,
+    subsystem: str | None = None,
+    keep: list[tuple[str, str]] | None = None,
+) -> Chosen:
+    """The runs named by ``run`` (default: the latest) among ``subsystem``'s runs.
+
+    Raises:
+        HTTPException: 404 when a named run does not exist.
+    """
+    with state.read("runs") as tx:
+        rows = run_rows(tx, subsystem=subsystem)
+    by_id = {r["run_id"]: r for r in rows}
+    everything = run is not None and "all" in run
+    if everything:
+        chosen = rows
+    elif run:
+        missing = [r for r in run if r not in by_id]
+        if missing:
+            raise HTTPException(404, f"no {subsystem or ''} run {missing[0]!r}".replace("  ", " "))
+        chosen = [by_id[r] for r in dict.fromkeys(run)]
+    else:
+        chosen = rows[-1:]
+    selector = {
+        "action": action,
+        "runs": list(reversed(rows)),
+        "chosen": {r["run_id"] for r in chosen},
+        "all": everything,
+        "keep": keep or [],
+    }
+    return Chosen(chosen, selector)
+
+
+def _run_cells(r: dict[str, Any]) -> list[Any]:
+    return [
+        link(f"/ui/runs/{r['run_id']}", r["run_id"]),
+        r["subsystem"],
+        r["status"],
+        r["outcome"],
+        r["attempt"],
+        when(r["started_at_us"]),
+        when(r["last_heartbeat_at_us"]),
+        r["events"],
+        event_link(r["last_position"]),
+    ]
+
+
+RUN_HEADERS = (
+    "run",
+    "subsystem",
+    "status",
+    "outcome",
+    "attempt",
+    "started (UTC)",
+    "last heartbeat (UTC)",
+    "events",
+    "last event",
+)
+
+
+@router.get("/ui/runs")
+def runs_page(state: State, _: Reader) -> HTMLResponse:
+    """Runs, latest first: status, subsystem, heartbeats, event counts."""
+    with state.read("runs") as tx:
+        rows = run_rows(tx)
+    sections = [table("runs", RUN_HEADERS, [_run_cells(r) for r in reversed(rows)])]
+    return render("runs", f"Runs ({len(rows)})", sections, head=state.store.head())
+
+
+@router.get("/ui/runs/{run_id}")
+def run_page(state: State, _: Reader, run_id: Annotated[str, Path(max_length=256)]) -> HTMLResponse:
+    """One run's timeline: events per stream over time, and its first events."""
+    with state.read("runs") as tx:
+        run = q.run_row(tx, run_id)
+    if run is None:
+        raise HTTPException(404, f"no run {run_id!r}")
+    events, more = q.run_events(state.store, run, 1, TIMELINE_EVENTS)
+    t0 = events[0].recorded_at_us if events else 0
+    per_stream: dict[str, list[charts.PointAt]] = defaultdict(list)
+    for e in events:
+        points = per_stream[e.stream]
+        points.append(((e.recorded_at_us - t0) / 1e6, float(len(points) + 1), e.position))
+    chart = charts.line_figure(
+        f"Timeline of run {run_id}",
+        sorted(per_stream.items()),
+        "seconds since the run's first event (s)",
+        "events appended (count)",
+    )
+    sections = [
+        table("run", RUN_HEADERS, [_run_cells(run)]),
+        figures(("timeline", chart)),
+        heading("Events"),
+        *([text(f"first {len(events)} events shown")] if more else []),
+        table(
+            "events",
+            ["position", "recorded (UTC)", "stream", "type", "actor"],
+            [
+                [event_link(e.position), when(e.recorded_at_us), e.stream, e.type, e.actor]
+                for e in events
+            ],
+        ),
+    ]
+    return render("runs", f"Run {run_id}", sections, head=state.store.head())
