@@ -24,15 +24,23 @@ from labledger.api._html import (
     text,
     when,
 )
+from labledger.api._metrics import health
 from labledger.api._state import ApiState
 from labledger.projections import audit as audit_model
 from labledger.projections.esper_training import completed, pending_count
 from labledger.projections.seeds import slot_rows
-from labledger.projections.status import ProjectionStatus, status
+from labledger.projections.status import status
 
 router = APIRouter(include_in_schema=False)
 RECENT_DECISIONS = 100
-TONES = {"current": "good", "idle": "idle", "behind": "warn", "stalled": "bad"}
+TONES = {
+    "current": "good",
+    "idle": "idle",
+    "not built": "idle",  # built on its first read
+    "behind": "warn",
+    "needs rebuild": "warn",
+    "stalled": "bad",
+}
 
 
 @router.get("/ui/esper")
@@ -211,19 +219,6 @@ def audit_page(
 def _summary(link_: dict[str, object]) -> str:
     skip = {"step", "position", "actor", "run_id", "command_id"}
     return ", ".join(f"{k}={v}" for k, v in link_.items() if k not in skip and v is not None)
-
-
-def health(s: ProjectionStatus) -> str:
-    """What the Ops page says of a projection: ``idle`` when nobody follows it.
-
-    "Stalled" means behind and not moving *while something follows it*. The
-    status tells whether a follower is attached when it knows (``followed``,
-    from ``projections/status.py``); when it does not, no follower is known,
-    and a behind projection that does not move is idle, not failed.
-    """
-    if s.state != "stalled":
-        return s.state
-    return "stalled" if getattr(s, "followed", False) is True else "idle"
 
 
 @router.get("/ui/ops")
