@@ -28,7 +28,7 @@ PAGES = (
     ("esper", "/ui/esper"),
     ("audit", "/ui/audit?command_id=esper-1-cmd-1&run=esper-1"),
     ("events", "/ui/events?run=esper-1"),
-    ("event", "/ui/events/3"),
+    ("event", "/ui/events/30"),
     ("ops", "/ui/ops"),
 )
 

@@ -49,14 +49,15 @@ def browser_missing() -> str | None:
 
 
 def fill_lab(url: str) -> None:
-    """A seeded D-REAM run, a ToolGen run, an Esper run and the XSS D-REAM run."""
+    """The XSS D-REAM run, a seeded D-REAM run, a ToolGen run and an Esper run."""
     init_store(url)
+    with open_ledger(url, strict=False, keyring=ring()) as store:
+        store.append(f"dream-{XSS_RUN}", xss_run())  # first: the seeded run is the latest
     dream = ["dream", "run", "--domain", "cpu", "--generations", "3", "--population", "4"]
     assert cli(["--db", url, *dream, "--trials", "2", "--budget-ms", "20", "--seed", "1"]) == 0
     assert cli(["--db", url, "toolgen", "run", "--epochs", "2", "--timed-runs", "3"]) == 0
     with open_ledger(url, strict=False, keyring=ring()) as store:
         fill_esper(store, ring())
-        store.append(f"dream-{XSS_RUN}", xss_run())
 
 
 def xss_run() -> list[NewEvent]:

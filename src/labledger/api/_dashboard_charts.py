@@ -158,7 +158,9 @@ def ci_figure(
         )
     if not data:
         return None
-    return {"data": data, "layout": _layout(title, "regime", y_label, scattermode="group")}
+    layout = _layout(title, "regime", y_label, scattermode="group")
+    layout["xaxis"] |= {"categoryorder": "array", "categoryarray": list(categories)}
+    return {"data": data, "layout": layout}
 
 
 def history_figure(
@@ -203,42 +205,61 @@ def history_figure(
     return {"data": data, "layout": layout}
 
 
+def _shade(rank: float) -> str:
+    """From grey-blue (worst, 0) to strong orange (best, 1)."""
+    lo, hi = (120, 144, 156), (230, 81, 0)
+    r, g, b = (round(a + (z - a) * rank) for a, z in zip(lo, hi, strict=True))
+    return f"rgb({r},{g},{b})"
+
+
+def _axis_values(values: list[Any]) -> tuple[list[float], list[str]]:
+    """Each value placed on [0, 1] along its axis, and how to label it."""
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        lo, hi = min(values), max(values)
+        return [(v - lo) / ((hi - lo) or 1) for v in values], [f"{v:.4g}" for v in values]
+    labels = sorted({str(v) for v in values})
+    span = max(1, len(labels) - 1)
+    return [labels.index(str(v)) / span for v in values], [str(v) for v in values]
+
+
 def parallel_figure(
     genes: Sequence[str], rows: Sequence[dict[str, Any]], score: str
 ) -> Figure | None:
-    """Parallel coordinates over the genome, one line per candidate coloured by score.
-
-    Text genes become integer-coded axes with their values as tick labels.
-    """
-    scored = [r for r in rows if finite(r["score"]) is not None]
+    """Parallel coordinates over the genome: one line per scored candidate across one axis
+    per gene and the score, each axis scaled to its own range (hover shows the value),
+    better candidates drawn stronger and on top. Drawn as SVG lines, not plotly's WebGL
+    parcoords, so it renders without a GPU and every point links to the candidate's trial."""
+    scored = sorted((r for r in rows if finite(r["score"]) is not None), key=lambda r: r["score"])
     if not scored or not genes:
         return None
-    dims = []
-    for gene in genes:
-        values = [r["genome"].get(gene) for r in scored]
-        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-            dims.append({"label": gene, "values": values})
-        else:
-            labels = sorted({str(v) for v in values})
-            codes = [labels.index(str(v)) for v in values]
-            dims.append(
-                {
-                    "label": gene,
-                    "values": codes,
-                    "tickvals": list(range(len(labels))),
-                    "ticktext": labels,
-                }
-            )
-    scores = [r["score"] for r in scored]
-    dims.append({"label": score, "values": scores})
-    trace = {
-        "type": "parcoords",
-        "line": {"color": scores, "colorscale": "Viridis", "showscale": True},
-        "dimensions": dims,
-    }
-    layout = _layout("Genome of every scored candidate", "", "")
-    layout["margin"] = {"l": 70, "r": 70, "t": 70, "b": 30}
-    return {"data": [trace], "layout": layout}
+    axes = [*genes, score]
+    columns = [_axis_values([r["genome"].get(g) for r in scored]) for g in genes]
+    columns.append(_axis_values([r["score"] for r in scored]))
+    data = []
+    for i, r in enumerate(scored):
+        rank = i / max(1, len(scored) - 1)
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "showlegend": False,
+                "name": r["cand_id"],
+                "x": axes,
+                "y": [col[0][i] for col in columns],
+                "text": [col[1][i] for col in columns],
+                "customdata": [href(r["position"])] * len(axes),
+                "line": {"color": _shade(rank), "width": 1 + 2 * rank},
+                "marker": {"size": 5, "color": _shade(rank)},
+                "hovertemplate": f"{r['cand_id']}<br>%{{x}} = %{{text}}{CLICK_HINT}<extra></extra>",
+            }
+        )
+    layout = _layout(
+        "Genome of every scored candidate (stronger line: higher score)",
+        "gene (each axis scaled to its own range)",
+        "position on the axis (low → high)",
+    )
+    layout["yaxis"] |= {"range": [-0.05, 1.05], "autorange": False, "showticklabels": False}
+    return {"data": data, "layout": layout}
 
 
 def importance_figure(importance: Sequence[dict[str, Any]], score: str) -> Figure | None:

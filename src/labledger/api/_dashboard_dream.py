@@ -28,12 +28,14 @@ from labledger.api import _queries as q
 from labledger.api._dashboard_runs import RunParam, choose
 from labledger.api._deps import Reader, State
 from labledger.api._html import event_link, figures, heading, render, table, text
-from labledger.lab.dream import evolve, report
+from labledger.lab.dream import evolve
 from labledger.projections import dream_stats as ds
-from labledger.projections.dream import current_baselines
+from labledger.projections.base import Tx
+from labledger.projections.dream import candidate_pack, current_baselines
 
 router = APIRouter(include_in_schema=False)
 SCORE = "score_v2"
+BEST_SHOWN = 4
 CHARTED = (("perf", "perf (domain unit, higher is better)"), ("p95_ms", "p95 latency (ms)"))
 
 
@@ -132,14 +134,26 @@ def _eta_squared(labels: list[str], ys: list[float]) -> float:
     return between / sum((y - mean) ** 2 for y in ys)
 
 
+def best_packs(tx: Tx, cands: list[dict[str, Any]], top: int) -> dict[str, list[Any]]:
+    """Per domain, the ``candidate_pack.v2`` of the chosen runs' ``top`` candidates."""
+    ranked = sorted(cands, key=lambda c: (-c["score"], c["cand_id"]))
+    found: dict[str, list[Any]] = {}
+    for c in ranked:
+        packs = found.setdefault(c["domain"], [])
+        if len(packs) < top and math.isfinite(c["score"]):
+            pack = candidate_pack(tx, c["domain"], c["cand_id"])
+            if pack is not None:
+                packs.append(pack)
+    return found
+
+
 def _best_section(
-    tx_best: dict[str, list[Any]], cands: list[dict[str, Any]], lines: list[Any]
+    best: dict[str, list[Any]], cands: list[dict[str, Any]], lines: list[Any]
 ) -> list[dict[str, Any]]:
     ours = {(c["domain"], c["cand_id"]): c["position"] for c in cands}
     baselines = {(b["domain"], b["regime"]): b for b in lines if b["baseline_id"]}
     sections: list[dict[str, Any]] = []
-    for domain, packs in tx_best.items():
-        packs = [p for p in packs if (domain, p["cand_id"]) in ours]
+    for domain, packs in sorted(best.items()):
         if not packs:
             continue
         regimes = list(dict.fromkeys(r["regime"] for p in packs for r in p["regimes"]))
@@ -193,7 +207,7 @@ def dream_page(state: State, _: Reader, run: RunParam = None) -> HTMLResponse:
     with state.read("dream_baselines") as tx:
         lines = current_baselines(tx)
     with state.read("dream_candidates") as tx:
-        best = report.best_candidates(tx, None, 4)
+        best = best_packs(tx, cands, BEST_SHOWN)
     sections = [
         heading("Optimisation history"),
         figures(

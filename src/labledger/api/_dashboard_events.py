@@ -108,17 +108,17 @@ def event_page(
     if previous is not None:
         parts += [
             link(f"/ui/events/{previous.position}", f"← {previous.position} {previous.type}"),
-            "  ",
+            " · ",
         ]
     parts += [link(f"/ui/events?stream={event.stream}", f"stream {event.stream}")]
     if event.run_id:
-        parts += ["  ", link(f"/ui/runs/{event.run_id}", f"run {event.run_id}")]
+        parts += [" · ", link(f"/ui/runs/{event.run_id}", f"run {event.run_id}")]
     command_id = _command_id(event)
     if command_id:
-        parts += ["  ", link(f"/ui/audit?command_id={command_id}", f"audit chain of {command_id}")]
+        parts += [" · ", link(f"/ui/audit?command_id={command_id}", f"audit chain of {command_id}")]
     if following is not None:
         parts += [
-            "  ",
+            " · ",
             link(f"/ui/events/{following.position}", f"{following.position} {following.type} →"),
         ]
     sections = [

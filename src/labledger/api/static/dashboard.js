@@ -110,10 +110,14 @@
     body.insertBefore(row, body.firstChild);
     while (body.rows.length > 50) body.deleteRow(body.rows.length - 1);
     document.getElementById("head-position").textContent = String(e.position);
-    clearTimeout(refreshTimer);
-    refreshTimer = setTimeout(refreshContent, 1000);
+    // At most one refresh a second however fast events arrive (a throttle,
+    // not a debounce: a busy run must still refresh).
+    if (refreshTimer === null) {
+      refreshTimer = setTimeout(function () { refreshTimer = null; refreshContent(); }, 1000);
+    }
   }
 
+  let retryMs = 2000;
   function follow(from) {
     const state = document.getElementById("live-state");
     let next = from;
@@ -121,6 +125,7 @@
       .then(function (response) {
         if (!response.ok || !response.body) throw new Error(String(response.status));
         state.textContent = "live: on";
+        retryMs = 2000;
         const reader = response.body.getReader();
         const decoder = new TextDecoder();
         let buffer = "";
@@ -144,9 +149,12 @@
         }
         return pump();
       })
-      .catch(function () {
-        state.textContent = "live: reconnecting…";
-        setTimeout(function () { follow(next); }, 3000);
+      .catch(function (why) {
+        // Refused (a token needed, the server's tail cap) or dropped: back off, then resume
+        // after the last event shown, so nothing is missed and nothing shown twice.
+        state.textContent = "live: reconnecting (" + why.message + ")";
+        setTimeout(function () { follow(next); }, retryMs);
+        retryMs = Math.min(retryMs * 2, 60000);
       });
   }
 
