@@ -23,6 +23,7 @@ from tests.api._served import browser_missing, chromium, fill_lab, serve
 PAGES = (
     ("runs", "/ui/runs"),
     ("run", "/ui/runs/esper-1"),
+    ("compare", "/ui/runs?run=all"),
     ("dream", "/ui/dream"),
     ("toolgen", "/ui/toolgen"),
     ("esper", "/ui/esper"),

@@ -200,3 +200,14 @@ def test_history_is_best_so_far_and_importance_finds_the_gene_that_matters() -> 
     assert weights["x"]["n"] == 4  # the unsafe candidate has no score to explain
     assert weights["noise"]["explained"] < 0.5
     assert 0.0 <= weights["mode"]["explained"] <= 1.0 and weights["mode"]["method"].startswith("η²")
+
+
+def test_runs_open_one_or_compare_several(client: TestClient, filled: EventStore) -> None:
+    one = client.get("/ui/runs?run=esper-1", follow_redirects=False)
+    assert one.status_code == 303 and one.headers["location"] == "/ui/runs/esper-1"
+    page = client.get(f"/ui/runs?run=esper-1&run={XSS_RUN}").text
+    assert '<table id="comparison"' in page
+    row = re.search(r"<tr><td>subsystem</td>(.*?)</tr>", page, re.S)
+    assert row is not None and "differs" in row.group(1) and "esper" in row.group(1)
+    assert re.search(r"<tr><td>code_version</td><td><span class=\"badge idle\">same", page)
+    assert client.get("/ui/runs?run=nope").status_code == 404

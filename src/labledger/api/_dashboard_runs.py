@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from typing import Annotated, Any
+from urllib.parse import quote
 
+import msgspec
 from fastapi import APIRouter, HTTPException, Path, Query
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from labledger.api import _dashboard_charts as charts
 from labledger.api import _queries as q
 from labledger.api._deps import Reader, State
-from labledger.api._html import event_link, figures, heading, link, render, table, text, when
+from labledger.api._html import Badge, event_link, figures, heading, link, render, table, text, when
 from labledger.api._state import ApiState
+from labledger.events.runs import RunStarted
 from labledger.projections.runs import run_rows
 
 router = APIRouter(include_in_schema=False)
@@ -69,6 +72,7 @@ def choose(
         "chosen": {r["run_id"] for r in chosen},
         "all": everything,
         "keep": keep or [],
+        "multiple": False,
     }
     return Chosen(chosen, selector)
 
@@ -100,13 +104,57 @@ RUN_HEADERS = (
 )
 
 
-@router.get("/ui/runs")
-def runs_page(state: State, _: Reader) -> HTMLResponse:
-    """Runs, latest first: status, subsystem, heartbeats, event counts."""
+@router.get("/ui/runs", response_model=None)
+def runs_page(state: State, _: Reader, run: RunParam = None) -> HTMLResponse | RedirectResponse:
+    """Runs, latest first; ``?run=ID`` opens one run, several (or ``all``) compare them."""
     with state.read("runs") as tx:
         rows = run_rows(tx)
-    sections = [table("runs", RUN_HEADERS, [_run_cells(r) for r in reversed(rows)])]
-    return render("runs", f"Runs ({len(rows)})", sections, head=state.store.head())
+    chosen = choose(state, run, "/ui/runs")
+    if run is not None and len(chosen.runs) == 1:
+        return RedirectResponse(f"/ui/runs/{quote(chosen.ids[0], safe='')}", status_code=303)
+    sections = [
+        text("Pick several runs in the selector (or ?run=A&run=B) to compare them side by side."),
+        table("runs", RUN_HEADERS, [_run_cells(r) for r in reversed(rows)]),
+    ]
+    if run is not None and len(chosen.runs) > 1:
+        sections = [heading("Side by side"), _comparison(state, chosen.runs), *sections]
+    selector = chosen.selector | {"chosen": set(run or []), "multiple": True}
+    return render(
+        "runs", f"Runs ({len(rows)})", sections, head=state.store.head(), selector=selector
+    )
+
+
+def _started(state: ApiState, run: dict[str, Any]) -> dict[str, Any]:
+    """The run's ``run.RunStarted`` payload as JSON (config, code version, host)."""
+    found, _ = q.run_events(state.store, run, 1, 1, {RunStarted.TYPE})
+    if not found:
+        return {}
+    data = msgspec.json.decode(found[0].data)
+    return data if isinstance(data, dict) else {}
+
+
+def _comparison(state: ApiState, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row per field (envelope, then config), one column per run; differences marked."""
+    started = [_started(state, r) for r in runs]
+    fields: list[tuple[str, list[Any]]] = [
+        (key, [r.get(key) for r in runs])
+        for key in ("subsystem", "status", "outcome", "attempt", "events")
+    ]
+    fields.append(("started (UTC)", [when(r["started_at_us"]) for r in runs]))
+    fields += [(key, [s.get(key) for s in started]) for key in ("code_version", "host")]
+    keys = sorted({k for s in started for k in s.get("config", {})})
+    fields += [
+        (f"config.{k}", [_scalar(s.get("config", {}).get(k)) for s in started]) for k in keys
+    ]
+    rows = []
+    for name, values in fields:
+        same = len({msgspec.json.encode(v) for v in values}) == 1
+        rows.append([name, Badge("same", "idle") if same else Badge("differs", "warn"), *values])
+    return table("comparison", ["field", "", *(r["run_id"] for r in runs)], rows)
+
+
+def _scalar(value: Any) -> Any:
+    return msgspec.json.encode(value).decode() if isinstance(value, list | dict) else value
 
 
 @router.get("/ui/runs/{run_id}")

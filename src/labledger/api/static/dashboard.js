@@ -162,7 +162,9 @@
     drawFigures(document);
     enhanceTables(document);
     const select = document.getElementById("run-select");
-    if (select) select.addEventListener("change", function () { select.form.submit(); });
+    if (select && !select.multiple) {
+      select.addEventListener("change", function () { select.form.submit(); });
+    }
     follow(Number(document.body.dataset.head || "0") + 1);
     window.labledgerReady = true;
   }
