@@ -73,6 +73,10 @@ def test_a_chart_point_opens_its_event(lab: tuple[str, str], browser: Chrome) ->
     _open(browser, f"{base}/ui/esper?run=esper-1")
     figure = _drawn(browser, "loss-esper-1")
     point = figure.find_elements(By.CSS_SELECTOR, ".scatterlayer .trace .point")[2]
+    ActionChains(browser).move_to_element(point).perform()
+    hover = (By.CSS_SELECTOR, "#loss-esper-1 .hoverlayer .hovertext")
+    WebDriverWait(browser, WAIT_S).until(lambda d: d.find_elements(*hover))
+    assert "click: event /ui/events/" in browser.find_element(*hover).text
     ActionChains(browser).move_to_element(point).pause(0.3).click().perform()
     WebDriverWait(browser, WAIT_S).until(lambda d: re.search(r"/ui/events/\d+$", d.current_url))
     heading = browser.find_element(By.TAG_NAME, "h1").text

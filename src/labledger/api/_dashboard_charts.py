@@ -212,14 +212,16 @@ def _shade(rank: float) -> str:
     return f"rgb({r},{g},{b})"
 
 
-def _axis_values(values: list[Any]) -> tuple[list[float], list[str]]:
-    """Each value placed on [0, 1] along its axis, and how to label it."""
+def _axis_values(values: list[Any]) -> tuple[list[float], list[str], list[tuple[float, str]]]:
+    """Each value placed on [0, 1] along its axis, its label, and the axis' tick labels."""
     if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
         lo, hi = min(values), max(values)
-        return [(v - lo) / ((hi - lo) or 1) for v in values], [f"{v:.4g}" for v in values]
+        ticks = [(0.0, f"{lo:.4g}"), (1.0, f"{hi:.4g}")] if hi > lo else [(0.0, f"{lo:.4g}")]
+        return [(v - lo) / ((hi - lo) or 1) for v in values], [f"{v:.4g}" for v in values], ticks
     labels = sorted({str(v) for v in values})
     span = max(1, len(labels) - 1)
-    return [labels.index(str(v)) / span for v in values], [str(v) for v in values]
+    ticks = [(i / span, label) for i, label in enumerate(labels)]
+    return [labels.index(str(v)) / span for v in values], [str(v) for v in values], ticks
 
 
 def parallel_figure(
@@ -258,7 +260,20 @@ def parallel_figure(
         "gene (each axis scaled to its own range)",
         "position on the axis (low → high)",
     )
-    layout["yaxis"] |= {"range": [-0.05, 1.05], "autorange": False, "showticklabels": False}
+    layout["yaxis"] |= {"range": [-0.08, 1.08], "autorange": False, "showticklabels": False}
+    layout["annotations"] = [
+        {
+            "x": axis,
+            "y": at,
+            "text": label,
+            "showarrow": False,
+            "xanchor": "left",
+            "xshift": 4,
+            "font": {"size": 10, "color": "#37474f"},
+        }
+        for axis, col in zip(axes, columns, strict=True)
+        for at, label in col[2]
+    ]
     return {"data": data, "layout": layout}
 
 
