@@ -26,7 +26,7 @@ PAGES = (
     ("compare", "/ui/runs?run=all"),
     ("dream", "/ui/dream"),
     ("toolgen", "/ui/toolgen"),
-    ("esper", "/ui/esper"),
+    ("esper", "/ui/esper?run=esper-1"),
     ("audit", "/ui/audit?command_id=esper-1-cmd-1&run=esper-1"),
     ("events", "/ui/events?run=esper-1"),
     ("event", "/ui/events/30"),

@@ -25,6 +25,7 @@ from selenium.webdriver.chrome.service import Service
 from labledger.api import create_app
 from labledger.cli.main import run as cli
 from labledger.events.dream import Regime, TrialKpis, TrialRecorded
+from labledger.events.esper import SystemStateReported, TrainingMetrics
 from labledger.events.runs import RunFinished, RunOutcome, RunStarted, Subsystem
 from labledger.ledger import open_ledger
 from labledger.store import NewEvent, init_store
@@ -36,6 +37,7 @@ CSP = (
 )
 XSS = "<img src=x onerror=alert(document.domain)>"
 XSS_RUN = "dream-xss"
+LOSS_RUN = "esper-loss"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
@@ -49,7 +51,7 @@ def browser_missing() -> str | None:
 
 
 def fill_lab(url: str) -> None:
-    """The XSS D-REAM run, a seeded D-REAM run, a ToolGen run and an Esper run."""
+    """The XSS D-REAM run, a seeded D-REAM run, a ToolGen run and two Esper runs."""
     init_store(url)
     with open_ledger(url, strict=False, keyring=ring()) as store:
         store.append(f"dream-{XSS_RUN}", xss_run())  # first: the seeded run is the latest
@@ -58,6 +60,26 @@ def fill_lab(url: str) -> None:
     assert cli(["--db", url, "toolgen", "run", "--epochs", "2", "--timed-runs", "3"]) == 0
     with open_ledger(url, strict=False, keyring=ring()) as store:
         fill_esper(store, ring())
+        store.append("esper-esper-loss", high_loss_run())
+
+
+def high_loss_run() -> list[NewEvent]:
+    """An Esper run whose loss starts at 1.7: issue #17 saw it drawn above a top tick of 1.5."""
+    started = RunStarted(subsystem=Subsystem.ESPER, config={}, code_version="t", host="h")
+    events = [started.to_new_event(run_id=LOSS_RUN, actor="tolaria")]
+    for epoch, loss in enumerate((1.7, 1.2, 0.9, 0.5)):
+        metrics = TrainingMetrics(
+            epoch=epoch,
+            step=epoch * 10,
+            loss=loss,
+            accuracy=0.3 + 0.1 * epoch,
+            grad_norm=1.0,
+            learning_rate=0.01,
+            throughput_samples_per_s=None,
+        )
+        state = SystemStateReported(metrics=metrics, seed_stages={})
+        events.append(state.to_new_event(run_id=LOSS_RUN, actor="tolaria"))
+    return events
 
 
 def xss_run() -> list[NewEvent]:

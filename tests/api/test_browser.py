@@ -23,7 +23,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 from labledger.events.runs import RunStarted, Subsystem
 from labledger.ledger import open_ledger
 from tests.api._lab import ring
-from tests.api._served import XSS, XSS_RUN, browser_missing, chromium, fill_lab, serve
+from tests.api._served import LOSS_RUN, XSS, XSS_RUN, browser_missing, chromium, fill_lab, serve
 
 WAIT_S = 30  # how long to wait for the page to react, not a threshold on speed
 
@@ -138,7 +138,10 @@ return out;
 """
 
 
-@pytest.mark.parametrize("page", ["esper?run=esper-1", "dream?run=all", "toolgen", "runs/esper-1"])
+@pytest.mark.parametrize(
+    "page",
+    ["esper?run=esper-1", f"esper?run={LOSS_RUN}", "dream?run=all", "toolgen", "runs/esper-1"],
+)
 def test_every_value_lies_inside_its_axis(lab: tuple[str, str], browser: Chrome, page: str) -> None:
     _, base = lab
     _open(browser, f"{base}/ui/{page}")
