@@ -92,16 +92,21 @@ def test_static_files_are_local_and_bounded(client: TestClient) -> None:
         assert client.get(f"/static/{bad}").status_code == 404, bad
 
 
-def _status(state: str, **extra: Any) -> ProjectionStatus:
-    fields = dict(code_version=1, built_version=1, checkpoint=1, head=5, lag_events=4)
+def _status(state: str, followed: bool = False) -> ProjectionStatus:
+    fields: dict[str, Any] = dict(code_version=1, built_version=1, checkpoint=1, head=5)
+    if "followed" in ProjectionStatus.__struct_fields__:  # projections/status.py (h-user, #17)
+        fields["followed"] = followed
     return ProjectionStatus(
-        name="p", lag_seconds=1.0, stalled=state == "stalled", state=state, **fields
+        name="p", lag_events=4, lag_seconds=1.0, stalled=state == "stalled", state=state, **fields
     )
 
 
 def test_nobody_following_is_idle_not_stalled() -> None:
     assert health(_status("stalled")) == "idle"
+    assert health(_status("idle")) == "idle"
     assert health(_status("behind")) == "behind" and health(_status("current")) == "current"
+    if "followed" in ProjectionStatus.__struct_fields__:
+        assert health(_status("stalled", followed=True)) == "stalled"
 
 
 def test_ops_page_never_shows_a_healthy_word_as_bad(client: TestClient, filled: EventStore) -> None:
@@ -211,3 +216,14 @@ def test_runs_open_one_or_compare_several(client: TestClient, filled: EventStore
     assert row is not None and "differs" in row.group(1) and "esper" in row.group(1)
     assert re.search(r"<tr><td>code_version</td><td><span class=\"badge idle\">same", page)
     assert client.get("/ui/runs?run=nope").status_code == 404
+
+
+def test_run_metrics_columns_are_read_leniently() -> None:
+    """The runs read model's JSON columns (#17 part 2) may be absent, null or not objects."""
+    from labledger.api._dashboard_runs import _duration_s, _json_column
+
+    assert _json_column({"metrics": '{"loss": 0.25}'}, "metrics") == {"loss": 0.25}
+    for bad in ({}, {"metrics": None}, {"metrics": "[1]"}, {"metrics": "{not json"}):
+        assert _json_column(bad, "metrics") == {}
+    assert _duration_s({"started_at_us": 1_000_000, "ended_at_us": 3_500_000}) == 2.5
+    assert _duration_s({"started_at_us": 1_000_000}) is None

@@ -142,15 +142,37 @@ def _comparison(state: ApiState, runs: list[dict[str, Any]]) -> dict[str, Any]:
     ]
     fields.append(("started (UTC)", [when(r["started_at_us"]) for r in runs]))
     fields += [(key, [s.get(key) for s in started]) for key in ("code_version", "host")]
+    if any(r.get("ended_at_us") for r in runs):  # the runs read model of #17 part 2
+        fields.append(("duration (s)", [_duration_s(r) for r in runs]))
     keys = sorted({k for s in started for k in s.get("config", {})})
     fields += [
         (f"config.{k}", [_scalar(s.get("config", {}).get(k)) for s in started]) for k in keys
     ]
+    metrics = [_json_column(r, "metrics") for r in runs]
+    names = sorted({k for m in metrics for k in m})
+    fields += [(f"metric.{k}", [_scalar(m.get(k)) for m in metrics]) for k in names]
     rows = []
     for name, values in fields:
         same = len({msgspec.json.encode(v) for v in values}) == 1
         rows.append([name, Badge("same", "idle") if same else Badge("differs", "warn"), *values])
     return table("comparison", ["field", "", *(r["run_id"] for r in runs)], rows)
+
+
+def _duration_s(run: dict[str, Any]) -> float | None:
+    start, end = run.get("started_at_us"), run.get("ended_at_us")
+    return None if start is None or end is None else (end - start) / 1e6
+
+
+def _json_column(run: dict[str, Any], name: str) -> dict[str, Any]:
+    """A JSON text column of the runs read model as a dict ({} when absent or not an object)."""
+    raw = run.get(name)
+    if not isinstance(raw, str | bytes):
+        return {}
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _scalar(value: Any) -> Any:
