@@ -11,7 +11,6 @@ from fastapi import FastAPI, Request, Response
 from labledger.api import _dashboard, _dashboard_ops, _live, _routes_log, _routes_models
 from labledger.api._auth import Authenticator, is_loopback
 from labledger.api._errors import labledger_error
-from labledger.api._metrics import count_http
 from labledger.api._state import ApiState, encode
 from labledger.errors import LabledgerError, UsageError
 from labledger.ledger import open_ledger
@@ -72,10 +71,10 @@ def create_app(
     app.state.ledger = state
     app.add_exception_handler(LabledgerError, labledger_error)
     app.middleware("http")(_refuse_nul)
-    app.middleware("http")(count_http)  # outermost: sees every status, refusals included
     for module in (_routes_log, _routes_models, _live):
         app.include_router(module.router)
     app.include_router(_routes_models.metrics_router)
+    app.middleware("http")(_routes_models.count_http)  # outermost: every status is counted
     app.include_router(_dashboard.router)
     app.include_router(_dashboard_ops.router)
     return app
