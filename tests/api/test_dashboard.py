@@ -227,3 +227,13 @@ def test_run_metrics_columns_are_read_leniently() -> None:
         assert _json_column(bad, "metrics") == {}
     assert _duration_s({"started_at_us": 1_000_000, "ended_at_us": 3_500_000}) == 2.5
     assert _duration_s({"started_at_us": 1_000_000}) is None
+
+
+def test_the_audit_page_lists_the_latest_esper_runs_decisions(
+    client: TestClient, filled: EventStore
+) -> None:
+    page = client.get("/ui/audit").text  # the XSS D-REAM run is newer, but has no decisions
+    assert "Recent decisions of esper-1" in page
+    assert 'href="/ui/audit?command_id=esper-1-cmd-1&amp;run=esper-1"' in page
+    chain = client.get("/ui/audit?command_id=esper-1-cmd-1").text
+    assert '<table id="trail"' in chain and "field_report" in chain

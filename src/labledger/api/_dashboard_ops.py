@@ -135,9 +135,8 @@ def audit_page(
     command_id: Annotated[str | None, Query(max_length=256)] = None,
 ) -> HTMLResponse:
     """Audit: the recent decisions (commands) with links to their chains, one chain, refusals."""
-    chosen = choose(
-        state, run, "/ui/audit", keep=[("command_id", command_id)] if command_id else []
-    )
+    keep = [("command_id", command_id)] if command_id else []
+    chosen = choose(state, run, "/ui/audit", "esper", keep)  # decisions are Esper's commands
     sections = [
         form(
             "/ui/audit",
