@@ -15,7 +15,7 @@ from labledger.errors import MissingExtra
 EXTRAS: dict[str, tuple[str, ...]] = {
     "ml": ("torch", "numpy", "sklearn"),
     "plot": ("matplotlib",),
-    "api": ("fastapi", "uvicorn", "starlette", "pyarrow"),
+    "api": ("fastapi", "uvicorn", "starlette", "pyarrow", "jinja2", "plotly", "prometheus_client"),
     "postgres": ("psycopg",),
 }
 _EXTRA_OF = {module: extra for extra, modules in EXTRAS.items() for module in modules}

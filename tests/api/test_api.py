@@ -176,7 +176,7 @@ def test_metrics_count_appends_latency_and_lag(client: TestClient, auth: dict[st
     client.post("/api/streams/n/events", json=note(), headers={})
     client.get("/api/verify")
     text = client.get("/metrics").text
-    assert 'labledger_api_events_appended_total{type="lab.Note"} 2' in text
+    assert 'labledger_api_events_appended_total{type="other"} 2.0' in text  # not catalogued
     assert "labledger_api_append_duration_seconds_count 1" in text
     assert 'labledger_api_rejections_total{reason="unauthorized"} 1' in text
     assert 'labledger_projection_lag_events{projection="runs"}' in text

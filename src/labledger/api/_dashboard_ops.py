@@ -2,149 +2,217 @@
 
 from __future__ import annotations
 
-from html import escape
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
+from labledger.api import _dashboard_charts as charts
 from labledger.api import _queries as q
+from labledger.api._dashboard_runs import RunParam, choose
 from labledger.api._deps import Reader, State
-from labledger.api._html import link, page, table, when
-from labledger.api._svg import line_chart
+from labledger.api._html import (
+    Badge,
+    event_link,
+    figures,
+    form,
+    heading,
+    link,
+    render,
+    table,
+    text,
+    when,
+)
+from labledger.api._metrics import health
+from labledger.api._state import ApiState
 from labledger.projections import audit as audit_model
 from labledger.projections.esper_training import completed, pending_count
-from labledger.projections.runs import run_rows
 from labledger.projections.seeds import slot_rows
 from labledger.projections.status import status
 
 router = APIRouter(include_in_schema=False)
+RECENT_DECISIONS = 100
+TONES = {
+    "current": "good",
+    "idle": "idle",
+    "not built": "idle",  # built on its first read
+    "behind": "warn",
+    "needs rebuild": "warn",
+    "stalled": "bad",
+}
 
 
 @router.get("/ui/esper")
-def esper_page(
-    state: State, _: Reader, run: Annotated[str | None, Query(max_length=256)] = None
-) -> HTMLResponse:
+def esper_page(state: State, _: Reader, run: RunParam = None) -> HTMLResponse:
     """Esper: accuracy and loss per epoch with lifecycle events and commands marked,
     field reports, seed slots, and the training-set summary."""
-    with state.read("runs") as tx:
-        runs = run_rows(tx, subsystem="esper")
-    chosen = next((r for r in runs if r["run_id"] == run), runs[-1] if runs else None)
-    picker = " ".join(
-        f'<a href="/ui/esper?run={escape(r["run_id"])}">{escape(r["run_id"])}</a>' for r in runs
-    )
-    body = f"<p>Esper runs: {picker or '<i>none yet</i>'}</p>"
-    if chosen is not None:
-        body += _run_section(state, chosen)
+    chosen = choose(state, run, "/ui/esper", "esper")
+    sections: list[dict[str, Any]] = []
+    for r in chosen.runs:
+        sections += _run_sections(state, r)
     with state.read("esper_training") as tx:
         rows, pending = completed(tx), pending_count(tx)
     rewards = [r.reward for r in rows]
-    body += "<h2>Training set (Simic)</h2>" + table(
-        ["transitions", "pending commands", "mean reward", "runs"],
-        [
-            [
-                len(rows),
-                pending,
-                sum(rewards) / len(rewards) if rewards else None,
-                len({r.run_id for r in rows}),
-            ]
-        ],
-        "training-set",
-    )
-    body += '<p><a href="/api/esper/training-set/manifest">manifest</a> · '
-    body += '<a href="/api/esper/training-set/download">download tensors</a></p>'
-    return page("esper", "Esper", body)
-
-
-def _run_section(state: State, run: dict[str, object]) -> str:
-    series = q.esper_series(state.store, run)
-    metrics, markers = series["metrics"], series["markers"]
-    marks = [(float(m["epoch"]), m["label"]) for m in markers]
-    charts = [
-        line_chart(
-            "accuracy per epoch",
-            [("accuracy", [(m["epoch"], m["accuracy"] * 100) for m in metrics])],
-            "epoch",
-            "accuracy (%)",
-            marks,
-            css_class="accuracy-chart",
+    summary = [
+        len(rows),
+        pending,
+        sum(rewards) / len(rewards) if rewards else None,
+        len({r.run_id for r in rows}),
+    ]
+    sections += [
+        heading("Training set (Simic, every run)"),
+        table(
+            "training-set", ["transitions", "pending commands", "mean reward", "runs"], [summary]
         ),
-        line_chart(
-            "loss per epoch",
-            [("loss", [(m["epoch"], m["loss"]) for m in metrics])],
-            "epoch",
-            "training loss",
-            marks,
-            css_class="loss-chart",
+        text(
+            link("/api/esper/training-set/manifest", "manifest"),
+            " · ",
+            link("/api/esper/training-set/download", "download tensors"),
         ),
     ]
-    reports = table(
-        ["command", "outcome", "loss delta", "accuracy delta", "window (epochs)", "position"],
+    return render("esper", "Esper", sections, head=state.store.head(), selector=chosen.selector)
+
+
+def _run_sections(state: ApiState, run: dict[str, Any]) -> list[dict[str, Any]]:
+    series = q.esper_series(state.store, run)
+    metrics, markers = series["metrics"], series["markers"]
+    marks = [(float(m["epoch"]), m["label"], m["position"]) for m in markers]
+    rid = run["run_id"]
+    accuracy = [(m["epoch"], m["accuracy"] * 100, m["position"]) for m in metrics]
+    loss = [(m["epoch"], m["loss"], m["position"]) for m in metrics]
+    figs = figures(
+        (
+            f"accuracy-{rid}",
+            charts.line_figure(
+                "accuracy per epoch", [("accuracy", accuracy)], "epoch", "accuracy (%)", marks
+            ),
+        ),
+        (
+            f"loss-{rid}",
+            charts.line_figure("loss per epoch", [("loss", loss)], "epoch", "training loss", marks),
+        ),
+    )
+    reports = [
         [
-            [
-                link(f"/ui/audit?command_id={r['command_id']}", r["command_id"]),
-                r["outcome"],
-                r["loss_delta"],
-                r["accuracy_delta"],
-                r["observation_window_epochs"],
-                r["position"],
-            ]
-            for r in series["field_reports"]
-        ],
-        "field-reports",
-    )
+            link(f"/ui/audit?command_id={r['command_id']}", r["command_id"]),
+            r["outcome"],
+            r["loss_delta"],
+            r["accuracy_delta"],
+            r["observation_window_epochs"],
+            event_link(r["position"]),
+        ]
+        for r in series["field_reports"]
+    ]
     with state.read("seeds") as tx:
-        slots = slot_rows(tx, str(run["run_id"]))
+        slots = slot_rows(tx, str(rid))
     keys = list(slots[0]) if slots else []
-    return (
-        f"<h2>Run {escape(str(run['run_id']))}</h2><div class=charts>{''.join(charts)}</div>"
-        f"<h3>Markers</h3>"
-        + table(
-            ["epoch", "event", "command", "position"],
-            [[m["epoch"], m["label"], m["command_id"], m["position"]] for m in markers],
-        )
-        + f"<h3>Field reports</h3>{reports}<h3>Seed slots</h3>"
-        + table(keys, [[s[k] for k in keys] for s in slots], "seeds")
-    )
+    return [
+        heading(f"Run {rid}"),
+        figs,
+        heading("Markers", 3),
+        table(
+            f"markers-{rid}",
+            ["epoch", "event", "command", "event"],
+            [[m["epoch"], m["label"], m["command_id"], event_link(m["position"])] for m in markers],
+        ),
+        heading("Field reports", 3),
+        table(
+            f"field-reports-{rid}",
+            ["command", "outcome", "loss delta", "accuracy delta", "window (epochs)", "event"],
+            reports,
+        ),
+        heading("Seed slots", 3),
+        table(f"seeds-{rid}", keys, [[s[k] for k in keys] for s in slots]),
+    ]
 
 
 @router.get("/ui/audit")
 def audit_page(
-    state: State, _: Reader, command_id: Annotated[str | None, Query(max_length=256)] = None
+    state: State,
+    _: Reader,
+    run: RunParam = None,
+    command_id: Annotated[str | None, Query(max_length=256)] = None,
 ) -> HTMLResponse:
-    """Audit: search a command id for its whole decision chain; refused commands."""
-    value = escape(command_id or "")
-    body = (
-        f'<form action="/ui/audit"><label>command id <input name="command_id" '
-        f'value="{value}"></label> <button>show chain</button></form>'
-    )
+    """Audit: the recent decisions (commands) with links to their chains, one chain, refusals."""
+    keep = [("command_id", command_id)] if command_id else []
+    chosen = choose(state, run, "/ui/audit", "esper", keep)  # decisions are Esper's commands
+    sections = [
+        form(
+            "/ui/audit",
+            "command id",
+            "command_id",
+            command_id or "",
+            "show chain",
+            [("run", i) for i in chosen.ids],
+        ),
+    ]
     with state.read("audit") as tx:
         links = audit_model.trail(tx, command_id) if command_id else []
+        decisions = q.recent_commands(tx, chosen.ids, RECENT_DECISIONS)
         refused = audit_model.rejected(tx)
     if command_id:
-        rows = [[lk["position"], lk["step"], lk.get("actor"), _summary(lk)] for lk in links]
-        body += f"<h2>Chain of {value}</h2>" + (
-            table(["position", "step", "actor", "what"], rows, "trail")
+        sections.append(heading(f"Chain of {command_id}"))
+        rows = [
+            [event_link(lk["position"]), lk["step"], lk.get("actor"), _summary(lk)] for lk in links
+        ]
+        sections.append(
+            table("trail", ["event", "step", "actor", "what"], rows)
             if rows
-            else "<p>no such command in the log</p>"
+            else text("no such command in the log")
         )
-    body += "<h2>Rejected commands</h2>" + table(
-        ["position", "command", "reason", "detail", "key", "nonce"],
-        [
+    sections += [
+        heading(f"Recent decisions of {', '.join(chosen.ids) or 'no run'}"),
+        table(
+            "decisions",
             [
-                r["position"],
-                r.get("command_id"),
-                r.get("reason"),
-                r.get("detail"),
-                r.get("key_id"),
-                r.get("nonce"),
-            ]
-            for r in refused
-        ],
-        "rejected",
-    )
-    return page("audit", "Audit", body)
+                "event",
+                "command",
+                "run",
+                "operation",
+                "slot",
+                "policy",
+                "risk",
+                "coverage",
+                "reason",
+                "key",
+            ],
+            [
+                [
+                    event_link(d["position"]),
+                    link(
+                        f"/ui/audit?command_id={d['command_id']}&run={d['run_id']}", d["command_id"]
+                    ),
+                    d["run_id"],
+                    d.get("operation"),
+                    d.get("slot"),
+                    d.get("policy_version"),
+                    d.get("risk"),
+                    d.get("coverage"),
+                    d.get("reason"),
+                    d.get("key_id"),
+                ]
+                for d in decisions
+            ],
+        ),
+        heading("Rejected commands (every run)"),
+        table(
+            "rejected",
+            ["event", "command", "reason", "detail", "key", "nonce"],
+            [
+                [
+                    event_link(r["position"]),
+                    r.get("command_id"),
+                    r.get("reason"),
+                    r.get("detail"),
+                    r.get("key_id"),
+                    r.get("nonce"),
+                ]
+                for r in refused
+            ],
+        ),
+    ]
+    return render("audit", "Audit", sections, head=state.store.head(), selector=chosen.selector)
 
 
 def _summary(link_: dict[str, object]) -> str:
@@ -154,56 +222,68 @@ def _summary(link_: dict[str, object]) -> str:
 
 @router.get("/ui/ops")
 def ops_page(state: State, _: Reader, verify: Annotated[bool, Query()] = False) -> HTMLResponse:
-    """Operations: projection lag and stalls, verify status, head, nonce ledger size."""
+    """Operations: projection health and lag, verify status, head, nonce ledger size."""
     if verify or state.last_verify is None:
         state.verify()
     report = state.last_verify
     assert report is not None
-    rows = [
-        [
-            s.name,
-            s.state,
-            s.code_version,
-            s.built_version,
-            s.checkpoint,
-            s.head,
-            s.lag_events,
-            s.lag_seconds,
-            s.stalled,
-        ]
-        for s in status(state.engine)
-    ]
+    rows = []
+    for s in status(state.engine):
+        word = health(s)
+        rows.append(
+            [
+                s.name,
+                Badge(word, TONES.get(word, "bad")),
+                s.code_version,
+                s.built_version,
+                s.checkpoint,
+                s.head,
+                s.lag_events,
+                s.lag_seconds,
+            ]
+        )
     nonces = state.store.nonce_stats()
-    verdict = (
-        '<span class="good">ok</span>'
-        if report.ok
-        else f'<span class="bad">FAILED: {escape(report.message)}</span>'
-    )
-    body = (
-        f"<p>head position <b>{state.store.head()}</b> · verify: {verdict} "
-        f"({report.events_checked} events, head hash {report.head_hash[:16]}…) · "
-        f'<a href="/ui/ops?verify=true">verify again</a> · <a href="/metrics">metrics</a></p>'
-        "<h2>Projections</h2>"
-        + table(
+    verdict = Badge("ok", "good") if report.ok else Badge(f"FAILED: {report.message}", "bad")
+    sections = [
+        text(
+            f"head position {state.store.head()} · verify: ",
+            verdict,
+            f" ({report.events_checked} events, head hash {report.head_hash[:16]}…) · ",
+            link("/ui/ops?verify=true", "verify again"),
+            " · ",
+            link("/metrics", "metrics"),
+            text_id="verify",
+        ),
+        heading("Projections"),
+        text(
+            "idle: behind but nobody follows it (it catches up when read); stalled: "
+            "behind and not moving while followed."
+        ),
+        table(
+            "projections",
             [
                 "projection",
-                "state",
+                "health",
                 "code version",
                 "built version",
                 "checkpoint",
                 "head",
                 "lag (events)",
                 "lag (s)",
-                "stalled",
             ],
             rows,
-            "projections",
-        )
-        + "<h2>Nonce ledger</h2>"
-        + table(
-            ["live nonces", "expired", "evicted early", "horizon"],
+        ),
+        heading("Nonce ledger"),
+        table(
+            "nonce-ledger",
+            ["live nonces", "expired", "evicted early", "horizon (UTC)"],
             [[nonces.size, nonces.expired, nonces.evicted, when(nonces.horizon_us or None)]],
-        )
-        + f"<p>verify report: <code>{escape(msgspec.json.encode(report).decode())}</code></p>"
-    )
-    return page("ops", "Operations", body)
+        ),
+        heading("Verify report", 3),
+        {
+            "kind": "code",
+            "id": "verify-report",
+            "text": msgspec.json.format(msgspec.json.encode(report)).decode(),
+        },
+    ]
+    return render("ops", "Operations", sections, head=state.store.head())

@@ -1,118 +1,190 @@
-"""Prometheus metrics: the app's own counters, plus gauges read at scrape time.
+"""Prometheus metrics through ``prometheus_client``: process, HTTP, build info, the app's
+own counters, and gauges read from the store at scrape time.
 
-Counters and the histogram live in this process (what this server appended,
-refused and how long its appends took); projection lag, head and nonce
-ledger size are read from the store when ``/metrics`` is scraped. The text
-exposition format is written by hand: it is a few lines, and it spares a
-dependency.
+Each app has its own registry (two apps in one process — tests, a notebook —
+must not share counters). Label values are bounded so a client cannot grow
+the series without limit: an event ``type`` that is not in the typed
+catalog counts as ``other``, and an HTTP request is labelled by its route
+template (``/ui/events/{position}``), never by its raw path.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
-from collections.abc import Iterable, Sequence
+import platform
+import time
+from collections.abc import Awaitable, Callable, Iterable
 
+from fastapi import Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from labledger._version import __version__
+from labledger.events import is_known
 from labledger.projections.status import ProjectionStatus
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+OTHER = "other"
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def health(s: ProjectionStatus) -> str:
+    """A projection's health for people: ``idle`` when nobody follows it.
 
-
-def _labels(**labels: str) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items())) + "}"
+    "Stalled" means behind and not moving *while something follows it*. The
+    status says whether a follower is attached when it knows (``followed``,
+    defined by ``projections/status.py``); when it does not, no follower is
+    known, and a behind projection that does not move is idle, not failed.
+    """
+    if s.state != "stalled":
+        return s.state
+    return "stalled" if getattr(s, "followed", False) is True else "idle"
 
 
 class Metrics:
-    """Thread-safe counters of one API process."""
+    """The metrics of one API process (prometheus_client objects are thread-safe)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.appended: Counter[str] = Counter()
-        self.rejections: Counter[str] = Counter()
-        self.verify_runs = 0
-        self.verify_failures = 0
-        self.subscribers = 0
-        self._buckets = [0] * len(LATENCY_BUCKETS_S)
-        self._latency_count = 0
-        self._latency_sum = 0.0
+        self.registry = reg = CollectorRegistry()
+        ProcessCollector(registry=reg)
+        PlatformCollector(registry=reg)
+        GCCollector(registry=reg)
+        Info("labledger_build", "The running labledger.", registry=reg).info(
+            {"version": __version__, "python": platform.python_version()}
+        )
+        self._appended = Counter(
+            "labledger_api_events_appended",
+            "Events appended through the API, by catalogued type (others: 'other').",
+            ["type"],
+            registry=reg,
+        )
+        self._rejections = Counter(
+            "labledger_api_rejections", "Writes refused, by reason.", ["reason"], registry=reg
+        )
+        self._append_s = Histogram(
+            "labledger_api_append_duration_seconds",
+            "Latency of durable appends.",
+            buckets=LATENCY_BUCKETS_S,
+            registry=reg,
+        )
+        self._subscribers = Gauge("labledger_api_subscribers", "Open live tails.", registry=reg)
+        self._verify_runs = Counter(
+            "labledger_verify_runs", "Integrity scans run by this server.", registry=reg
+        )
+        self._verify_failures = Counter(
+            "labledger_verify_failures", "Integrity scans that failed.", registry=reg
+        )
+        self._requests = Counter(
+            "labledger_http_requests",
+            "HTTP requests, by method, route template and status code.",
+            ["method", "route", "status"],
+            registry=reg,
+        )
+        self._request_s = Histogram(
+            "labledger_http_request_duration_seconds",
+            "Time to the response's headers, by method and route template.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=reg,
+        )
+        self._scraped = _ScrapeGauges(reg)
 
     def appended_events(self, types: Iterable[str], seconds: float) -> None:
         """Count one successful append call: its events by type and its latency."""
-        with self._lock:
-            self.appended.update(types)
-            self._latency_count += 1
-            self._latency_sum += seconds
-            for i, bound in enumerate(LATENCY_BUCKETS_S):
-                if seconds <= bound:
-                    self._buckets[i] += 1
+        for t in types:
+            self._appended.labels(type=t if is_known(t) else OTHER).inc()
+        self._append_s.observe(seconds)
 
     def rejected(self, reason: str) -> None:
         """Count one refused write (conflict, invalid, unauthorized or a command's reason)."""
-        with self._lock:
-            self.rejections[reason] += 1
+        self._rejections.labels(reason=reason).inc()
 
     def verified(self, ok: bool) -> None:
         """Count one integrity scan and whether it failed."""
-        with self._lock:
-            self.verify_runs += 1
-            self.verify_failures += 0 if ok else 1
+        self._verify_runs.inc()
+        if not ok:
+            self._verify_failures.inc()
 
     def subscriber(self, delta: int) -> None:
         """An SSE tail opened (+1) or closed (-1)."""
-        with self._lock:
-            self.subscribers += delta
+        self._subscribers.inc(delta)
+
+    def request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one HTTP request."""
+        self._requests.labels(method=method, route=route, status=str(status)).inc()
+        self._request_s.labels(method=method, route=route).observe(seconds)
 
     def render(self, projections: list[ProjectionStatus], head: int, nonces: int) -> str:
-        """The text exposition format (version 0.0.4)."""
-        with self._lock:
-            lines = self._counters()
-        lines += _gauge("labledger_head_position", "The last position in the log.", [("", head)])
-        lines += _gauge(
-            "labledger_nonce_ledger_size",
-            "Live nonces in the store's nonce ledger.",
-            [("", nonces)],
+        """The text exposition format, the store's gauges read now."""
+        self._scraped.update(projections, head, nonces)
+        return generate_latest(self.registry).decode()
+
+
+class _ScrapeGauges:
+    """Gauges whose values come from the store when ``/metrics`` is scraped."""
+
+    def __init__(self, reg: CollectorRegistry) -> None:
+        by_projection = ["projection"]
+        self.head = Gauge("labledger_head_position", "The last position in the log.", registry=reg)
+        self.nonces = Gauge(
+            "labledger_nonce_ledger_size", "Live nonces in the store's nonce ledger.", registry=reg
         )
-        lag = [(_labels(projection=p.name), p.lag_events) for p in projections]
-        lines += _gauge("labledger_projection_lag_events", "Events behind the head.", lag)
-        secs = [(_labels(projection=p.name), p.lag_seconds) for p in projections]
-        lines += _gauge("labledger_projection_lag_seconds", "Seconds behind the head.", secs)
-        stalled = [(_labels(projection=p.name), int(p.stalled)) for p in projections]
-        lines += _gauge("labledger_projection_stalled", "1 when a projection stalled.", stalled)
-        return "\n".join(lines) + "\n"
+        self.lag = Gauge(
+            "labledger_projection_lag_events",
+            "Events behind the head.",
+            by_projection,
+            registry=reg,
+        )
+        self.lag_s = Gauge(
+            "labledger_projection_lag_seconds",
+            "Seconds behind the head.",
+            by_projection,
+            registry=reg,
+        )
+        self.stalled = Gauge(
+            "labledger_projection_stalled",
+            "1 when a projection is behind and not moving while followed.",
+            by_projection,
+            registry=reg,
+        )
+        self.idle = Gauge(
+            "labledger_projection_idle",
+            "1 when a projection is behind and nobody follows it (it catches up when read).",
+            by_projection,
+            registry=reg,
+        )
 
-    def _counters(self) -> list[str]:
-        lines = ["# HELP labledger_api_events_appended_total Events appended through the API."]
-        lines.append("# TYPE labledger_api_events_appended_total counter")
-        for t, n in sorted(self.appended.items()):
-            lines.append(f"labledger_api_events_appended_total{_labels(type=t)} {n}")
-        lines.append("# HELP labledger_api_rejections_total Writes refused, by reason.")
-        lines.append("# TYPE labledger_api_rejections_total counter")
-        for r, n in sorted(self.rejections.items()):
-            lines.append(f"labledger_api_rejections_total{_labels(reason=r)} {n}")
-        name = "labledger_api_append_duration_seconds"
-        lines += [f"# HELP {name} Latency of durable appends.", f"# TYPE {name} histogram"]
-        for bound, n in zip(LATENCY_BUCKETS_S, self._buckets, strict=True):
-            lines.append(f'{name}_bucket{{le="{bound}"}} {n}')
-        lines.append(f'{name}_bucket{{le="+Inf"}} {self._latency_count}')
-        lines += [f"{name}_sum {self._latency_sum}", f"{name}_count {self._latency_count}"]
-        lines += _gauge("labledger_api_subscribers", "Open live tails.", [("", self.subscribers)])
-        lines += [
-            "# HELP labledger_verify_failures_total Integrity scans that failed.",
-            "# TYPE labledger_verify_failures_total counter",
-            f"labledger_verify_failures_total {self.verify_failures}",
-            "# HELP labledger_verify_runs_total Integrity scans run by this server.",
-            "# TYPE labledger_verify_runs_total counter",
-            f"labledger_verify_runs_total {self.verify_runs}",
-        ]
-        return lines
+    def update(self, projections: list[ProjectionStatus], head: int, nonces: int) -> None:
+        self.head.set(head)
+        self.nonces.set(nonces)
+        for p in projections:
+            word = health(p)
+            self.lag.labels(projection=p.name).set(p.lag_events)
+            self.lag_s.labels(projection=p.name).set(p.lag_seconds)
+            self.stalled.labels(projection=p.name).set(int(word == "stalled"))
+            self.idle.labels(projection=p.name).set(int(word == "idle"))
 
 
-def _gauge(name: str, help_text: str, samples: Sequence[tuple[str, float]]) -> list[str]:
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-    return lines + [f"{name}{labels} {value}" for labels, value in samples]
+async def count_http(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """Middleware: count every request by method, route template and status."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await call_next(request)
+        status = response.status_code
+        return response
+    finally:
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        metrics: Metrics = request.app.state.ledger.metrics
+        metrics.request(request.method, route, status, time.perf_counter() - started)

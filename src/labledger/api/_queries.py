@@ -12,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+import sqlalchemy as sa
+
+from labledger.events.dream import SafetyCapExceeded, TrialRecorded
 from labledger.events.esper import (
     AdaptationCommand,
     FieldReport,
@@ -27,6 +30,15 @@ from labledger.store import EventStore, RecordedEvent
 
 MAX_PAGE = 1000
 SERIES_LIMIT = 20_000
+
+
+def recent_commands(tx: Tx, run_ids: Collection[str] | None, limit: int) -> list[dict[str, Any]]:
+    """The latest ``limit`` decisions (commands) of the audit read model, newest first."""
+    commands = tx.table("commands")
+    query = sa.select(commands).order_by(commands.c.position.desc()).limit(limit)
+    if run_ids is not None:
+        query = query.where(commands.c.run_id.in_(list(run_ids)))
+    return [dict(row._mapping) for row in tx.conn.execute(query)]
 
 
 def run_row(tx: Tx, run_id: str) -> dict[str, Any] | None:
@@ -134,3 +146,35 @@ def esper_series(store: EventStore, run: dict[str, Any]) -> dict[str, Any]:
         "markers": markers,
         "field_reports": reports,
     }
+
+
+def dream_trials(store: EventStore, run: dict[str, Any]) -> tuple[list[dict[str, Any]], set[Any]]:
+    """A D-REAM run's trials as recorded (not as the read models merge runs), and the
+    (domain, cand_id) pairs that exceeded a safety cap in it.
+
+    Returns:
+        Trials (run_id, domain, regime, cand_id, generation, genome, kpis,
+        position) in log order, and the capped pairs.
+    """
+    types = {TrialRecorded.TYPE, SafetyCapExceeded.TYPE}
+    records, _ = run_events(store, run, 1, SERIES_LIMIT, types)
+    trials: list[dict[str, Any]] = []
+    capped: set[Any] = set()
+    for record in records:
+        event = decode_record(record).event
+        if isinstance(event, SafetyCapExceeded):
+            capped.add((event.domain, event.cand_id))
+        elif isinstance(event, TrialRecorded):
+            trials.append(
+                {
+                    "run_id": run["run_id"],
+                    "domain": event.domain,
+                    "regime": str(event.regime),
+                    "cand_id": event.cand_id,
+                    "generation": event.generation,
+                    "genome": dict(event.genome),
+                    "kpis": {f: getattr(event.kpis, f) for f in event.kpis.__struct_fields__},
+                    "position": record.position,
+                }
+            )
+    return trials, capped

@@ -1,7 +1,8 @@
 """Read models: D-REAM, ToolGen, Esper, audit, projections; and ``/metrics``.
 
 Every endpoint catches its projection up to the head first (as the CLI verbs
-do) and then calls the projection's own query function.
+do) and then calls the projection's own query function. The bodies are
+msgspec's; ``response_model`` only documents them (``_routes_schemas``).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import msgspec
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import FileResponse, PlainTextResponse
 
-from labledger.api._deps import OBJECT, OBJECTS, Reader, State, json_response, json_schema
+from labledger.api import _routes_schemas as m
+from labledger.api._deps import Reader, State, json_response
 from labledger.api._errors import documented
+from labledger.api._metrics import CONTENT_TYPE, count_http
 from labledger.api._state import ApiState
 from labledger.errors import CorruptionDetected, UsageError
 from labledger.lab.dream import report
@@ -31,14 +34,14 @@ Top = Annotated[int, Query(ge=1, le=100)]
 router = APIRouter(prefix="/api", responses=documented(401, 503))
 
 
-@router.get("/dream/baselines", tags=["dream"], responses=json_schema(OBJECTS))
+@router.get("/dream/baselines", tags=["dream"], response_model=list[m.BaselineLine])
 def baselines(state: State, _: Reader, domain: Name = None) -> Any:
     """The current baseline per (domain, regime)."""
     with state.read("dream_baselines") as tx:
         return json_response(current_baselines(tx, domain))
 
 
-@router.get("/dream/candidates", tags=["dream"], responses=json_schema(OBJECT))
+@router.get("/dream/candidates", tags=["dream"], response_model=dict[str, list[m.CandidatePack]])
 def candidates(state: State, _: Reader, domain: Name = None, top: Top = 5) -> Any:
     """Per domain, the ``candidate_pack.v2`` of its best candidates by ``score_v2``."""
     with state.read("dream_candidates") as tx:
@@ -46,7 +49,10 @@ def candidates(state: State, _: Reader, domain: Name = None, top: Top = 5) -> An
 
 
 @router.get(
-    "/dream/candidates/{cand_id}", tags=["dream"], responses=json_schema(OBJECT) | documented(404)
+    "/dream/candidates/{cand_id}",
+    tags=["dream"],
+    response_model=m.CandidatePack,
+    responses=documented(404),
 )
 def pack(
     state: State, _: Reader, cand_id: Annotated[str, Path(max_length=256)], domain: Name = None
@@ -61,35 +67,35 @@ def pack(
         return json_response(candidate_pack(tx, domains[0], cand_id))
 
 
-@router.get("/toolgen/leaderboard", tags=["toolgen"], responses=json_schema(OBJECTS))
+@router.get("/toolgen/leaderboard", tags=["toolgen"], response_model=list[m.Standing])
 def toolgen_leaderboard(state: State, _: Reader, spec: Name = None, top: Top = DEFAULT_TOP) -> Any:
     """Top-N tools per spec by fitness, with epoch, style, median_ms, stability, lineage."""
     with state.read("toolgen") as tx:
         return json_response(leaderboard(tx, spec, top))
 
 
-@router.get("/toolgen/rates", tags=["toolgen"], responses=json_schema(OBJECTS))
+@router.get("/toolgen/rates", tags=["toolgen"], response_model=list[m.Rates])
 def toolgen_rates(state: State, _: Reader) -> Any:
     """Handoff and repair success rates per spec, then overall (``spec_id`` null)."""
     with state.read("toolgen") as tx:
         return json_response(rates(tx))
 
 
-@router.get("/toolgen/epochs", tags=["toolgen"], responses=json_schema(OBJECTS))
+@router.get("/toolgen/epochs", tags=["toolgen"], response_model=list[m.EpochMedian])
 def toolgen_epochs(state: State, _: Reader, spec: Name = None) -> Any:
     """The median of the tools' median_ms per spec and epoch."""
     with state.read("toolgen") as tx:
         return json_response(median_ms_by_epoch(tx, spec))
 
 
-@router.get("/esper/seeds", tags=["esper"], responses=json_schema(OBJECTS))
+@router.get("/esper/seeds", tags=["esper"], response_model=list[m.SeedSlot])
 def seeds(state: State, _: Reader, run: Name = None) -> Any:
     """Kasmina lifecycle state per (run, slot)."""
     with state.read("seeds") as tx:
         return json_response(slot_rows(tx, run))
 
 
-@router.get("/esper/training-set", tags=["esper"], responses=json_schema(OBJECT))
+@router.get("/esper/training-set", tags=["esper"], response_model=m.TrainingSetSummary)
 def training_summary(state: State, _: Reader) -> Any:
     """The Simic training set in brief: transitions, pending commands, reward summary."""
     with state.read("esper_training") as tx:
@@ -134,7 +140,7 @@ def _export(state: ApiState) -> tuple[dict[str, Any], FsPath]:
     return doc, out
 
 
-@router.get("/esper/training-set/manifest", tags=["esper"], responses=json_schema(OBJECT))
+@router.get("/esper/training-set/manifest", tags=["esper"], response_model=m.TrainingSetManifest)
 def training_manifest(state: State, _: Reader) -> Any:
     """The export's manifest as of the verified head (as ``esper training-set export``)."""
     return json_response(_export(state)[0])
@@ -161,7 +167,10 @@ def training_download(state: State, _: Reader) -> Any:
 
 
 @router.get(
-    "/audit/commands/{command_id}", tags=["audit"], responses=json_schema(OBJECTS) | documented(404)
+    "/audit/commands/{command_id}",
+    tags=["audit"],
+    response_model=list[m.AuditLink],
+    responses=documented(404),
 )
 def audit_trail(state: State, _: Reader, command_id: Annotated[str, Path(max_length=256)]) -> Any:
     """Command → verification → effects → field report → reward, in log order."""
@@ -172,14 +181,14 @@ def audit_trail(state: State, _: Reader, command_id: Annotated[str, Path(max_len
     return json_response(links)
 
 
-@router.get("/audit/rejected", tags=["audit"], responses=json_schema(OBJECTS))
+@router.get("/audit/rejected", tags=["audit"], response_model=list[m.Rejection])
 def audit_rejected(state: State, _: Reader) -> Any:
     """Every refused command, with reason, detail, key and nonce."""
     with state.read("audit") as tx:
         return json_response(audit_model.rejected(tx))
 
 
-@router.get("/projections", tags=["operations"], responses=json_schema(OBJECTS))
+@router.get("/projections", tags=["operations"], response_model=list[m.ProjectionState])
 def projections(
     state: State, _: Reader, stall_after: Annotated[float, Query(gt=0, le=86400)] = 60.0
 ) -> Any:
@@ -187,7 +196,7 @@ def projections(
     return json_response(status(state.engine, stall_after_s=stall_after))
 
 
-@router.get("/nonces", tags=["operations"], responses=json_schema(OBJECT))
+@router.get("/nonces", tags=["operations"], response_model=m.NonceReport)
 def nonces(state: State, _: Reader) -> Any:
     """The store's nonce ledger (size, expiries, evictions) and admitted/refused nonces."""
     with state.read("nonce_ledger") as tx:
@@ -196,18 +205,19 @@ def nonces(state: State, _: Reader) -> Any:
 
 
 metrics_router = APIRouter(tags=["operations"])
+__all__ = ["count_http", "metrics_router", "router"]  # count_http: the app's HTTP metrics hook
 
 
 @metrics_router.get("/metrics", response_class=PlainTextResponse)
 def metrics(state: State, _: Reader) -> Any:
-    """Prometheus metrics (text exposition format 0.0.4)."""
+    """Prometheus metrics: process, HTTP, build info, appends, refusals, projection lag."""
     body = state.metrics.render(
         status(state.engine), state.store.head(), state.store.nonce_stats().size
     )
-    return PlainTextResponse(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+    return PlainTextResponse(body, media_type=CONTENT_TYPE)
 
 
-@metrics_router.get("/healthz", responses=json_schema(OBJECT))
+@metrics_router.get("/healthz", response_model=m.Health)
 def healthz(state: State) -> Any:
     """Liveness: the store answers (no token needed, shows only the head)."""
     return json_response({"ok": True, "head": state.store.head()})

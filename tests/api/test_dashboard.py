@@ -1,0 +1,239 @@
+"""The dashboard's pages over HTTP on both backends (issue #17), without a browser:
+escaping (#18), no inline scripts, run selection, the event browser, static files,
+health words, metrics, and the OpenAPI response schemas."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import TypeAdapter
+
+from labledger.api import _routes_schemas as m
+from labledger.api._dashboard_dream import candidates, history, importance
+from labledger.api._metrics import health
+from labledger.events.runs import RunStarted, Subsystem
+from labledger.projections.status import ProjectionStatus
+from labledger.store import EventStore
+from tests.api._lab import fill_esper, ring
+from tests.api._served import XSS, XSS_RUN, xss_run
+
+PAGES = ("runs", "dream", "toolgen", "esper", "audit", "events", "ops")
+
+
+@pytest.fixture
+def filled(store: EventStore) -> EventStore:
+    fill_esper(store, ring())
+    store.append(f"dream-{XSS_RUN}", xss_run())
+    return store
+
+
+def _scripts(html: str) -> list[str]:
+    return re.findall(r"<script[^>]*>", html)
+
+
+def test_pages_render_with_no_inline_script(client: TestClient, filled: EventStore) -> None:
+    for page in (*PAGES, f"runs/{XSS_RUN}", "events/1", f"events?stream=dream-{XSS_RUN}"):
+        response = client.get(f"/ui/{page}")
+        assert response.status_code == 200, page
+        for tag in _scripts(response.text):
+            assert 'src="/static/' in tag or 'type="application/json"' in tag, (page, tag)
+
+
+def test_markup_in_stored_data_is_escaped_issue_18(client: TestClient, filled: EventStore) -> None:
+    html = client.get(f"/ui/dream?run={XSS_RUN}").text
+    assert XSS not in html
+    assert "&lt;img src=x onerror=alert(document.domain)&gt;" in html
+    for block in re.findall(r'<script type="application/json"[^>]*>(.*?)</script>', html, re.S):
+        assert "<" not in block  # no string can close the data block early
+    event_page = client.get("/ui/events/3").text
+    assert XSS not in event_page
+
+
+def test_a_page_shows_the_latest_run_unless_asked(client: TestClient, filled: EventStore) -> None:
+    started = RunStarted(subsystem=Subsystem.ESPER, config={}, code_version="t", host="h")
+    filled.append("run-esper-2", [started.to_new_event(run_id="esper-2")])
+    latest = client.get("/ui/esper").text
+    assert "Run esper-2" in latest and "Run esper-1" not in latest
+    assert "Run esper-1" in client.get("/ui/esper?run=esper-1").text
+    both = client.get("/ui/esper?run=esper-1&run=esper-2").text
+    assert "Run esper-1" in both and "Run esper-2" in both
+    assert "Run esper-1" in client.get("/ui/esper?run=all").text
+    missing = client.get("/ui/esper?run=nope")
+    assert missing.status_code == 404 and "nope" in missing.text
+    assert '<option value="esper-2" selected>' in latest
+
+
+def test_the_event_browser_shows_json_and_neighbours(
+    client: TestClient, filled: EventStore
+) -> None:
+    streams = client.get("/ui/events").text
+    assert "esper-esper-1" in streams and f"dream-{XSS_RUN}" in streams
+    page = client.get("/ui/events/2").text
+    assert "esper.SystemStateReported" in page and "&#34;epoch&#34;: 0" in page
+    assert 'href="/ui/events/1"' in page and 'href="/ui/events/3"' in page
+    assert 'href="/ui/runs/esper-1"' in page
+    assert client.get(f"/ui/events/{filled.head() + 1}").status_code == 404
+    assert client.get("/ui/events/0").status_code == 422
+    assert client.get("/ui/events?stream=nope").status_code == 404
+
+
+def test_static_files_are_local_and_bounded(client: TestClient) -> None:
+    plotly = client.get("/static/plotly.min.js")
+    assert plotly.status_code == 200 and plotly.headers["content-type"].startswith(
+        "text/javascript"
+    )
+    assert "plotly.js" in plotly.text[:500]
+    assert client.get("/static/dashboard.js").status_code == 200
+    for bad in ("nope.js", "..%2F_app.py", "%2e%2e%2f_html.py"):
+        assert client.get(f"/static/{bad}").status_code == 404, bad
+
+
+def _status(state: str, followed: bool = False) -> ProjectionStatus:
+    fields: dict[str, Any] = dict(code_version=1, built_version=1, checkpoint=1, head=5)
+    if "followed" in ProjectionStatus.__struct_fields__:  # projections/status.py (h-user, #17)
+        fields["followed"] = followed
+    return ProjectionStatus(
+        name="p", lag_events=4, lag_seconds=1.0, stalled=state == "stalled", state=state, **fields
+    )
+
+
+def test_nobody_following_is_idle_not_stalled() -> None:
+    assert health(_status("stalled")) == "idle"
+    assert health(_status("idle")) == "idle"
+    assert health(_status("behind")) == "behind" and health(_status("current")) == "current"
+    if "followed" in ProjectionStatus.__struct_fields__:
+        assert health(_status("stalled", followed=True)) == "stalled"
+
+
+def test_ops_page_never_shows_a_healthy_word_as_bad(client: TestClient, filled: EventStore) -> None:
+    html = client.get("/ui/ops").text
+    assert 'class="badge bad"' not in html
+    assert re.search(r'<span class="badge (good|warn|idle)">(current|behind|not built|idle)', html)
+
+
+def test_metrics_bound_the_type_label_and_count_http(
+    client: TestClient, auth: dict[str, str], filled: EventStore
+) -> None:
+    note = {"type": "lab.Uncatalogued", "data": {}}
+    state = {
+        "type": "run.RunStarted",
+        "data": {"subsystem": "esper", "config": {}, "code_version": "t", "host": "h"},
+    }
+    assert client.post("/api/streams/n/events", json=[note], headers=auth).status_code in (200, 201)
+    client.post("/api/streams/r/events", json=[state], headers=auth)
+    client.get("/ui/events/1")
+    client.get("/ui/events/2")
+    text = client.get("/metrics").text
+    assert 'labledger_api_events_appended_total{type="other"} 1.0' in text
+    assert "lab.Uncatalogued" not in text
+    assert (
+        'labledger_http_requests_total{method="GET",route="/ui/events/{position}",status="200"} 2.0'
+        in text
+    )
+    assert 'labledger_build_info{python="' in text and 'version="' in text
+    assert "process_cpu_seconds_total" in text or "python_gc_objects_collected_total" in text
+    assert 'labledger_projection_stalled{projection="runs"} 0.0' in text
+
+
+def test_openapi_success_responses_have_real_schemas(
+    client: TestClient, filled: EventStore
+) -> None:
+    doc = client.get("/openapi.json").json()
+    for path in (
+        "/api/dream/baselines",
+        "/api/toolgen/leaderboard",
+        "/api/esper/seeds",
+        "/api/projections",
+        "/healthz",
+    ):
+        schema = doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"][
+            "schema"
+        ]
+        assert "$ref" in str(schema), path
+    checks: list[tuple[str, Any]] = [
+        ("/api/dream/baselines", list[m.BaselineLine]),
+        ("/api/dream/candidates", dict[str, list[m.CandidatePack]]),
+        ("/api/toolgen/leaderboard", list[m.Standing]),
+        ("/api/toolgen/rates", list[m.Rates]),
+        ("/api/esper/seeds", list[m.SeedSlot]),
+        ("/api/esper/training-set", m.TrainingSetSummary),
+        ("/api/audit/commands/esper-1-cmd-1", list[m.AuditLink]),
+        ("/api/audit/rejected", list[m.Rejection]),
+        ("/api/projections", list[m.ProjectionState]),
+        ("/api/nonces", m.NonceReport),
+        ("/healthz", m.Health),
+    ]
+    for path, model in checks:
+        body = client.get(path).json()
+        TypeAdapter(model).validate_python(body)
+
+
+def _trial(cand: str, gen: int, perf: float, genome: dict[str, Any]) -> dict[str, Any]:
+    kpis = {"perf": perf, "p95_ms": 1.0, "watts": None, "temp_peak_c": None, "errors": 0, "oom": 0}
+    return {
+        "run_id": "r",
+        "domain": "d",
+        "regime": "idle",
+        "cand_id": cand,
+        "generation": gen,
+        "genome": genome,
+        "kpis": kpis,
+        "position": 10 * gen + int(perf),
+    }
+
+
+def test_history_is_best_so_far_and_importance_finds_the_gene_that_matters() -> None:
+    trials = [
+        _trial("a", 0, 3.0, {"x": 3, "noise": 1, "mode": "p"}),
+        _trial("b", 0, 1.0, {"x": 1, "noise": 2, "mode": "q"}),
+        _trial("c", 1, 2.0, {"x": 2, "noise": 1, "mode": "p"}),
+        _trial("d", 1, 4.0, {"x": 4, "noise": 2, "mode": "q"}),
+        _trial("e", 2, 0.5, {"x": 0.5, "noise": 1, "mode": "q"}),
+    ]
+    cands = candidates(trials, capped={("d", "d")})
+    rows = history(cands)
+    assert [r[0] for r in rows] == [0, 1, 2]
+    best = [r[2] for r in rows]
+    assert best == sorted(best) and best[1] == best[2]  # never falls, and capped d is −inf
+    assert math.isinf(next(c["score"] for c in cands if c["cand_id"] == "d"))
+    weights = {g["gene"]: g for g in importance(cands)}
+    assert weights["x"]["explained"] == pytest.approx(1.0, abs=0.02)
+    assert weights["x"]["n"] == 4  # the unsafe candidate has no score to explain
+    assert weights["noise"]["explained"] < 0.5
+    assert 0.0 <= weights["mode"]["explained"] <= 1.0 and weights["mode"]["method"].startswith("η²")
+
+
+def test_runs_open_one_or_compare_several(client: TestClient, filled: EventStore) -> None:
+    one = client.get("/ui/runs?run=esper-1", follow_redirects=False)
+    assert one.status_code == 303 and one.headers["location"] == "/ui/runs/esper-1"
+    page = client.get(f"/ui/runs?run=esper-1&run={XSS_RUN}").text
+    assert '<table id="comparison"' in page
+    row = re.search(r"<tr><td>subsystem</td>(.*?)</tr>", page, re.S)
+    assert row is not None and "differs" in row.group(1) and "esper" in row.group(1)
+    assert re.search(r"<tr><td>code_version</td><td><span class=\"badge idle\">same", page)
+    assert client.get("/ui/runs?run=nope").status_code == 404
+
+
+def test_run_metrics_columns_are_read_leniently() -> None:
+    """The runs read model's JSON columns (#17 part 2) may be absent, null or not objects."""
+    from labledger.api._dashboard_runs import _duration_s, _json_column
+
+    assert _json_column({"metrics": '{"loss": 0.25}'}, "metrics") == {"loss": 0.25}
+    for bad in ({}, {"metrics": None}, {"metrics": "[1]"}, {"metrics": "{not json"}):
+        assert _json_column(bad, "metrics") == {}
+    assert _duration_s({"started_at_us": 1_000_000, "ended_at_us": 3_500_000}) == 2.5
+    assert _duration_s({"started_at_us": 1_000_000}) is None
+
+
+def test_the_audit_page_lists_the_latest_esper_runs_decisions(
+    client: TestClient, filled: EventStore
+) -> None:
+    page = client.get("/ui/audit").text  # the XSS D-REAM run is newer, but has no decisions
+    assert "Recent decisions of esper-1" in page
+    assert 'href="/ui/audit?command_id=esper-1-cmd-1&amp;run=esper-1"' in page
+    chain = client.get("/ui/audit?command_id=esper-1-cmd-1").text
+    assert '<table id="trail"' in chain and "field_report" in chain
