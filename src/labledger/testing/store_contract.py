@@ -131,6 +131,22 @@ class AppendContract(BackendFixtures):
             store.append("s", [e, ev(5)])  # half old, half new
         assert store.head() == 1
 
+    def test_large_batches_keep_idempotency_and_order(self, store: EventStore) -> None:
+        """Issue #19: a batch large enough for PostgreSQL's COPY path behaves like any other."""
+        batch = [ev(n) for n in range(250)]
+        first = store.append("s", batch, NO_STREAM)
+        again = store.append("s", batch, NO_STREAM)
+        assert again.already_appended
+        assert (again.first_position, again.last_position) == (1, 250)
+        reused = [*(ev(n) for n in range(1000, 1200)), batch[7]]  # one id already stored
+        with pytest.raises(IdempotencyConflict) as info:
+            store.append("t", reused)
+        assert info.value.event_id == batch[7].id and store.head() == first.last_position
+        read = list(store.read_stream("s"))
+        assert [r.id for r in read] == [e.id for e in batch]
+        assert [r.data for r in read] == [e.data for e in batch]
+        assert store.verify().ok
+
     def test_mixed_batch_names_the_stored_id(self, store: EventStore) -> None:
         """Issue #12: the message named a new id as "already appended"."""
         stored = ev(0)

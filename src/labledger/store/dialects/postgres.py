@@ -35,7 +35,7 @@ from labledger.errors import (
     LabledgerError,
     StoreUnavailable,
 )
-from labledger.store import backup
+from labledger.store import backup, schema
 from labledger.store.base import DiskUsage
 from labledger.store.dialects.base import AppendWaiter, Dialect, Params, RawTxn
 
@@ -105,7 +105,11 @@ class PostgresDialect(Dialect):
 
     def lock_for_append(self, txn: RawTxn) -> None:
         # Transaction-scoped: released at commit, after the positions are visible.
-        txn.execute(advisory("pg_advisory_xact_lock"), (APPEND_LOCK,))
+        # Sent ahead of the transaction's first reads, in their pipeline: the
+        # server takes the lock before it evaluates them, and the round trip
+        # it would cost alone is saved.
+        assert isinstance(txn, PostgresTxn)
+        txn.ahead.append((advisory("pg_advisory_xact_lock"), (APPEND_LOCK,)))
 
     def read_rows(self, engine: Engine, sql: str, params: Params) -> list[tuple[Any, ...]]:
         raw = engine.raw_connection()
@@ -271,6 +275,11 @@ class PostgresWaiter(AppendWaiter):
         self._raw.close()
 
 
+COPY_FROM = 100
+"""Event rows per write from which COPY replaces executemany."""
+_COPY_EVENTS = f"COPY ll_events ({schema.ROW_COLUMNS}) FROM STDIN"
+
+
 @lru_cache(maxsize=256)
 def _pg(sql: str) -> str:
     """``?`` placeholders as psycopg's ``%s`` (labledger's SQL has no other ``?`` or ``%``)."""
@@ -283,16 +292,35 @@ class PostgresTxn(RawTxn):
 
     def __init__(self, pg: Any) -> None:
         self.pg = pg
+        self.ahead: list[tuple[str, Params]] = []
+        """Statements (the append lock) to send ahead of the next one, in its round trip."""
 
     def fetch(self, queries: Sequence[tuple[str, Params]]) -> list[list[tuple[Any, ...]]]:
+        ahead, self.ahead = self.ahead, []
         with self.pg.pipeline():
+            for sql, params in ahead:
+                self.pg.execute(_pg(sql), params)
             cursors = [self.pg.execute(_pg(sql), params) for sql, params in queries]
         return [cur.fetchall() for cur in cursors]
 
+    def _send_ahead(self) -> None:
+        ahead, self.ahead = self.ahead, []
+        for sql, params in ahead:
+            self.pg.execute(_pg(sql), params)
+
     def execute(self, sql: str, params: Params = ()) -> int:
+        self._send_ahead()
         return int(self.pg.execute(_pg(sql), params).rowcount)
 
     def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        self._send_ahead()
+        if sql == schema.INSERT and len(rows) >= COPY_FROM:
+            # Large batches of events go in by COPY: one stream of rows instead of
+            # a statement each (constraints and triggers apply as for INSERT).
+            with self.pg.cursor() as cur, cur.copy(_COPY_EVENTS) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
         with self.pg.cursor() as cur:
             cur.executemany(_pg(sql), rows)
 
