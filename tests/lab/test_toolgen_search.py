@@ -26,7 +26,7 @@ from labledger.events.toolgen import (
     ToolEvaluated,
 )
 from labledger.events.typed import typed
-from labledger.lab.toolgen import evolve, records, repair, synth
+from labledger.lab.toolgen import evolve, mutate, records, repair, synth
 from labledger.lab.toolgen.budgets import budgets_for
 from labledger.lab.toolgen.evaluate import evaluate
 from labledger.lab.toolgen.repairlab import RepairLab
@@ -204,3 +204,21 @@ def test_selection_breeds_from_the_elite_archive_by_the_leaderboard_keys() -> No
     children, parents = evolve.next_generation(TD, archive, 8, evolve.rng_for(0, TD, 3), 1.0)
     assert parents == ["none", "fast", "late"]
     assert {parent for _, parent in children} <= set(parents)
+
+
+def test_the_failing_test_output_orders_the_search() -> None:
+    code = synth.render(TD, _genome(ImplStyle.SUFFIXARRAY), 0, budgets_for(0))
+    plain = repair.candidates(code, ImplStyle.SUFFIXARRAY, {})
+    # A traceback into one line puts that line's edits first.
+    line = next(n for n, text in enumerate(code.splitlines(), 1) if "keep.append" in text) - 1
+    traced = repair.candidates(code, ImplStyle.SUFFIXARRAY, {"failures": [{"line": line}]})
+    assert sorted(c.how for c in traced) == sorted(c.how for c in plain)
+    first_sites = {c.how for c in traced[:2]}
+    assert all(
+        mutate.sites(code, h.split("@")[0])[int(h.split("@")[1])] == line for h in first_sites
+    )
+    # A result of the wrong length puts boundary and off-by-one edits before the rest.
+    short = {"failures": [{"raised": False, "got": ["a"], "expected": ["a", "b"], "line": None}]}
+    lengthwise = repair.candidates(code, ImplStyle.SUFFIXARRAY, short)
+    assert lengthwise[0].how.split("@")[0] in repair.LENGTH_OPERATORS
+    assert repair.length_mismatch(short["failures"]) and not repair.length_mismatch([])

@@ -50,8 +50,9 @@ def plot_epochs(items: list[EpochMedian], out: Path, title: str = "") -> Path:
 
 
 def plot_pareto(points: list[ParetoPoint], out: Path, title: str = "") -> Path:
-    """Write a PNG of the Pareto view: per spec, fitness against median_ms (log scale) and
-    against peak memory; Pareto-set tools filled and joined, dominated ones hollow.
+    """Write a PNG of the Pareto view: per spec, fitness against median_ms and against peak
+    memory (log scales where the values span a decade); Pareto-set tools filled red,
+    dominated ones hollow.
 
     Args:
         points: the read model's ``pareto`` rows.
@@ -78,8 +79,10 @@ def plot_pareto(points: list[ParetoPoint], out: Path, title: str = "") -> Path:
                 )
             ):
                 ax = axes[row][col]
+                values = [max(getattr(p, axis), 1e-3) for p in mine] or [1.0]
+                if max(values) > 10 * min(values):  # log only where it spans a decade
+                    ax.set_xscale("log")  # first: setting the scale resets the formatters
                 _pareto_axis(ax, mine, axis)
-                ax.set_xscale("log")
                 ax.set_xlabel(label)
                 ax.set_ylabel("fitness")
                 ax.set_title(spec_id)
@@ -93,23 +96,21 @@ def plot_pareto(points: list[ParetoPoint], out: Path, title: str = "") -> Path:
 
 
 def _pareto_axis(ax: Any, points: list[ParetoPoint], axis: str) -> None:
-    front = sorted((p for p in points if p.pareto), key=lambda p: getattr(p, axis))
-    rest = [p for p in points if not p.pareto]
-    ax.scatter(
-        [max(getattr(p, axis), 1e-3) for p in rest],
-        [p.fitness for p in rest],
-        facecolors="none",
-        edgecolors="grey",
-        label="dominated",
-    )
-    ax.plot(
-        [max(getattr(p, axis), 1e-3) for p in front],
-        [p.fitness for p in front],
-        marker="o",
-        color="tab:red",
-        label="Pareto set",
-    )
-    for p in front:
-        ax.annotate(p.impl_style, (max(getattr(p, axis), 1e-3), p.fitness), fontsize=7)
+    # Three objectives: the front seen in two of them is not a line, so it is not joined.
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    for front, style in (
+        (False, {"facecolors": "none", "edgecolors": "grey", "label": "dominated"}),
+        (True, {"color": "tab:red", "label": "Pareto set"}),
+    ):
+        mine = [p for p in points if p.pareto is front]
+        xs = [max(getattr(p, axis), 1e-3) for p in mine]
+        ax.scatter(xs, [p.fitness for p in mine], **style)
+        if front:
+            for p, x in zip(mine, xs, strict=True):
+                ax.annotate(p.impl_style, (x, p.fitness), fontsize=7)
+    if ax.get_xscale() == "log":
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     if points:
         ax.legend(fontsize=8)
