@@ -38,6 +38,9 @@ from labledger.lab.toolgen._inputs import generate
 from labledger.lab.toolgen.specs import Spec, get_spec
 
 DEFAULT_TIMED_RUNS = 30
+MIN_TIMED_RUNS = 3
+BENCH_SHARE = 0.5
+"""The benchmark stops adding runs (after the first 3) once half the timeout has passed."""
 MIN_MS = 1e-6
 """A floor for the reference's median (a ratio's denominator is never 0)."""
 FLAKY, STABLE = 0.5, 1.0
@@ -84,7 +87,7 @@ class Measurement(msgspec.Struct, frozen=True, kw_only=True):
     """1.0 when both runs gave the same per-test results, 0.5 otherwise."""
     robustness: float
     median_ms: float | None
-    """Median of the timed runs; None when the tool did not run to the end."""
+    """Median of the timed runs; None when fewer than 3 (or ``timed_runs``) completed."""
     reference_ms: float | None = None
     """Median of the reference's runs paired with the timed runs; None likewise."""
     peak_kib: float | None = None
@@ -134,7 +137,9 @@ def run_child(job: dict[str, Any], budgets: Budgets, hash_seed: int) -> RunRepor
     return _report(done.stdout)
 
 
-def _job(code: str, spec: Spec, *, robust: bool, timed_runs: int) -> dict[str, Any]:
+def _job(
+    code: str, spec: Spec, budgets: Budgets, *, robust: bool, timed_runs: int
+) -> dict[str, Any]:
     robust_inputs, bench = _inputs(spec.id)
     return {
         "code": code,
@@ -144,6 +149,7 @@ def _job(code: str, spec: Spec, *, robust: bool, timed_runs: int) -> dict[str, A
         "robust": robust_inputs if robust else [],
         "bench": bench,
         "timed_runs": timed_runs,
+        "bench_deadline_s": budgets.timeout_ms / 1000.0 * BENCH_SHARE,
     }
 
 
@@ -153,7 +159,7 @@ def _passed(report: RunReport, n: int) -> list[bool]:
 
 def check(code: str, spec: Spec, budgets: Budgets, hash_seed: int) -> float:
     """One quick run of the reference tests: the fraction passed (RepairLab's re-test)."""
-    report = run_child(_job(code, spec, robust=False, timed_runs=0), budgets, hash_seed)
+    report = run_child(_job(code, spec, budgets, robust=False, timed_runs=0), budgets, hash_seed)
     n = len(spec.tests)
     return sum(_passed(report, n)) / n
 
@@ -173,14 +179,19 @@ def evaluate(
         spec: its spec (tests, inputs, reference).
         budgets: the epoch's timeout and memory limit, enforced on each child.
         hash_seeds: ``PYTHONHASHSEED`` of the first and the second run.
-        timed_runs: benchmark repetitions; the median is reported (seed: 30).
+        timed_runs: benchmark repetitions; the median is reported (seed: 30). A slow
+            tool gets fewer (at least 3): the child stops timing at half its timeout.
     """
-    first = run_child(_job(code, spec, robust=True, timed_runs=timed_runs), budgets, hash_seeds[0])
-    second = run_child(_job(code, spec, robust=False, timed_runs=0), budgets, hash_seeds[1])
+    job = _job(code, spec, budgets, robust=True, timed_runs=timed_runs)
+    first = run_child(job, budgets, hash_seeds[0])
+    second = run_child(
+        _job(code, spec, budgets, robust=False, timed_runs=0), budgets, hash_seeds[1]
+    )
     n = len(spec.tests)
     a, b = _passed(first, n), _passed(second, n)
     robust = first.robust
-    ran = first.loaded and not first.error and len(first.timings_ms) == timed_runs > 0
+    enough = min(MIN_TIMED_RUNS, timed_runs)
+    ran = first.loaded and not first.error and timed_runs > 0 and len(first.timings_ms) >= enough
     return Measurement(
         correctness=sum(x and y for x, y in zip(a, b, strict=True)) / n,
         stability=STABLE if a == b else FLAKY,
