@@ -680,3 +680,5 @@ def test_read_verbs_default_to_the_latest_run(
     assert (overall["tools_evaluated"], overall["handoffs"]) == (1, 0)
     assert run([*argv, "epochs", "--json", "--run", "first"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 4
+    assert run([*argv, "rates", "--run", "nosuch"]) == 2  # an unknown run is a usage error
+    assert "no toolgen run 'nosuch'" in capsys.readouterr().err

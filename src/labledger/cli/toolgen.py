@@ -19,6 +19,7 @@ from labledger.cli import output
 from labledger.cli._engine import caught_up
 from labledger.cli._input import positive
 from labledger.cli._progress import ProgressLine
+from labledger.errors import UsageError
 from labledger.projections.base import Tx
 from labledger.projections.toolgen import (
     DEFAULT_TOP,
@@ -32,6 +33,7 @@ from labledger.projections.toolgen import (
     median_ms_by_epoch,
     pareto,
     rates,
+    runs,
 )
 from labledger.store import AppendResult, EventStore
 
@@ -44,10 +46,20 @@ ALL_RUNS = "all"
 
 
 def _run_scope(tx: Tx, run: str | None) -> str | None:
-    """The run a read verb shows: ``--run``, else the latest; ``all`` means every run."""
+    """The run a read verb shows: ``--run``, else the latest; ``all`` means every run.
+
+    Raises:
+        UsageError: ``--run`` names a run the read model has not seen.
+    """
     if run == ALL_RUNS:
         return None
-    return run if run is not None else latest_run(tx)
+    if run is None:
+        return latest_run(tx)
+    known = runs(tx)
+    if run not in known:
+        shown = ", ".join(known[-5:]) or "none yet"
+        raise UsageError(f"no toolgen run {run!r} in this ledger (latest runs: {shown})")
+    return run
 
 
 def _num(value: float | None, digits: int = 4) -> str:
