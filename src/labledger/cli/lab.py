@@ -58,6 +58,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
     _step(run, db, "dream", "run", *dream, quiet=True)
     _section("ToolGen ⇄ RepairLab: a short tournament")
     toolgen = ["--epochs", str(args.epochs), "--timed-runs", "5", "--curriculum", "rotate"]
+    toolgen += ["--population", "3"]  # a short session: 3 tools per generation
     _step(run, db, "toolgen", "run", *toolgen, "--seed", "7", quiet=True)
     _esper(run, db, args.training_set)
     _section("Baselines (from the dream_baselines read model)")

@@ -1,7 +1,9 @@
 """``toolgen run|leaderboard|rates|epochs|plot``: the ToolGen tournament and its read model.
 
 Each verb catches the ``toolgen`` projection up to the head first, then reads
-it. The default output is a readable table; ``--json`` prints JSON lines.
+it. The read verbs show one run: ``--run RUN``, by default the latest one
+(``--run all`` for every run). The default output is a readable table;
+``--json`` prints JSON lines.
 """
 
 from __future__ import annotations
@@ -17,15 +19,21 @@ from labledger.cli import output
 from labledger.cli._engine import caught_up
 from labledger.cli._input import positive
 from labledger.cli._progress import ProgressLine
+from labledger.errors import UsageError
+from labledger.projections.base import Tx
 from labledger.projections.toolgen import (
     DEFAULT_TOP,
+    TIE_BREAK,
     EpochMedian,
     Rates,
     Standing,
     ToolgenProjection,
+    latest_run,
     leaderboard,
     median_ms_by_epoch,
+    pareto,
     rates,
+    runs,
 )
 from labledger.store import AppendResult, EventStore
 
@@ -34,6 +42,24 @@ if TYPE_CHECKING:
     from labledger.lab.toolgen.tournament import TournamentState
 
 _NAME = ToolgenProjection.name
+ALL_RUNS = "all"
+
+
+def _run_scope(tx: Tx, run: str | None) -> str | None:
+    """The run a read verb shows: ``--run``, else the latest; ``all`` means every run.
+
+    Raises:
+        UsageError: ``--run`` names a run the read model has not seen.
+    """
+    if run == ALL_RUNS:
+        return None
+    if run is None:
+        return latest_run(tx)
+    known = runs(tx)
+    if run not in known:
+        shown = ", ".join(known[-5:]) or "none yet"
+        raise UsageError(f"no toolgen run {run!r} in this ledger (latest runs: {shown})")
+    return run
 
 
 def _num(value: float | None, digits: int = 4) -> str:
@@ -47,8 +73,9 @@ def _lineage(s: Standing) -> str:
     return f"{s.lineage} g{s.generation} <- {' <- '.join(reversed(s.chain[:-1]))}{attempt}"
 
 
-def _print_leaderboard(standings: list[Standing]) -> None:
-    header = ["rank", "tool", "fitness", "epoch", "style", "median_ms", "stability", "lineage"]
+def _print_leaderboard(standings: list[Standing], front: set[str]) -> None:
+    header = ["rank", "tool", "fitness", "perf", "median_ms", "ref_ms", "peak_kib", "pos"]
+    header += ["pareto", "epoch", "genome", "stability", "lineage"]
     specs = sorted({s.spec_id for s in standings})
     for n, spec in enumerate(specs):
         rows = [
@@ -56,9 +83,14 @@ def _print_leaderboard(standings: list[Standing]) -> None:
                 str(s.rank),
                 s.tool_id,
                 f"{s.fitness:.4f}",
-                str(s.epoch),
-                s.impl_style,
+                f"{s.performance:.3f}",
                 _num(s.median_ms),
+                _num(s.reference_ms),
+                _num(s.peak_kib),
+                str(s.position),
+                "*" if s.tool_id in front else "",
+                str(s.epoch),
+                s.genome or s.impl_style,
                 f"{s.stability:.2f}",
                 _lineage(s),
             ]
@@ -67,18 +99,27 @@ def _print_leaderboard(standings: list[Standing]) -> None:
         ]
         print(("\n" if n else "") + f"spec {spec}")
         output.table(header, rows)
+    print(f"\nranked by {', then '.join(TIE_BREAK)} (pos: the evaluation's log position)")
+    print("pareto *: not dominated in (fitness, median_ms, peak_kib) among the spec's tools")
+
+
+def _front(tx: Tx, spec: str | None, run_id: str | None) -> set[str]:
+    return {p.tool_id for p in pareto(tx, spec, run_id) if p.pareto}
 
 
 def cmd_leaderboard(args: argparse.Namespace, store: EventStore) -> int:
-    """Top-N tools per spec by fitness, with epoch, style, median_ms, stability, lineage."""
+    """Top-N tools per spec by fitness, with tie-break keys, Pareto flag and lineage."""
     engine = caught_up(store, _NAME, progress=False)
     with engine.read(_NAME) as tx:
-        standings = leaderboard(tx, args.spec, args.top)
+        run_id = _run_scope(tx, args.run)
+        standings = leaderboard(tx, args.spec, args.top, run_id)
+        front = _front(tx, args.spec, run_id)
     fmt = output.chosen(args, json_flag=args.json)
     if fmt != "table":
         output.emit(standings, fmt)
     elif standings:
-        _print_leaderboard(standings)
+        print(f"run {run_id or '(all)'}")
+        _print_leaderboard(standings, front)
     else:
         print(
             "no evaluated tools" + (f" for spec {args.spec}" if args.spec else ""), file=sys.stderr
@@ -89,6 +130,7 @@ def cmd_leaderboard(args: argparse.Namespace, store: EventStore) -> int:
 def _print_rates(items: list[Rates]) -> None:
     header = ["spec", "tools", "handed_off", "handoff_rate", "handoffs", "repaired"]
     header += ["handoff_success", "attempts", "succeeded", "failed", "pending", "repair_success"]
+    header += ["attempts/repair", "time_to_repair_s"]
     rows = [
         [
             r.spec_id or "(all)",
@@ -103,6 +145,8 @@ def _print_rates(items: list[Rates]) -> None:
             str(r.repairs_failed),
             str(r.repairs_pending),
             _num(r.repair_success_rate, 3),
+            _num(r.attempts_per_repair, 3),
+            _num(r.time_to_repair_s, 3),
         ]
         for r in items
     ]
@@ -113,7 +157,10 @@ def cmd_rates(args: argparse.Namespace, store: EventStore) -> int:
     """Handoff rate, handoff success rate and repair success rate per spec and overall."""
     engine = caught_up(store, _NAME, progress=False)
     with engine.read(_NAME) as tx:
-        items = [r for r in rates(tx) if args.spec is None or r.spec_id in (args.spec, None)]
+        run_id = _run_scope(tx, args.run)
+        items = [
+            r for r in rates(tx, run_id) if args.spec is None or r.spec_id in (args.spec, None)
+        ]
     fmt = output.chosen(args, json_flag=args.json)
     if fmt != "table":
         output.emit(items, fmt)
@@ -126,7 +173,7 @@ def cmd_epochs(args: argparse.Namespace, store: EventStore) -> int:
     """The median of the evaluated tools' median_ms per spec and epoch."""
     engine = caught_up(store, _NAME, progress=False)
     with engine.read(_NAME) as tx:
-        items: list[EpochMedian] = median_ms_by_epoch(tx, args.spec)
+        items: list[EpochMedian] = median_ms_by_epoch(tx, args.spec, _run_scope(tx, args.run))
     fmt = output.chosen(args, json_flag=args.json)
     if fmt != "table":
         output.emit(items, fmt)
@@ -150,7 +197,7 @@ def _trial_progress(bar: ProgressLine) -> Callable[[Trial, AppendResult, Tournam
                 f"epoch {trial.epoch}: {trial.spec_id}, budgets {b.timeout_ms:g} ms / "
                 f"{b.memory_mb:g} MB"
             )
-        bar(len(state.done), len(state.config.trials()))
+        bar(len(state.done), state.config.total_trials())
 
     return on_trial
 
@@ -159,15 +206,21 @@ def _log(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def _print_standings(store: EventStore, top: int) -> None:
+def _print_standings(store: EventStore, run_id: str, top: int) -> None:
+    """The run's own results (never another run's)."""
     engine = caught_up(store, _NAME, progress=False)
     with engine.read(_NAME) as tx:
-        standings, overall = leaderboard(tx, None, top), rates(tx)[-1]
-    _print_leaderboard(standings)
+        standings, overall = leaderboard(tx, None, top, run_id), rates(tx, run_id)[-1]
+        front = _front(tx, None, run_id)
+    _print_leaderboard(standings, front)
     print(
-        f"\nhandoff rate {_num(overall.handoff_rate, 3)}, handoff success rate "
-        f"{_num(overall.handoff_success_rate, 3)}, repair success rate "
-        f"{_num(overall.repair_success_rate, 3)}"
+        f"\nrun {run_id}: handoff rate {_num(overall.handoff_rate, 3)} "
+        f"({overall.tools_handed_off}/{overall.tools_evaluated} tools), handoff success rate "
+        f"{_num(overall.handoff_success_rate, 3)} ({overall.handoffs_repaired}/"
+        f"{overall.handoffs}), repair success rate {_num(overall.repair_success_rate, 3)} "
+        f"({overall.repairs_succeeded}/{overall.repair_attempts} attempts), attempts per "
+        f"repair {_num(overall.attempts_per_repair, 3)}, time to repair "
+        f"{_num(overall.time_to_repair_s, 3)} s"
     )
 
 
@@ -184,6 +237,7 @@ def cmd_run(args: argparse.Namespace, store: EventStore) -> int:
         seed=args.seed,
         timed_runs=args.timed_runs,
         curriculum=args.curriculum,
+        population=args.population,
     )
     bar = ProgressLine(f"toolgen {run_id}", unit="trials")
     on_trial = _trial_progress(bar)
@@ -200,23 +254,37 @@ def cmd_run(args: argparse.Namespace, store: EventStore) -> int:
         f"{summary.repaired} repaired now",
         file=sys.stderr,
     )
-    _print_standings(store, args.top)
+    _print_standings(store, run_id, args.top)
     return 0
 
 
 def cmd_plot(args: argparse.Namespace, store: EventStore) -> int:
-    """Write a PNG of the median_ms per epoch per spec (from the read model)."""
+    """Write a PNG: median_ms per epoch per spec, or the Pareto view (from the read model)."""
     extras.require("plot", "toolgen plot")
     from pathlib import Path
 
-    from labledger.lab.toolgen.plot import plot_epochs
+    from labledger.lab.toolgen.plot import plot_epochs, plot_pareto
 
     engine = caught_up(store, _NAME, progress=False)
     with engine.read(_NAME) as tx:
-        items = median_ms_by_epoch(tx, args.spec)
-    out = plot_epochs(items, Path(args.out))
-    print(f"wrote {out} ({len(items)} points)", file=sys.stderr)
+        run_id = _run_scope(tx, args.run)
+        if args.kind == "pareto":
+            points = pareto(tx, args.spec, run_id)
+            out, count = plot_pareto(points, Path(args.out)), len(points)
+        else:
+            items = median_ms_by_epoch(tx, args.spec, run_id)
+            out, count = plot_epochs(items, Path(args.out)), len(items)
+    print(f"wrote {out} ({count} points, run {run_id or '(all)'})", file=sys.stderr)
     return 0
+
+
+def _add_run_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--run",
+        default=None,
+        metavar="RUN",
+        help=f"only this run (default: the latest; '{ALL_RUNS}': every run)",
+    )
 
 
 def _add_run_parsers(verbs: argparse._SubParsersAction[Any]) -> None:
@@ -228,7 +296,12 @@ def _add_run_parsers(verbs: argparse._SubParsersAction[Any]) -> None:
         metavar="A,B",
         help="specs, comma-separated, in curriculum order",
     )
-    p.add_argument("--seed", type=int, default=0, help="seeds faults and inputs' hash seeds")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seeds the meta-evolution and the tests' hash seeds"
+    )
+    p.add_argument(
+        "--population", type=positive, default=6, metavar="N", help="tools per generation"
+    )
     p.add_argument("--timed-runs", type=positive, default=30, metavar="N", help="benchmark runs")
     p.add_argument(
         "--curriculum",
@@ -240,9 +313,16 @@ def _add_run_parsers(verbs: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--resume", default=None, metavar="RUN_ID", help="continue this run")
     p.add_argument("--top", type=positive, default=DEFAULT_TOP, metavar="N", help="rows per spec")
     p.set_defaults(store_handler=cmd_run)
-    p = verbs.add_parser("plot", help="PNG of median_ms per epoch per spec")
+    p = verbs.add_parser("plot", help="PNG of median_ms per epoch, or of the Pareto view")
     p.add_argument("--out", required=True, metavar="FILE", help="the PNG to write")
     p.add_argument("--spec", default=None, metavar="SPEC", help="only this spec")
+    p.add_argument(
+        "--kind",
+        choices=("epochs", "pareto"),
+        default="epochs",
+        help="epochs: median_ms per epoch; pareto: fitness against median_ms and peak memory",
+    )
+    _add_run_option(p)
     p.set_defaults(store_handler=cmd_plot)
 
 
@@ -256,14 +336,17 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--top", type=positive, default=DEFAULT_TOP, metavar="N", help="rows per spec")
     p.add_argument("--json", action="store_true", help="same as --format json")
     output.add_format(p)
+    _add_run_option(p)
     p.set_defaults(store_handler=cmd_leaderboard)
     p = verbs.add_parser("rates", help="handoff and repair success rates, per spec and overall")
     p.add_argument("--spec", default=None, metavar="SPEC", help="only this spec (and overall)")
     p.add_argument("--json", action="store_true", help="same as --format json")
     output.add_format(p)
+    _add_run_option(p)
     p.set_defaults(store_handler=cmd_rates)
     p = verbs.add_parser("epochs", help="median of tools' median_ms per spec and epoch")
     p.add_argument("--spec", default=None, metavar="SPEC", help="only this spec")
     p.add_argument("--json", action="store_true", help="same as --format json")
     output.add_format(p)
+    _add_run_option(p)
     p.set_defaults(store_handler=cmd_epochs)

@@ -21,8 +21,19 @@ from __future__ import annotations
 from typing import Any
 
 from labledger.events._base import Event, Record, register_upcaster
-from labledger.events._types import Finite, Name, Text
+from labledger.events._types import (
+    Count,
+    Finite,
+    Name,
+    NonNegative,
+    Path,
+    Positive,
+    Sha256,
+    Text,
+    Unit,
+)
 from labledger.events.telemetry import EventLevel, HealthStatus, TelemetryPriority
+from labledger.events.toolgen import ImplStyle
 
 # --- esper.TelemetryPacket v1 -> v2: priority moves out of the health indicators ----------
 
@@ -92,3 +103,70 @@ def _telemetry_priority_to_field(data: dict[str, Any]) -> dict[str, Any]:
         "priority": priority.value,
         "health": {**data["health"], "indicators": indicators},
     }
+
+
+# --- toolgen.ToolEvaluated v1 -> v2 and toolgen.HandoffRequested v1 -> v2 (issue #15) ---
+
+
+class _FitnessComponentsV1(Record, frozen=True, kw_only=True):
+    correctness: Unit
+    safety: Unit
+    performance: Unit
+    robustness: Unit
+    documentation: Unit
+
+
+class ToolEvaluatedV1(Event, frozen=True, kw_only=True):
+    """toolgen.ToolEvaluated v1: performance was ``min(1, budget_ms / median_ms)``."""
+
+    TYPE = "toolgen.ToolEvaluated"
+    VERSION = 1
+    SUBSYSTEM = "toolgen"
+
+    tool_id: Name
+    spec_id: Name
+    impl_style: ImplStyle
+    epoch: Count
+    correctness: Unit
+    median_ms: NonNegative | None
+    budget_ms: Positive
+    performance: Unit
+    stability: Unit
+    diversity_bonus: Unit
+    components: _FitnessComponentsV1
+    fitness: Finite
+
+
+@register_upcaster("toolgen.ToolEvaluated", 1)
+def _evaluated_without_reference(data: dict[str, Any]) -> dict[str, Any]:
+    # v1 had no reference run and no memory measurement: both are unknown, not 0.
+    return {**data, "reference_ms": None, "peak_kib": None}
+
+
+class _HandoffMetricsV1(Record, frozen=True, kw_only=True):
+    correctness: Unit
+    fitness: Finite
+
+
+class HandoffRequestedV1(Event, frozen=True, kw_only=True):
+    """toolgen.HandoffRequested v1: no test output travelled with the bundle."""
+
+    TYPE = "toolgen.HandoffRequested"
+    VERSION = 1
+    SUBSYSTEM = "toolgen"
+
+    handoff_id: Name
+    tool_id: Name
+    source: Name = "toolgen"
+    spec_path: Path
+    bundle_dir: Path
+    bundle_sha256: Sha256 | None = None
+    epoch: Count
+    impl_style: ImplStyle
+    reason: Name
+    metrics: _HandoffMetricsV1
+
+
+@register_upcaster("toolgen.HandoffRequested", 1)
+def _handoff_without_report(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "report_sha256": None}

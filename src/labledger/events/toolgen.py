@@ -94,11 +94,48 @@ class ToolSynthesized(Event, frozen=True, kw_only=True):
     """The SPDX license identifier stamped on the generated code."""
 
 
+class Genome(Record, frozen=True, kw_only=True):
+    """What a tool is made from: its template's style, its annealing gene and the
+    code mutations applied to the template, in order (``operator@site``)."""
+
+    impl_style: ImplStyle
+    anneal_gene: Positive
+    """Multiplies the epoch's annealing temperature (the seed's 0.8 / 1.0 / 1.2)."""
+    mutations: list[Name]
+
+
+class Member(Record, frozen=True, kw_only=True):
+    """One tool of a generation, with the tool it was bred from."""
+
+    tool_id: Name
+    genome: Genome
+    parent_tool_id: Name | None = None
+
+
+class GenerationPlanned(Event, frozen=True, kw_only=True):
+    """The tournament chose the tools one epoch evaluates for one spec (meta-evolution)."""
+
+    TYPE = "toolgen.GenerationPlanned"
+    VERSION = 1
+    SUBSYSTEM = "toolgen"
+
+    epoch: Count
+    spec_id: Name
+    members: list[Member]
+    parents: list[Name]
+    """The tools selection drew from (the spec's elite archive, challengers included)."""
+
+
 class ToolEvaluated(Event, frozen=True, kw_only=True):
-    """A synthesized tool was tested and benchmarked against its budget."""
+    """A synthesized tool was tested and benchmarked against its budget.
+
+    v2: ``performance`` compares ``median_ms`` with the reference's median
+    measured in the same run (a clipped log-ratio, ``reference_ms``), and the
+    benchmark's peak traced memory is recorded (``peak_kib``).
+    """
 
     TYPE = "toolgen.ToolEvaluated"
-    VERSION = 1
+    VERSION = 2
     SUBSYSTEM = "toolgen"
 
     tool_id: Name
@@ -110,19 +147,28 @@ class ToolEvaluated(Event, frozen=True, kw_only=True):
     """Median of the benchmark runs; ``None`` when the tool did not run."""
     budget_ms: Positive
     performance: Unit
-    """``min(1, budget_ms / median_ms)``; 0 when the tool did not run."""
+    """v2: ``clip(0.8 - 0.4·log10(median_ms / reference_ms), 0, 1)``; 0 when the tool
+    did not run (v1: ``min(1, budget_ms / median_ms)``)."""
     stability: Unit
     """1.0 when both test runs agree, 0.5 when the tests are flaky."""
     diversity_bonus: Unit
     components: FitnessComponents
     fitness: Finite
+    reference_ms: Positive | None = None
+    """The reference implementation's median, timed alternately with the tool in the same
+    process; ``None`` when the tool did not run to the end (and in v1)."""
+    peak_kib: NonNegative | None = None
+    """Peak traced memory of one benchmark run in KiB; ``None`` when not measured."""
 
 
 class HandoffRequested(Event, frozen=True, kw_only=True):
-    """ToolGen handed a failing tool to RepairLab (the seed's handoff file, as an event)."""
+    """ToolGen handed a failing tool to RepairLab (the seed's handoff file, as an event).
+
+    v2 adds ``report_sha256``, the failing test output.
+    """
 
     TYPE = "toolgen.HandoffRequested"
-    VERSION = 1
+    VERSION = 2
     SUBSYSTEM = "toolgen"
 
     handoff_id: Name
@@ -136,6 +182,9 @@ class HandoffRequested(Event, frozen=True, kw_only=True):
     reason: Name
     """Why the tool was handed off, e.g. ``toolgen_incorrect``."""
     metrics: HandoffMetrics
+    report_sha256: Sha256 | None = None
+    """v2: the blob of the failing test output (per test: passed, got, expected, the
+    traceback's line in ``tool.py``) that RepairLab's search is guided by."""
 
 
 class RepairAttempted(Event, frozen=True, kw_only=True):

@@ -4,11 +4,16 @@ Tables (all plain facts taken from events; every number the lab asks for is
 computed by the query functions below, so live catch-up and a rebuild hold
 identical rows):
 
-- ``tools``: identity and lineage of each synthesized tool or challenger.
-- ``standings``: each evaluated tool's *latest* evaluation (the leaderboard).
+- ``tools``: identity, run, genome and lineage of each tool: bred
+  (``GenerationPlanned``: ``original`` for a first generation, ``offspring``
+  with its parent after that), synthesized, or entered as a challenger.
+- ``standings``: each evaluated tool's *latest* evaluation (the leaderboard),
+  with its performance, the reference's paired median and peak memory.
 - ``epoch_ms``: (spec, epoch, tool) → ``median_ms`` of its latest evaluation
   in that epoch (performance per epoch).
-- ``handoffs`` and ``attempts``: RepairLab's queue and each repair attempt.
+- ``handoffs`` and ``attempts``: RepairLab's queue and each repair attempt
+  (with its recorded duration).
+- ``runs``: each run's first position (the latest run is the default scope).
 
 Only ids, numbers and enum values are stored: free text (a handoff's reason,
 an agent's name, a failure's detail) is left in the log, where it may hold
@@ -21,20 +26,34 @@ Definitions (the documented choices):
   all come from it; ``evaluations`` counts them). In ``epoch_ms`` it replaces
   only the value of the same (spec, epoch): a re-run in a later epoch under a
   tighter budget is a new measurement of that epoch, the old epoch keeps its own.
-- **Ranking** within a spec: fitness descending, then ``median_ms`` ascending
-  (a tool that did not run, ``None``, after every measured one), then the log
-  position of the evaluation the standing comes from, ascending — the first to
-  post a score keeps the higher rank. Positions are unique, so ranks are total.
-- **Lineage**: ``original`` unless a ``ChallengerEntered`` names the tool; then
-  its lineage, parent and handoff, and the repair attempt that produced it
-  (the highest succeeded attempt of that handoff whose repaired code matches
-  the challenger's, else the highest succeeded one) as known at entry.
-  ``chain`` walks parent links to the root; ``generation`` is the number of links.
+- **Scope**: every query takes ``run_id`` (``None``: all runs). A row's run is
+  the envelope's ``run_id`` of the event that created it; a repair attempt
+  belongs to its handoff's run.
+- **Ranking** within a spec (:data:`TIE_BREAK`): fitness descending, then
+  ``median_ms`` ascending (a tool that did not run, ``None``, after every
+  measured one), then the log position of the evaluation the standing comes
+  from, ascending — the first to post a score keeps the higher rank. Positions
+  are unique, so ranks are total.
+- **Lineage**: ``original`` unless a ``GenerationPlanned`` names a parent
+  (``offspring``) or a ``ChallengerEntered`` names the tool; then its lineage,
+  parent and handoff, and the repair attempt that produced it (the highest
+  succeeded attempt of that handoff whose repaired code matches the
+  challenger's, else the highest succeeded one) as known at entry; a
+  challenger's genome is its parent's with that attempt's edit appended.
+  ``chain``
+  walks parent links to the root; ``generation`` is the number of links.
+- **Pareto set** of a spec: the measured tools (``median_ms`` and
+  ``peak_kib`` known) that no other measured tool of the spec dominates —
+  at least as good in fitness (higher), ``median_ms`` (lower) and ``peak_kib``
+  (lower), and better in one.
 - **Handoff rate** (per tool, not per evaluation): evaluated tools handed off
   at least once / evaluated tools. Flake re-runs neither dilute nor inflate it.
 - **Handoff success rate**: handoffs with a succeeded attempt / handoffs.
 - **Repair success rate**: succeeded attempts / attempts (pending included);
   an attempt's outcome is its latest ``RepairSucceeded``/``RepairFailed``.
+- **Attempts per repair**: attempts of the repaired handoffs / repaired
+  handoffs (the search stops at its first success). **Time to repair**: the
+  mean over repaired handoffs of their attempts' recorded ``duration_s``, summed.
 - A handoff's spec is its tool's (latest evaluation, else synthesis) and, for a
   tool the log has not described, the file stem of ``spec_path``. Attempts of
   an unknown handoff count only in the overall row.
@@ -42,17 +61,14 @@ Definitions (the documented choices):
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
-from pathlib import PurePosixPath
-from typing import Any
 
-import msgspec
 import sqlalchemy as sa
 
 from labledger.events import Event
 from labledger.events.toolgen import (
     ChallengerEntered,
+    GenerationPlanned,
     HandoffRequested,
     RepairAttempted,
     RepairFailed,
@@ -62,18 +78,52 @@ from labledger.events.toolgen import (
 )
 from labledger.events.typed import Typed
 from labledger.projections.base import Projection, TableSet, Tx
+from labledger.projections.toolgen_read import (
+    DEFAULT_TOP,
+    FAILED,
+    OFFSPRING,
+    PENDING,
+    SUCCEEDED,
+    TIE_BREAK,
+    EpochMedian,
+    ParetoPoint,
+    Rates,
+    Standing,
+    latest_run,
+    leaderboard,
+    median,
+    median_ms_by_epoch,
+    pareto,
+    rates,
+    runs,
+)
 
-DEFAULT_TOP = 5
-
-PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
+__all__ = [
+    "DEFAULT_TOP",
+    "TIE_BREAK",
+    "EpochMedian",
+    "ParetoPoint",
+    "Rates",
+    "Standing",
+    "ToolgenProjection",
+    "genome_text",
+    "latest_run",
+    "leaderboard",
+    "median",
+    "median_ms_by_epoch",
+    "pareto",
+    "rates",
+    "runs",
+]
 
 
 class ToolgenProjection(Projection):
     """Leaderboards, handoff/repair rates and performance per epoch of ToolGen."""
 
     name = "toolgen"
-    version = 1
+    version = 2
     handles = (
+        GenerationPlanned,
         ToolSynthesized,
         ToolEvaluated,
         ChallengerEntered,
@@ -82,16 +132,21 @@ class ToolgenProjection(Projection):
         RepairSucceeded,
         RepairFailed,
     )
-    description = "ToolGen leaderboard per spec, lineage, handoff/repair rates, median_ms/epoch"
+    description = (
+        "ToolGen leaderboard per spec with lineage and tie-break keys, Pareto set, "
+        "handoff/repair rates, median_ms/epoch, per run"
+    )
 
     def define(self, tables: TableSet) -> None:
         text, integer, big, double = sa.Text, sa.Integer, sa.BigInteger, sa.Double
         tables.add(
             "tools",
             sa.Column("tool_id", text, primary_key=True),
+            sa.Column("run_id", text),
             sa.Column("spec_id", text, nullable=False),
             sa.Column("impl_style", text, nullable=False),
             sa.Column("epoch", big, nullable=False),
+            sa.Column("genome", text),
             sa.Column("lineage", text, nullable=False),
             sa.Column("parent_tool_id", text),
             sa.Column("handoff_id", text),
@@ -101,11 +156,15 @@ class ToolgenProjection(Projection):
         tables.add(
             "standings",
             sa.Column("tool_id", text, primary_key=True),
+            sa.Column("run_id", text),
             sa.Column("spec_id", text, nullable=False),
             sa.Column("impl_style", text, nullable=False),
             sa.Column("epoch", big, nullable=False),
             sa.Column("fitness", double, nullable=False),
             sa.Column("median_ms", double),
+            sa.Column("performance", double, nullable=False),
+            sa.Column("reference_ms", double),
+            sa.Column("peak_kib", double),
             sa.Column("stability", double, nullable=False),
             sa.Column("correctness", double, nullable=False),
             sa.Column("evaluations", integer, nullable=False),
@@ -116,11 +175,13 @@ class ToolgenProjection(Projection):
             sa.Column("spec_id", text, primary_key=True),
             sa.Column("epoch", big, primary_key=True),
             sa.Column("tool_id", text, primary_key=True),
+            sa.Column("run_id", text),
             sa.Column("median_ms", double),
         )
         tables.add(
             "handoffs",
             sa.Column("handoff_id", text, primary_key=True),
+            sa.Column("run_id", text),
             sa.Column("tool_id", text, nullable=False),
             sa.Column("spec_path", text, nullable=False),
             sa.Column("epoch", big, nullable=False),
@@ -130,59 +191,111 @@ class ToolgenProjection(Projection):
             sa.Column("handoff_id", text, primary_key=True),
             sa.Column("attempt", big, primary_key=True),
             sa.Column("outcome", text, nullable=False),
+            sa.Column("edit", text),
             sa.Column("repaired_code_sha256", text),
+            sa.Column("duration_s", double),
+        )
+        tables.add(
+            "runs",
+            sa.Column("run_id", text, primary_key=True),
+            sa.Column("first_position", big, nullable=False),
         )
 
     def apply(self, tx: Tx, item: Typed[Event]) -> None:
-        event, position = item.event, item.record.position
+        event, position, run = item.event, item.record.position, item.record.run_id
+        if run is not None and tx.get("runs", run_id=run) is None:
+            tx.insert("runs", run_id=run, first_position=position)
         match event:
+            case GenerationPlanned():
+                _generation(tx, event, position, run)
             case ToolSynthesized():
-                _synthesized(tx, event, position)
+                _synthesized(tx, event, position, run)
             case ChallengerEntered():
-                _challenger(tx, event, position)
+                _challenger(tx, event, position, run)
             case ToolEvaluated():
-                _evaluated(tx, event, position)
+                _evaluated(tx, event, position, run)
             case HandoffRequested():
                 tx.upsert(
                     "handoffs",
                     {"handoff_id": event.handoff_id},
+                    run_id=run,
                     tool_id=event.tool_id,
                     spec_path=event.spec_path,
                     epoch=event.epoch,
                 )
             case RepairAttempted():
                 key = {"handoff_id": event.handoff_id, "attempt": event.attempt}
-                if tx.get("attempts", **key) is None:  # a repeated start keeps the outcome
-                    tx.insert("attempts", **key, outcome=PENDING)
+                # A repeated start keeps the outcome; the edit tried is the latest start's.
+                if not tx.update("attempts", key, edit=event.agent):
+                    tx.insert("attempts", **key, outcome=PENDING, edit=event.agent)
             case RepairSucceeded():
-                _outcome(tx, event.handoff_id, event.attempt, SUCCEEDED, event.repaired_code_sha256)
+                sha = event.repaired_code_sha256
+                _outcome(tx, event.handoff_id, event.attempt, SUCCEEDED, sha, event.duration_s)
             case RepairFailed():
-                _outcome(tx, event.handoff_id, event.attempt, FAILED, None)
+                _outcome(tx, event.handoff_id, event.attempt, FAILED, None, event.duration_s)
             case _:
                 pass
 
 
-def _synthesized(tx: Tx, e: ToolSynthesized, position: int) -> None:
+def genome_text(style: str, gene: float, mutations: Iterable[str]) -> str:
+    """A genome as one readable string: ``style ×gene +mutation +mutation``."""
+    return " ".join([f"{style} x{gene:g}", *(f"+{m}" for m in mutations)])
+
+
+def _generation(tx: Tx, e: GenerationPlanned, position: int, run: str | None) -> None:
+    for m in e.members:
+        g = m.genome
+        values = {
+            "run_id": run,
+            "spec_id": e.spec_id,
+            "impl_style": g.impl_style.value,
+            "epoch": e.epoch,
+            "genome": genome_text(g.impl_style.value, g.anneal_gene, g.mutations),
+            "lineage": "original" if m.parent_tool_id is None else OFFSPRING,
+            "parent_tool_id": m.parent_tool_id,
+        }
+        if not tx.update("tools", {"tool_id": m.tool_id}, **values):
+            tx.insert("tools", tool_id=m.tool_id, first_position=position, **values)
+
+
+def _synthesized(tx: Tx, e: ToolSynthesized, position: int, run: str | None) -> None:
     identity = {"spec_id": e.spec_id, "impl_style": e.impl_style.value, "epoch": e.epoch}
-    # A later synthesis updates the identity but never erases a challenger's lineage.
+    # A later synthesis updates the identity but never erases a bred or repaired lineage.
     if not tx.update("tools", {"tool_id": e.tool_id}, **identity):
         tx.insert(
-            "tools", tool_id=e.tool_id, lineage="original", first_position=position, **identity
+            "tools",
+            tool_id=e.tool_id,
+            run_id=run,
+            lineage="original",
+            first_position=position,
+            **identity,
         )
 
 
-def _challenger(tx: Tx, e: ChallengerEntered, position: int) -> None:
+def _challenger(tx: Tx, e: ChallengerEntered, position: int, run: str | None) -> None:
     values = {
+        "run_id": run,
         "spec_id": e.spec_id,
         "impl_style": e.impl_style.value,
         "epoch": e.epoch,
         "lineage": e.lineage.value,
         "parent_tool_id": e.parent_tool_id,
         "handoff_id": e.handoff_id,
-        "repair_attempt": _producing_attempt(tx, e.handoff_id, e.code_sha256),
     }
+    attempt = _producing_attempt(tx, e.handoff_id, e.code_sha256)
+    values["repair_attempt"] = attempt
+    values["genome"] = _repaired_genome(tx, e.parent_tool_id, e.handoff_id, attempt)
     if not tx.update("tools", {"tool_id": e.tool_id}, **values):
         tx.insert("tools", tool_id=e.tool_id, first_position=position, **values)
+
+
+def _repaired_genome(tx: Tx, parent: str, handoff_id: str, attempt: int | None) -> str | None:
+    """The parent's genome with the repairing edit appended, when both are known."""
+    row = tx.get("tools", tool_id=parent)
+    tried = None if attempt is None else tx.get("attempts", handoff_id=handoff_id, attempt=attempt)
+    if row is None or row.genome is None or tried is None or tried.edit is None:
+        return None
+    return f"{row.genome} +{tried.edit}"
 
 
 def _producing_attempt(tx: Tx, handoff_id: str, code_sha256: str) -> int | None:
@@ -197,230 +310,31 @@ def _producing_attempt(tx: Tx, handoff_id: str, code_sha256: str) -> int | None:
     return max(chosen) if chosen else None
 
 
-def _evaluated(tx: Tx, e: ToolEvaluated, position: int) -> None:
+def _evaluated(tx: Tx, e: ToolEvaluated, position: int, run: str | None) -> None:
     before = tx.get("standings", tool_id=e.tool_id)
     tx.upsert(
         "standings",
         {"tool_id": e.tool_id},
+        run_id=run,
         spec_id=e.spec_id,
         impl_style=e.impl_style.value,
         epoch=e.epoch,
         fitness=e.fitness,
         median_ms=e.median_ms,
+        performance=e.performance,
+        reference_ms=e.reference_ms,
+        peak_kib=e.peak_kib,
         stability=e.stability,
         correctness=e.correctness,
         evaluations=1 if before is None else before.evaluations + 1,
         position=position,
     )
     key = {"spec_id": e.spec_id, "epoch": e.epoch, "tool_id": e.tool_id}
-    tx.upsert("epoch_ms", key, median_ms=e.median_ms)
+    tx.upsert("epoch_ms", key, run_id=run, median_ms=e.median_ms)
 
 
-def _outcome(tx: Tx, handoff_id: str, attempt: int, outcome: str, sha: str | None) -> None:
+def _outcome(
+    tx: Tx, handoff_id: str, attempt: int, outcome: str, sha: str | None, duration_s: float
+) -> None:
     key = {"handoff_id": handoff_id, "attempt": attempt}
-    tx.upsert("attempts", key, outcome=outcome, repaired_code_sha256=sha)
-
-
-# -- queries ---------------------------------------------------------------------
-
-
-class Standing(msgspec.Struct, frozen=True, kw_only=True):
-    """One leaderboard row: a tool's latest evaluation, its rank and its lineage."""
-
-    spec_id: str
-    rank: int
-    tool_id: str
-    fitness: float
-    epoch: int
-    impl_style: str
-    median_ms: float | None
-    stability: float
-    correctness: float
-    evaluations: int
-    lineage: str
-    parent_tool_id: str | None
-    generation: int
-    repair_attempt: int | None
-    chain: list[str]
-    """Tool ids from the root original to this tool, following parent links."""
-
-
-class EpochMedian(msgspec.Struct, frozen=True, kw_only=True):
-    """The median of the measured tools' ``median_ms`` in one (spec, epoch)."""
-
-    spec_id: str
-    epoch: int
-    tools: int
-    median_ms: float
-
-
-class Rates(msgspec.Struct, frozen=True, kw_only=True):
-    """Handoff and repair counts and rates of one spec (``spec_id=None``: overall).
-
-    A rate is ``None`` when its denominator is zero.
-    """
-
-    spec_id: str | None
-    tools_evaluated: int = 0
-    tools_handed_off: int = 0
-    handoff_rate: float | None = None
-    handoffs: int = 0
-    handoffs_repaired: int = 0
-    handoff_success_rate: float | None = None
-    repair_attempts: int = 0
-    repairs_succeeded: int = 0
-    repairs_failed: int = 0
-    repairs_pending: int = 0
-    repair_success_rate: float | None = None
-
-
-def leaderboard(tx: Tx, spec: str | None = None, top: int = DEFAULT_TOP) -> list[Standing]:
-    """The top ``top`` evaluated tools of each spec, ranked as the module docstring says.
-
-    Args:
-        tx: a read of the ``toolgen`` projection (``engine.read("toolgen")``).
-        spec: only this spec; ``None`` for every spec.
-        top: how many rows per spec (>= 1).
-
-    Returns:
-        Rows grouped by spec (specs in code-point order), rank 1 first.
-    """
-    s = tx.table("standings")
-    query = sa.select(s).order_by(
-        s.c.fitness.desc(), s.c.median_ms.is_(None), s.c.median_ms, s.c.position
-    )
-    if spec is not None:
-        query = query.where(s.c.spec_id == spec)
-    by_spec: dict[str, list[sa.Row[tuple[object, ...]]]] = defaultdict(list)
-    for row in tx.query(query):
-        if len(by_spec[row.spec_id]) < top:
-            by_spec[row.spec_id].append(row)
-    tools = _tools(tx)
-    return [
-        _standing(row, rank, tools)
-        for spec_id in sorted(by_spec)
-        for rank, row in enumerate(by_spec[spec_id], start=1)
-    ]
-
-
-def _tools(tx: Tx) -> dict[str, sa.Row[tuple[object, ...]]]:
-    return {r.tool_id: r for r in tx.query(sa.select(tx.table("tools")))}
-
-
-def _chain(tool_id: str, tools: dict[str, sa.Row[tuple[object, ...]]]) -> list[str]:
-    chain, seen = [tool_id], {tool_id}
-    while (row := tools.get(chain[-1])) is not None and row.parent_tool_id is not None:
-        if row.parent_tool_id in seen:  # a malformed log's cycle: stop, do not loop
-            break
-        chain.append(str(row.parent_tool_id))
-        seen.add(row.parent_tool_id)
-    return chain[::-1]
-
-
-def _standing(
-    row: sa.Row[tuple[object, ...]], rank: int, tools: dict[str, sa.Row[tuple[object, ...]]]
-) -> Standing:
-    tool = tools.get(str(row.tool_id))
-    chain = _chain(str(row.tool_id), tools)
-    measured = {k: v for k, v in row._mapping.items() if k != "position"}
-    return Standing(
-        **measured,
-        rank=rank,
-        lineage="original" if tool is None else tool.lineage,
-        parent_tool_id=None if tool is None else tool.parent_tool_id,
-        generation=len(chain) - 1,
-        repair_attempt=None if tool is None else tool.repair_attempt,
-        chain=chain,
-    )
-
-
-def median(values: Iterable[float]) -> float:
-    """The median; the mean of the middle two for an even count, halved first so
-    two values near the float maximum do not overflow to infinity."""
-    ordered = sorted(values)
-    if not ordered:
-        raise ValueError("median of no values")
-    mid = len(ordered) // 2
-    if len(ordered) % 2:
-        return ordered[mid]
-    return ordered[mid - 1] / 2 + ordered[mid] / 2
-
-
-def median_ms_by_epoch(tx: Tx, spec: str | None = None) -> list[EpochMedian]:
-    """Performance per epoch: the median of the tools' ``median_ms`` in each (spec, epoch).
-
-    Args:
-        tx: a read of the ``toolgen`` projection.
-        spec: only this spec; ``None`` for every spec.
-
-    Returns:
-        One row per (spec, epoch) with at least one measured tool (tools that did
-        not run, ``median_ms`` None, are left out), ordered by spec then epoch.
-    """
-    t = tx.table("epoch_ms")
-    query = sa.select(t.c.spec_id, t.c.epoch, t.c.median_ms).where(t.c.median_ms.is_not(None))
-    if spec is not None:
-        query = query.where(t.c.spec_id == spec)
-    groups: dict[tuple[str, int], list[float]] = defaultdict(list)
-    for row in tx.query(query):
-        groups[(row.spec_id, row.epoch)].append(row.median_ms)
-    return [
-        EpochMedian(spec_id=s, epoch=e, tools=len(groups[(s, e)]), median_ms=median(groups[(s, e)]))
-        for s, e in sorted(groups)
-    ]
-
-
-def rates(tx: Tx) -> list[Rates]:
-    """Handoff rate, handoff success rate and repair success rate, per spec and overall.
-
-    Args:
-        tx: a read of the ``toolgen`` projection.
-
-    Returns:
-        One row per spec (code-point order), then the overall row (``spec_id=None``).
-    """
-    s = tx.table("standings")
-    evaluated = {r.tool_id: r.spec_id for r in tx.query(sa.select(s.c.tool_id, s.c.spec_id))}
-    synthesized = {tool_id: row.spec_id for tool_id, row in _tools(tx).items()}
-    handoffs = list(tx.query(sa.select(tx.table("handoffs"))))
-    spec_of_handoff = {
-        h.handoff_id: evaluated.get(h.tool_id)
-        or synthesized.get(h.tool_id)
-        or PurePosixPath(h.spec_path).stem
-        for h in handoffs
-    }
-    outcomes: dict[str, list[str]] = defaultdict(list)
-    for a in tx.query(sa.select(tx.table("attempts"))):
-        outcomes[a.handoff_id].append(a.outcome)
-    handed_off = {h.tool_id for h in handoffs}
-    counts: dict[str | None, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for tool_id, spec in evaluated.items():
-        for key in (spec, None):
-            counts[key]["tools_evaluated"] += 1
-            counts[key]["tools_handed_off"] += tool_id in handed_off
-    for handoff_id, spec in spec_of_handoff.items():
-        for key in (spec, None):
-            counts[key]["handoffs"] += 1
-            counts[key]["handoffs_repaired"] += SUCCEEDED in outcomes[handoff_id]
-    for handoff_id, results in outcomes.items():
-        for key in {spec_of_handoff.get(handoff_id), None}:
-            counts[key]["repair_attempts"] += len(results)
-            for outcome in (SUCCEEDED, FAILED, PENDING):
-                counts[key][f"repairs_{outcome}"] += results.count(outcome)
-    specs: list[str | None] = [*sorted(s for s in counts if s is not None), None]
-    return [_rates(spec, counts[spec]) for spec in specs]
-
-
-def _ratio(part: int, whole: int) -> float | None:
-    return part / whole if whole else None
-
-
-def _rates(spec: str | None, counts: dict[str, int]) -> Rates:
-    c: dict[str, Any] = dict(counts)  # missing counts take the struct's default, 0
-    return Rates(
-        spec_id=spec,
-        handoff_rate=_ratio(counts["tools_handed_off"], counts["tools_evaluated"]),
-        handoff_success_rate=_ratio(counts["handoffs_repaired"], counts["handoffs"]),
-        repair_success_rate=_ratio(counts["repairs_succeeded"], counts["repair_attempts"]),
-        **c,
-    )
+    tx.upsert("attempts", key, outcome=outcome, repaired_code_sha256=sha, duration_s=duration_s)

@@ -245,12 +245,28 @@ def _toolgen_examples() -> list[Event]:
             sbom_sha256=_h("SBOM.json"),
             **common,
         ),
+        ev.GenerationPlanned(
+            epoch=10,
+            spec_id="text_deduplicate",
+            members=[
+                ev.Member(
+                    tool_id="td-e10-trie",
+                    genome=ev.Genome(
+                        impl_style=ev.ImplStyle.TRIE, anneal_gene=1.2, mutations=["drop_last@1"]
+                    ),
+                    parent_tool_id="td-e9-set",
+                )
+            ],
+            parents=["td-e9-set", "td-e8-lsh"],
+        ),
         ev.ToolEvaluated(
             tool_id="td-e10-trie",
             correctness=1.0,
             median_ms=0.32,
             budget_ms=1750.0,
-            performance=1.0,
+            performance=0.75,
+            reference_ms=0.25,
+            peak_kib=434.9,
             stability=0.5,
             diversity_bonus=0.024,
             fitness=0.87,
@@ -273,6 +289,7 @@ def _toolgen_examples() -> list[Event]:
             impl_style=ev.ImplStyle.TRIE,
             reason="toolgen_incorrect",
             metrics=ev.HandoffMetrics(correctness=0.0, fitness=0.6),
+            report_sha256=_h("report"),
         ),
         ev.RepairAttempted(
             handoff_id="handoff_1761602235", attempt=1, agent="agent_baseline", timeout_s=180.0

@@ -1,8 +1,8 @@
 """ToolGen ⇄ RepairLab: the tool-synthesis tournament of seed ``001_…``.
 
-Specs, templates and seeded faults are data files in this package. The
-decision logic is pure (``budgets``, ``scoring``, ``plan``, ``synth``,
-``records``, the candidate generators in ``repair``); the I/O is around it:
+Specs and templates are data files in this package. The decision logic is
+pure (``budgets``, ``scoring``, ``plan``, ``mutate``, ``evolve``, ``synth``,
+``records``, the candidate search order in ``repair``); the I/O is around it:
 budgeted subprocesses (``evaluate``), the tournament loop (``tournament``),
 the RepairLab worker (``repairlab``) and their orchestration (``run``).
 """

@@ -14,9 +14,9 @@ import uuid
 from labledger.events.toolgen import (
     Budgets,
     FitnessComponents,
+    Genome,
     HandoffMetrics,
     HandoffRequested,
-    ImplStyle,
     ToolEvaluated,
     ToolSynthesized,
 )
@@ -66,6 +66,11 @@ def handoff_id(tool: str) -> str:
     return f"ho-{tool}"
 
 
+def generation_events_key(epoch: int, spec_id: str) -> str:
+    """The identity of one (epoch, spec) generation's plan."""
+    return f"e{epoch}-{spec_id}"
+
+
 def challenger_id(parent: str, attempt: int) -> str:
     """The id of the challenger a successful repair attempt produces."""
     return f"{parent}-fix{attempt}"
@@ -79,16 +84,21 @@ def hash_seeds(label: str) -> tuple[int, int]:
     return first, second if second != first else first % (2**32 - 2) + 1
 
 
+def temperature(epoch: int, genome: Genome) -> float:
+    """A tool's effective annealing temperature: the epoch's, times its gene."""
+    return anneal_temp(epoch) * genome.anneal_gene
+
+
 def synthesized(
-    tool: str, spec_id: str, style: ImplStyle, epoch: int, code_sha: str, sbom_sha: str
+    tool: str, spec_id: str, genome: Genome, epoch: int, code_sha: str, sbom_sha: str
 ) -> ToolSynthesized:
     """The ``ToolSynthesized`` record of a generated tool under the epoch's budgets."""
     return ToolSynthesized(
         tool_id=tool,
         spec_id=spec_id,
-        impl_style=style,
+        impl_style=genome.impl_style,
         epoch=epoch,
-        anneal_temp=anneal_temp(epoch),
+        anneal_temp=temperature(epoch, genome),
         budgets=budgets_for(epoch),
         code_sha256=code_sha,
         sbom_sha256=sbom_sha,
@@ -96,11 +106,23 @@ def synthesized(
 
 
 def evaluated(
-    tool: str, spec: Spec, style: ImplStyle, epoch: int, code: str, m: Measurement
+    tool: str,
+    spec: Spec,
+    genome: Genome,
+    epoch: int,
+    code: str,
+    m: Measurement,
 ) -> ToolEvaluated:
-    """Score a measurement: performance, the five components, diversity bonus, fitness."""
+    """Score a measurement: performance, the five components, diversity bonus, fitness.
+
+    Args:
+        tool, spec, genome, epoch: what was measured, and under which budgets.
+        code: its source (safety and documentation are static checks of it).
+        m: the measurement (with the reference's paired median).
+    """
     budgets: Budgets = budgets_for(epoch)
-    performance = scoring.performance_score(budgets.timeout_ms, m.median_ms)
+    style = genome.impl_style
+    performance = scoring.performance_score(m.reference_ms, m.median_ms)
     components = FitnessComponents(
         correctness=m.correctness,
         safety=scoring.safety_score(code),
@@ -108,7 +130,7 @@ def evaluated(
         robustness=m.robustness,
         documentation=scoring.documentation_score(code, spec.function),
     )
-    bonus = scoring.diversity_bonus(style, m.correctness, anneal_temp(epoch))
+    bonus = scoring.diversity_bonus(style, m.correctness, temperature(epoch, genome))
     return ToolEvaluated(
         tool_id=tool,
         spec_id=spec.id,
@@ -122,11 +144,16 @@ def evaluated(
         diversity_bonus=bonus,
         components=components,
         fitness=scoring.fitness(components, m.stability, bonus),
+        reference_ms=m.reference_ms,
+        peak_kib=m.peak_kib,
     )
 
 
-def handoff(tool: str, spec: Spec, ev: ToolEvaluated, code_sha: str) -> HandoffRequested:
-    """The handoff of a tool whose correctness is below 1 (the seed's handoff file)."""
+def handoff(
+    tool: str, spec: Spec, ev: ToolEvaluated, code_sha: str, report_sha: str
+) -> HandoffRequested:
+    """The handoff of a tool whose correctness is below 1 (the seed's handoff file),
+    with its failing test output (``report_sha``)."""
     return HandoffRequested(
         handoff_id=handoff_id(tool),
         tool_id=tool,
@@ -137,4 +164,5 @@ def handoff(tool: str, spec: Spec, ev: ToolEvaluated, code_sha: str) -> HandoffR
         impl_style=ev.impl_style,
         reason=HANDOFF_REASON,
         metrics=HandoffMetrics(correctness=ev.correctness, fitness=ev.fitness),
+        report_sha256=report_sha,
     )

@@ -1,35 +1,43 @@
-"""RepairLab's agents: how a handed-off tool is repaired, tried in order.
+"""RepairLab's search: edit candidates for a failing tool, ordered by its test output.
 
-1. ``patchlist`` — the failing code with each matching rule of the patch list
-   (``repair_patches.yaml``: common fix patterns such as an off-by-one slice or
-   ``enumerate(x, 1)``) applied alone, then all matching rules together.
-2. ``template`` — the corrected template: the same style re-rendered clean.
-3. ``restyle`` — another style that fits the spec (the baseline first).
+The candidates are every single edit of RepairLab's operator set
+(:data:`mutate.REPAIR_OPERATORS`: the inverses of ToolGen's faulting mutations)
+at every site of the failing code. RepairLab never sees the clean template:
+it has the failing bundle and its test output only. The output orders the
+search (a stable sort, so ties keep source order):
 
-Every candidate is re-tested in a fresh, budgeted subprocess (the reference
-tests, then the full two-run evaluation); the first candidate with
-correctness 1 and stability 1 is the repair. An attempt gives up when its
-time bound passes. The candidate generators are pure; the test runs are the
-only I/O, through ``evaluate``.
+1. sites on a line the failing tests' tracebacks point at come first;
+2. then by what the failing assertions' values suggest: a result of the wrong
+   *length* (an item lost or gained) points at boundaries and off-by-ones
+   (``boundary``, ``off_by_one_*``, ``restore_last``); one of the right length
+   but wrong content or order at swapped or negated comparisons and
+   alternative calls;
+3. then source order.
+
+Duplicate candidates (two edits giving the same code) are tried once. Each
+candidate is re-tested in a fresh, budgeted subprocess (the reference tests,
+then the full two-run evaluation); it repairs the tool when correctness and
+stability are both 1. The candidate list is a pure function of (code, test
+output), so a resumed RepairLab finds attempt *n* to be the same edit.
 """
 
 from __future__ import annotations
 
-import time
+from typing import Any
 
 import msgspec
 
-from labledger.events.toolgen import ImplStyle, RepairFailure
-from labledger.lab.toolgen import synth
+from labledger.events.toolgen import ImplStyle
+from labledger.lab.toolgen import mutate
 from labledger.lab.toolgen.budgets import budgets_for
 from labledger.lab.toolgen.evaluate import Measurement, check, evaluate
-from labledger.lab.toolgen.specs import Spec, patch_list
+from labledger.lab.toolgen.specs import Spec
 
-AGENTS = ("patchlist", "template", "restyle")
+LENGTH_OPERATORS = frozenset({"boundary", "off_by_one_up", "off_by_one_down", "restore_last"})
 
 
 class Candidate(msgspec.Struct, frozen=True):
-    """A proposed repair: code, its style, and how it was made."""
+    """A proposed repair: code, its style, and the edit that made it (``operator@site``)."""
 
     code: str
     style: ImplStyle
@@ -37,91 +45,79 @@ class Candidate(msgspec.Struct, frozen=True):
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
-    """The result of one repair attempt."""
+    """The result of trying one candidate."""
 
-    repaired: Candidate | None
+    repaired: bool
+    passed: float
+    """Fraction of the reference tests the candidate passed."""
     measurement: Measurement | None = None
-    failure: RepairFailure | None = None
-    log: list[str]
+    detail: str
 
 
-def patch_candidates(code: str, style: ImplStyle) -> list[Candidate]:
-    """Each applicable patch-list rule alone, then all of them together (no repeats)."""
+def _sized(value: Any) -> int | None:
+    return len(value) if isinstance(value, list | dict | str) else None
+
+
+def length_mismatch(failures: list[dict[str, Any]]) -> bool:
+    """Whether a failing assertion got a result of another length than expected."""
+    for f in failures:
+        got, expected = _sized(f.get("got")), _sized(f.get("expected"))
+        if not f.get("raised") and got is not None and expected is not None and got != expected:
+            return True
+    return False
+
+
+def candidates(code: str, style: ImplStyle, report: dict[str, Any]) -> list[Candidate]:
+    """Every single edit of RepairLab's operators on ``code``, ordered by ``report``.
+
+    Args:
+        code: the failing tool's source.
+        style: its style (a repair keeps it).
+        report: the handoff's test output (``failures``: per failing test
+            ``raised``, ``got``, ``expected``, ``line``).
+    """
+    failures: list[dict[str, Any]] = list(report.get("failures", []))
+    lines = {f["line"] for f in failures if f.get("line")}
+    by_length = length_mismatch(failures)
+    ranked: list[tuple[tuple[int, int, int], str]] = []
+    for op in mutate.REPAIR_OPERATORS:
+        value_hint = 0 if (op in LENGTH_OPERATORS) == by_length else 1
+        for k, line in enumerate(mutate.sites(code, op)):
+            ranked.append(((0 if line in lines else 1, value_hint, line), f"{op}@{k}"))
+    ranked.sort(key=lambda item: item[0])
     found: list[Candidate] = []
-    combined, used = code, list[str]()
-    for rule in patch_list():
-        patched = rule.apply(code)
-        if patched != code:
-            found.append(Candidate(patched, style, f"patch {rule.id}"))
-            combined, used = rule.apply(combined), [*used, rule.id]
-    if len(used) > 1:
-        found.append(Candidate(combined, style, f"patches {'+'.join(used)}"))
+    seen = {code}
+    for _, edit in ranked:
+        fixed = mutate.apply(code, edit)
+        if fixed not in seen:
+            seen.add(fixed)
+            found.append(Candidate(fixed, style, edit))
     return found
 
 
-def template_candidates(spec: Spec, style: ImplStyle, epoch: int) -> list[Candidate]:
-    """The corrected template: the same style rendered without any fault."""
-    code = synth.render(spec.id, style, epoch, budgets_for(epoch))
-    return [Candidate(code, style, f"clean {style.value} template")]
-
-
-def restyle_candidates(spec: Spec, style: ImplStyle, epoch: int) -> list[Candidate]:
-    """Clean templates of the other fitting styles, the baseline first."""
-    return [
-        Candidate(
-            synth.render(spec.id, other, epoch, budgets_for(epoch)), other, f"restyle {other}"
-        )
-        for other in spec.fitting_styles
-        if other != style
-    ]
-
-
-def candidates(agent: str, code: str, spec: Spec, style: ImplStyle, epoch: int) -> list[Candidate]:
-    """The candidates ``agent`` proposes for the failing ``code``."""
-    if agent == "patchlist":
-        return patch_candidates(code, style)
-    if agent == "template":
-        return template_candidates(spec, style, epoch)
-    if agent == "restyle":
-        return restyle_candidates(spec, style, epoch)
-    raise ValueError(f"unknown repair agent {agent!r}")
-
-
 def attempt(
-    agent: str,
-    code: str,
+    candidate: Candidate,
     spec: Spec,
-    style: ImplStyle,
     epoch: int,
     *,
     seeds: tuple[int, int],
     timed_runs: int,
-    timeout_s: float,
 ) -> Outcome:
-    """Try ``agent``'s candidates until one passes or ``timeout_s`` passes.
+    """Re-test ``candidate`` under the epoch's budgets: the quick test, then in full.
 
     Args:
-        agent: one of ``AGENTS``.
-        code: the failing tool's source.
-        spec, style, epoch: what the tool implements and under which budgets.
+        candidate: the edit to try.
+        spec, epoch: what the tool implements and under which budgets.
         seeds: hash seeds of the re-test runs (derived from the challenger's id).
-        timed_runs: benchmark repetitions of the accepted candidate.
-        timeout_s: the attempt's time bound; checked before each candidate.
+        timed_runs: benchmark repetitions of a candidate that passes.
     """
-    deadline = time.monotonic() + timeout_s
     budgets = budgets_for(epoch)
-    log: list[str] = [f"agent {agent}: {spec.id}/{style.value} epoch {epoch}"]
-    for candidate in candidates(agent, code, spec, style, epoch):
-        if time.monotonic() > deadline:
-            log.append(f"time bound of {timeout_s:g} s passed")
-            return Outcome(repaired=None, failure=RepairFailure.TIMEOUT, log=log)
-        passed = check(candidate.code, spec, budgets, seeds[0])
-        log.append(f"{candidate.how}: {passed:.3f} of the reference tests")
-        if passed < 1.0:
-            continue
-        m = evaluate(candidate.code, spec, budgets, hash_seeds=seeds, timed_runs=timed_runs)
-        log.append(f"{candidate.how}: correctness {m.correctness:.3f}, stability {m.stability}")
-        if m.correctness == 1.0 and m.stability == 1.0:
-            return Outcome(repaired=candidate, measurement=m, log=log)
-    log.append("no candidate passed")
-    return Outcome(repaired=None, failure=RepairFailure.TESTS_FAILED, log=log)
+    passed = check(candidate.code, spec, budgets, seeds[0])
+    if passed < 1.0:
+        return Outcome(
+            repaired=False, passed=passed, detail=f"{candidate.how}: {passed:.3f} of the tests"
+        )
+    m = evaluate(candidate.code, spec, budgets, hash_seeds=seeds, timed_runs=timed_runs)
+    ok = m.correctness == 1.0 and m.stability == 1.0
+    detail = f"{candidate.how}: correctness {m.correctness:.3f}, stability {m.stability}"
+    return Outcome(repaired=ok, passed=passed, measurement=m if ok else None, detail=detail)

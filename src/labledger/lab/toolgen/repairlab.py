@@ -1,15 +1,18 @@
 """RepairLab: an anyio worker that answers ToolGen's handoffs from the log.
 
 It follows ``toolgen.HandoffRequested`` with :func:`labledger.store.subscribe`
-(catch up, then live appends). Its checkpoint is the log itself: a handoff is
-*answered* when its stream ``repairlab-<handoff>`` holds a
-``RepairSucceeded``, or a ``RepairFailed`` of the last agent. On (re)start the
-worker reads each handoff's stream and continues where it stopped — an
-attempt started but never concluded (the worker died) is run again under the
-same attempt number; its ``RepairAttempted`` is not written twice. No side
-files, no queue directory.
+(catch up, then live appends). Per handoff it searches the edit candidates of
+``repair.candidates`` — a pure function of the failing code and its test
+output, both blobs the handoff names — one **attempt** per candidate, under a
+budget of attempts and of time (the sum of the attempts' recorded durations).
+A handoff is *answered* when its stream ``repairlab-<handoff>`` holds a
+``RepairSucceeded``, or when the candidates or either budget ran out: that can
+be read from the stream, so on (re)start the worker continues where it
+stopped — an attempt started but never concluded (the worker died) is run
+again under the same number and candidate; its ``RepairAttempted`` is not
+written twice. No side files, no queue directory.
 
-Per attempt (bounded in time, see ``repair.attempt``): ``RepairAttempted``,
+Per attempt: ``RepairAttempted`` (its ``agent`` is the edit, ``operator@site``),
 then either ``RepairFailed``, or ``RepairSucceeded`` + ``ChallengerEntered``
 (lineage ``repairlab_fixed``, parent and handoff) + the challenger's
 ``ToolEvaluated`` in one batch, so the repaired tool enters the leaderboard
@@ -21,7 +24,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -30,6 +35,8 @@ import msgspec
 from labledger.events import Event
 from labledger.events.toolgen import (
     ChallengerEntered,
+    GenerationPlanned,
+    Genome,
     HandoffRequested,
     Lineage,
     RepairAttempted,
@@ -37,11 +44,11 @@ from labledger.events.toolgen import (
     RepairFailure,
     RepairSucceeded,
 )
-from labledger.events.typed import decode_record
+from labledger.events.typed import decode_record, typed
 from labledger.lab.runs import StreamWriter
 from labledger.lab.toolgen import records, repair
-from labledger.lab.toolgen.evaluate import DEFAULT_TIMED_RUNS
-from labledger.lab.toolgen.specs import get_spec
+from labledger.lab.toolgen.evaluate import DEFAULT_TIMED_RUNS, Measurement
+from labledger.lab.toolgen.specs import Spec, get_spec
 from labledger.store import EventStore, RecordedEvent
 from labledger.store.subscribe import subscribe
 
@@ -57,11 +64,12 @@ class RepairState(msgspec.Struct, kw_only=True):
     concluded: int = 0
     """The highest attempt number with an outcome."""
     succeeded: bool = False
+    spent_s: float = 0.0
+    """The recorded durations of the concluded attempts, summed (the time budget's use)."""
 
-    @property
-    def answered(self) -> bool:
-        """Repaired, or every agent tried and failed."""
-        return self.succeeded or self.concluded >= len(repair.AGENTS)
+    def answered(self, candidates: int, time_budget_s: float) -> bool:
+        """Repaired, or out of candidates, or out of time."""
+        return self.succeeded or self.concluded >= candidates or self.spent_s >= time_budget_s
 
 
 def read_repair_state(store: EventStore, handoff_id: str) -> RepairState:
@@ -75,6 +83,7 @@ def read_repair_state(store: EventStore, handoff_id: str) -> RepairState:
         elif isinstance(event, RepairSucceeded | RepairFailed):
             state.concluded = max(state.concluded, event.attempt)
             state.succeeded = state.succeeded or isinstance(event, RepairSucceeded)
+            state.spent_s += event.duration_s
     return state
 
 
@@ -84,7 +93,8 @@ class RepairLab:
     Args:
         store: the ledger.
         run_id: only handoffs of this run (``None``: every run's).
-        timeout_s: the time bound of one repair attempt.
+        timeout_s: the time budget of one handoff, all its attempts together.
+        max_attempts: the attempt budget of one handoff.
         timed_runs: benchmark repetitions when a challenger is evaluated.
         log: where one line per attempt goes (e.g. stderr).
     """
@@ -95,11 +105,13 @@ class RepairLab:
         *,
         run_id: str | None = None,
         timeout_s: float = 60.0,
+        max_attempts: int = 24,
         timed_runs: int = DEFAULT_TIMED_RUNS,
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.store, self.run_id = store, run_id
         self.timeout_s, self.timed_runs = timeout_s, timed_runs
+        self.max_attempts = max_attempts
         self.log = log or (lambda _line: None)
         self.answered: set[str] = set()
         self.repaired: set[str] = set()
@@ -126,12 +138,33 @@ class RepairLab:
         """Work on one handoff until it is answered (blocking: subprocesses, appends)."""
         handoff = decode_record(record).event
         assert isinstance(handoff, HandoffRequested)
+        job = self._job(record, handoff)
         state = read_repair_state(self.store, handoff.handoff_id)
-        while not state.answered:
-            self._attempt(record, handoff, state)
+        while not state.answered(len(job.candidates), self.timeout_s):
+            self._attempt(record, handoff, job, state)
         if state.succeeded:
             self.repaired.add(handoff.handoff_id)
         self.answered.add(handoff.handoff_id)
+
+    def _job(self, record: RecordedEvent, handoff: HandoffRequested) -> _Job:
+        spec = get_spec(PurePosixPath(handoff.spec_path).stem)
+        code = self.store.get_blob(handoff.bundle_sha256 or "").decode()
+        report: dict[str, Any] = {}
+        if handoff.report_sha256 is not None:
+            report = msgspec.json.decode(self.store.get_blob(handoff.report_sha256))
+        found = repair.candidates(code, handoff.impl_style, report)[: self.max_attempts]
+        genome = self._parent_genome(record.stream, handoff)
+        return _Job(spec=spec, candidates=found, genome=genome)
+
+    def _parent_genome(self, stream: str, handoff: HandoffRequested) -> Genome:
+        """The handed-off tool's genome, from its generation in the trials stream
+        (a log without generations: the plain template of its style)."""
+        for item in typed(self.store.read_stream(stream)):
+            if isinstance(item.event, GenerationPlanned):
+                for m in item.event.members:
+                    if m.tool_id == handoff.tool_id:
+                        return m.genome
+        return Genome(impl_style=handoff.impl_style, anneal_gene=1.0, mutations=[])
 
     def _append(
         self,
@@ -157,79 +190,75 @@ class RepairLab:
         state.version = stream.version
 
     def _attempt(
-        self, record: RecordedEvent, handoff: HandoffRequested, state: RepairState
+        self, record: RecordedEvent, handoff: HandoffRequested, job: _Job, state: RepairState
     ) -> None:
         number = state.concluded + 1
-        agent = repair.AGENTS[number - 1]
+        candidate = job.candidates[number - 1]
         if state.started < number:
             started = RepairAttempted(
-                handoff_id=handoff.handoff_id, attempt=number, agent=agent, timeout_s=self.timeout_s
+                handoff_id=handoff.handoff_id,
+                attempt=number,
+                agent=candidate.how,
+                timeout_s=self.timeout_s,
             )
             self._append(handoff, record, state, [("attempted", started)], number)
             state.started = number
         t0 = time.monotonic()
-        spec = get_spec(PurePosixPath(handoff.spec_path).stem)
-        code = self.store.get_blob(handoff.bundle_sha256 or "").decode()
         challenger = records.challenger_id(handoff.tool_id, number)
         outcome = repair.attempt(
-            agent,
-            code,
-            spec,
-            handoff.impl_style,
+            candidate,
+            job.spec,
             handoff.epoch,
             seeds=records.hash_seeds(challenger),
             timed_runs=self.timed_runs,
-            timeout_s=self.timeout_s,
         )
-        log_sha = self.store.put_blob("\n".join(outcome.log).encode() + b"\n")
         duration = time.monotonic() - t0
         events: list[tuple[str, Event]]
-        if outcome.repaired is None or outcome.measurement is None:
-            failure = outcome.failure or RepairFailure.TESTS_FAILED
+        if outcome.measurement is None:
             failed = RepairFailed(
                 handoff_id=handoff.handoff_id,
                 attempt=number,
-                failure=failure,
+                failure=RepairFailure.TESTS_FAILED,
                 exit_code=None,
                 duration_s=duration,
-                detail=outcome.log[-1],
-                log_sha256=log_sha,
+                detail=outcome.detail,
             )
             events = [("failed", failed)]
-            self.log(f"repairlab: {handoff.handoff_id} attempt {number} ({agent}): {failure}")
+            state.spent_s += duration
         else:
-            events = self._success(handoff, number, outcome, challenger, duration, log_sha)
+            events = self._success(
+                handoff, number, candidate, outcome.measurement, job, challenger, duration
+            )
             self.log(
-                f"repairlab: {handoff.handoff_id} attempt {number} ({agent}): repaired "
-                f"({outcome.repaired.how}) -> challenger {challenger}"
+                f"repairlab: {handoff.handoff_id} attempt {number}: repaired "
+                f"({candidate.how}) -> challenger {challenger}"
             )
         self._append(handoff, record, state, events, number)
         state.concluded = number
-        state.succeeded = outcome.repaired is not None
+        state.succeeded = outcome.measurement is not None
+        if not state.succeeded and state.answered(len(job.candidates), self.timeout_s):
+            self.log(f"repairlab: {handoff.handoff_id}: not repaired after {number} attempts")
 
     def _success(
         self,
         handoff: HandoffRequested,
         number: int,
-        outcome: repair.Outcome,
+        fixed: repair.Candidate,
+        measured: Measurement,
+        job: _Job,
         challenger: str,
         duration: float,
-        log_sha: str,
     ) -> list[tuple[str, Event]]:
-        assert outcome.repaired is not None and outcome.measurement is not None
-        fixed = outcome.repaired
         code_sha = self.store.put_blob(fixed.code.encode())
-        spec = get_spec(PurePosixPath(handoff.spec_path).stem)
         succeeded = RepairSucceeded(
             handoff_id=handoff.handoff_id,
             attempt=number,
             repaired_code_sha256=code_sha,
             duration_s=duration,
-            log_sha256=log_sha,
         )
         entered = ChallengerEntered(
             tool_id=challenger,
-            spec_id=spec.id,
+            spec_id=job.spec.id,
             impl_style=fixed.style,
             epoch=handoff.epoch,
             lineage=Lineage.REPAIRLAB_FIXED,
@@ -237,7 +266,22 @@ class RepairLab:
             handoff_id=handoff.handoff_id,
             code_sha256=code_sha,
         )
+        genome = msgspec.structs.replace(job.genome, mutations=[*job.genome.mutations, fixed.how])
         scored = records.evaluated(
-            challenger, spec, fixed.style, handoff.epoch, fixed.code, outcome.measurement
+            challenger,
+            job.spec,
+            genome,
+            handoff.epoch,
+            fixed.code,
+            measured,
         )
         return [("succeeded", succeeded), ("challenger", entered), ("evaluated", scored)]
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What one handoff's search works from."""
+
+    spec: Spec
+    candidates: list[repair.Candidate]
+    genome: Genome

@@ -1,15 +1,18 @@
 """``toolgen run``: the tournament and RepairLab together, in one anyio task group.
 
 The tournament runs its trials in a worker thread (subprocesses and appends
-block); RepairLab follows the run's handoffs concurrently. When every trial is
-recorded, the run waits until RepairLab has answered every handoff of the run,
-then records ``RunFinished`` and stops the worker. Killed at any point, the run
+block); RepairLab follows the run's handoffs concurrently. Before it breeds a
+generation the tournament waits until RepairLab has answered every handoff so
+far (the challengers must be in the archive, whatever the timing). When every
+trial is recorded, the run waits for the last answers, then records
+``RunFinished`` and stops the worker. Killed at any point, the run
 is continued by :func:`run_toolgen` with ``resume=True`` (see ``tournament.py``
 and ``repairlab.py`` for why nothing is lost or duplicated).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import anyio
@@ -73,9 +76,14 @@ async def run_toolgen(
         store,
         run_id=run_id,
         timeout_s=state.config.repair_timeout_s,
+        max_attempts=state.config.repair_attempts,
         timed_runs=state.config.timed_runs,
         log=log,
     )
+
+    def wait_for_repairs() -> None:  # in the tournament's thread: RepairLab runs meanwhile
+        while not state.handoffs <= worker.answered:
+            time.sleep(POLL_S)
 
     def trial_done(trial: Trial, result: AppendResult) -> None:
         if on_trial is not None:
@@ -83,7 +91,9 @@ async def run_toolgen(
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(worker.run)
-        await anyio.to_thread.run_sync(tournament.run_epochs, store, run_id, state, trial_done)
+        await anyio.to_thread.run_sync(
+            tournament.run_epochs, store, run_id, state, trial_done, wait_for_repairs
+        )
         await _drain(worker, state)
         tg.cancel_scope.cancel()
     detail = f"{len(state.done)} trials, {len(state.handoffs)} handoffs"

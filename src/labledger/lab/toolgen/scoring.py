@@ -8,7 +8,15 @@ Fitness components, each in [0, 1]:
   violation (an import outside the allowed standard modules, a call of
   ``eval``/``exec``/``compile``/``open``/``__import__``/…, a dunder attribute
   such as ``__globals__``), floored at 0.
-- **performance**: ``min(1, budget_ms / median_ms)``; 0 when the tool did not run.
+- **performance**: a clipped log-ratio against the spec's reference
+  implementation, timed on the same benchmark in the same child process, run
+  for run alternating with the tool (so machine load slows both):
+  ``clip(0.8 - 0.4 · log10(median_ms / reference_ms), 0, 1)``. As fast as the
+  reference scores 0.8, each tenfold slower 0.4 less (100× slower: 0), and up
+  to ~3.2× faster reaches 1; 0 when the tool did not run to the end. The seed's
+  ``min(1, budget / median)`` saturated at 1 for every tool (medians of
+  milliseconds against budgets of seconds); the budgets stay hard limits, as
+  the child's timeout and memory limit.
 - **robustness**: the fraction of generated and edge-case inputs on which the
   tool returns what the spec's reference implementation returns (an exception
   is a failure); 0 when the tool did not run.
@@ -24,6 +32,7 @@ the seed's "penalizes fitness for flaky implementations".
 from __future__ import annotations
 
 import ast
+import math
 
 from labledger.events.toolgen import FitnessComponents, ImplStyle
 
@@ -47,13 +56,19 @@ FORBIDDEN_CALLS = frozenset(
 )
 
 
-def performance_score(budget_ms: float, median_ms: float | None) -> float:
-    """``min(1, budget_ms / median_ms)``; 0 when the tool did not run, 1 for 0 ms."""
-    if median_ms is None:
+PERFORMANCE_AT_REFERENCE = 0.8
+PERFORMANCE_PER_DECADE = 0.4
+
+
+def performance_score(reference_ms: float | None, median_ms: float | None) -> float:
+    """``clip(0.8 - 0.4·log10(median_ms / reference_ms), 0, 1)``; 0 when the tool did
+    not run (no median, or no paired reference), 1 for 0 ms (see the module docstring)."""
+    if median_ms is None or reference_ms is None:
         return 0.0
     if median_ms <= 0:
         return 1.0
-    return min(1.0, budget_ms / median_ms)
+    ratio = math.log10(median_ms / reference_ms)
+    return min(1.0, max(0.0, PERFORMANCE_AT_REFERENCE - PERFORMANCE_PER_DECADE * ratio))
 
 
 def diversity_bonus(style: ImplStyle, correctness: float, temp: float) -> float:

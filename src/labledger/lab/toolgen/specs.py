@@ -1,18 +1,18 @@
-"""Specs, templates and seeded faults as data, shipped inside the package.
+"""Specs and templates as data, shipped inside the package.
 
 ``specs/<id>.yaml`` describes a tool: its function and signature, which
 implementation styles fit (or why one does not), reference tests (input →
-expected output), how to generate benchmark and robustness inputs from a seed,
-a plain reference implementation (the robustness oracle) and the seeded faults
-that a tournament may inject. ``templates/<id>/<style>.py.tmpl`` holds one
-clean implementation per fitting style. Everything is read through
+expected output), how to generate benchmark and robustness inputs from a seed
+(the benchmark is sized so that medians are milliseconds), and a plain
+reference implementation: the robustness oracle, and the speed every tool is
+compared with. ``templates/<id>/<style>.py.tmpl`` holds one clean
+implementation per fitting style; variation comes from ``mutate``. Everything is read through
 :mod:`importlib.resources`, so it works from the source tree and from a wheel.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import Any
@@ -23,22 +23,6 @@ import yaml
 from labledger.events.toolgen import ImplStyle
 
 FITS = "fits"
-
-
-class Edit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Replace the single occurrence of ``find`` with ``replace``."""
-
-    find: str
-    replace: str
-
-
-class Fault(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A seeded fault: edits that break a clean template in a known way."""
-
-    id: str
-    style: ImplStyle
-    note: str
-    edits: tuple[Edit, ...]
 
 
 class Case(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -62,7 +46,7 @@ class Inputs(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Spec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A tool to synthesize, with its tests, inputs, oracle and seeded faults."""
+    """A tool to synthesize, with its tests, inputs and reference implementation."""
 
     id: str
     description: str
@@ -74,7 +58,6 @@ class Spec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     benchmark: Inputs
     robustness: Inputs
     reference: str
-    faults: tuple[Fault, ...] = ()
 
     @property
     def fitting_styles(self) -> tuple[ImplStyle, ...]:
@@ -85,21 +68,6 @@ class Spec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     def path(self) -> str:
         """The spec's path inside the package (what a handoff's ``spec_path`` names)."""
         return f"labledger/lab/toolgen/specs/{self.id}.yaml"
-
-    def faults_for(self, style: ImplStyle) -> tuple[Fault, ...]:
-        """The seeded faults that apply to ``style``."""
-        return tuple(f for f in self.faults if f.style == style)
-
-    def fault(self, fault_id: str, style: ImplStyle) -> Fault:
-        """The fault ``fault_id`` of ``style``.
-
-        Raises:
-            KeyError: no such fault.
-        """
-        for f in self.faults_for(style):
-            if f.id == fault_id:
-                return f
-        raise KeyError(f"spec {self.id!r} has no fault {fault_id!r} for style {style}")
 
 
 def _root() -> Traversable:
@@ -144,27 +112,3 @@ def template_text(spec_id: str, style: ImplStyle) -> str:
 def header_template() -> str:
     """The SPDX and provenance header stamped on every generated tool."""
     return _root().joinpath("templates", "_header.tmpl").read_text("utf-8")
-
-
-class PatchRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One entry of RepairLab's patch list: a regex fix pattern."""
-
-    id: str
-    note: str
-    pattern: str
-    replace: str
-
-    def apply(self, code: str) -> str:
-        """``code`` with every match replaced (unchanged when nothing matches)."""
-        return re.sub(self.pattern, self.replace, code)
-
-
-class _Patches(msgspec.Struct, frozen=True):
-    patches: tuple[PatchRule, ...]
-
-
-@functools.cache
-def patch_list() -> tuple[PatchRule, ...]:
-    """RepairLab's patch list, from ``repair_patches.yaml``."""
-    text = _root().joinpath("repair_patches.yaml").read_text("utf-8")
-    return msgspec.convert(yaml.safe_load(text), _Patches).patches

@@ -1,7 +1,8 @@
-"""Synthesis: render a tool from its template, stamp it, and describe it in an SBOM.
+"""Synthesis: render a tool from its genome, stamp it, and describe it in an SBOM.
 
-Pure: the same (spec, style, epoch, fault) always gives the same bytes, so a
-tool's ``code_sha256`` is reproducible and a resumed run re-derives it exactly.
+A genome's style picks the template, its mutations are applied to it in order
+(:mod:`mutate`). Pure: the same (spec, genome, epoch) always gives the same
+bytes, so a tool's ``code_sha256`` is reproducible and a resumed run re-derives it.
 """
 
 from __future__ import annotations
@@ -14,44 +15,31 @@ import sys
 import msgspec
 
 from labledger._version import __version__
-from labledger.events.toolgen import Budgets, ImplStyle
-from labledger.lab.toolgen.specs import Fault, get_spec, header_template, template_text
+from labledger.events.toolgen import Budgets, Genome, ImplStyle
+from labledger.lab.toolgen import mutate
+from labledger.lab.toolgen.specs import get_spec, header_template, template_text
 
 LICENSE = "MIT"
 GENERATOR = "labledger.lab.toolgen"
 _encode = msgspec.json.Encoder(order="sorted").encode
 
 
-def apply_fault(code: str, fault: Fault) -> str:
-    """``code`` with the fault's edits applied.
+def render(spec_id: str, genome: Genome, epoch: int, budgets: Budgets) -> str:
+    """The tool's source: the SPDX/provenance header, then the mutated template.
 
     Raises:
-        ValueError: an edit's ``find`` does not occur exactly once (a broken spec).
+        MutationError: a mutation does not fit the template (a corrupt genome).
     """
-    for edit in fault.edits:
-        if code.count(edit.find) != 1:
-            raise ValueError(f"fault {fault.id!r}: {edit.find!r} must occur exactly once")
-        code = code.replace(edit.find, edit.replace)
-    return code
-
-
-def render(
-    spec_id: str, style: ImplStyle, epoch: int, budgets: Budgets, fault: Fault | None = None
-) -> str:
-    """The tool's source: the SPDX/provenance header, then the (possibly faulty) template."""
     header = string.Template(header_template()).substitute(
         license=LICENSE,
         generator_version=__version__,
         spec_id=spec_id,
-        impl_style=style.value,
+        impl_style=genome.impl_style.value,
         epoch=epoch,
         timeout_ms=f"{budgets.timeout_ms:g}",
         memory_mb=f"{budgets.memory_mb:g}",
     )
-    body = template_text(spec_id, style)
-    if fault is not None:
-        body = apply_fault(body, fault)
-    return header + body
+    return header + mutate.apply_all(template_text(spec_id, genome.impl_style), genome.mutations)
 
 
 def imports_of(code: str) -> list[str]:
@@ -74,6 +62,7 @@ def sbom(
     budgets: Budgets,
     code: str,
     mutations: list[str],
+    anneal_gene: float = 1.0,
     lineage: str = "original",
 ) -> bytes:
     """The SBOM of a generated tool, canonical JSON (deterministic: no timestamps —
@@ -90,6 +79,7 @@ def sbom(
         "constraints": {"timeout_ms": budgets.timeout_ms, "memory_mb": budgets.memory_mb},
         "template_sha256": hashlib.sha256(template_text(spec_id, style).encode()).hexdigest(),
         "mutations": mutations,
+        "anneal_gene": anneal_gene,
         "lineage": lineage,
         "files": [{"path": "tool.py", "sha256": hashlib.sha256(code.encode()).hexdigest()}],
         "dependencies": [
