@@ -15,10 +15,10 @@ from labledger.events import (
     CommandSecurity,
     Event,
     LifecycleOp,
-    TelemetryPacket,
     TrialRecorded,
     decode,
     encode,
+    event_class,
     signing_bytes,
     validate_payload,
 )
@@ -35,9 +35,7 @@ def _payload(type_name: str) -> dict[str, Any]:
 def _decode_edited(type_name: str, edit: Any) -> Event:
     data = _payload(type_name)
     edit(data)
-    return decode(
-        type_name, 1 if type_name != TelemetryPacket.TYPE else 2, json.dumps(data).encode()
-    )
+    return decode(type_name, event_class(type_name).VERSION, json.dumps(data).encode())
 
 
 def _set(path: str, value: Any) -> Any:

@@ -23,8 +23,10 @@ from labledger.events.dream import (
     CapMetric,
     DreamManifest,
     GenerationCompleted,
+    Provenance,
     Regime,
     SafetyCapExceeded,
+    SensorProvenance,
     TrialKpis,
     TrialRecorded,
 )
@@ -64,6 +66,15 @@ clean_kpis = st.builds(
 )
 
 
+SENSORS = SensorProvenance(watts=Provenance.ABSENT, temp_peak_c=Provenance.ABSENT)
+UNITS = {"perf": "MiB/s hashed", "p95_ms": "ms"}
+
+
+def valid(event: TrialRecorded) -> bool:
+    """A trial that counts: no failure recorded and perf measured."""
+    return event.failure is None and event.kpis.perf is not None
+
+
 def field_strategy(cls: type, name: str) -> st.SearchStrategy[Any]:
     """The catalog's strategy for one field of an event class."""
     info = msgspec.inspect.type_info(cls)
@@ -97,6 +108,9 @@ def dream_event(draw: st.DrawFn, log_size: int) -> Event:
             trial=draw(st.integers(0, 2)),
             genome=draw(genomes),
             kpis=draw(st.one_of(clean_kpis, clean_kpis, catalog_kpis)),
+            sensors=SENSORS,
+            units=UNITS,
+            failure=draw(st.sampled_from([None, None, None, "the trial did no work"])),
         )
     if kind == "cap":
         return SafetyCapExceeded(
@@ -121,6 +135,8 @@ def dream_event(draw: st.DrawFn, log_size: int) -> Event:
             regimes=draw(st.lists(some_regime, min_size=1, max_size=3)),
             trials_per_regime=draw(st.integers(0, 2)),
             best_cand_id=None,
+            packs=[],
+            best_fitness=None,
         )
     if kind == "start":
         return started(draw(st.sampled_from([H1, H2])))
@@ -228,9 +244,7 @@ class Model:
                 cands.setdefault(c, []).append(value)
         for cand, trials in sorted(cands.items(), key=lambda kv: min(t[0] for t in kv[1])):
             ok = len(trials) >= max(1, done.trials_per_regime) and all(
-                t[2].kpis.perf is not None
-                and not (t[2].kpis.errors or 0)
-                and not (t[2].kpis.oom or 0)
+                valid(t[2]) and not (t[2].kpis.errors or 0) and not (t[2].kpis.oom or 0)
                 for t in trials
             )
             unsafe = any(c[2] == done.domain and c[3] == cand for c in self.caps)
@@ -297,8 +311,10 @@ def check_pack(model: Model, pack: dict[str, Any] | None, domain: str, cand: str
         assert pack["aggregate"]["improves_over_baseline"] is not True
     for result in pack["regimes"]:
         regime = result["regime"]
-        keys = sorted(k for k in model.trials if k[:3] == (domain, cand, regime))
+        every = sorted(k for k in model.trials if k[:3] == (domain, cand, regime))
+        keys = [k for k in every if valid(model.trials[k][2])]
         assert result["trial_ids"] == [k[3] for k in keys]
+        assert [f["trial"] for f in result["failed"]] == [k[3] for k in every if k not in keys]
         for metric, column in result["kpis"].items():
             expected = [getattr(model.trials[k][2].kpis, metric) for k in keys]
             assert column == expected
@@ -311,7 +327,8 @@ def check_pack(model: Model, pack: dict[str, Any] | None, domain: str, cand: str
                     plain_bootstrap(vals, ds.bootstrap_seed(cand, domain, regime, metric))
                 )
         linked = model.first[(domain, cand, regime)][2]
-        assert (result["baseline"] or {}).get("baseline_id") == linked
+        current = model.current.get((domain, regime), {}).get("id")
+        assert (result["baseline"] or {}).get("baseline_id") == (linked or current)
 
 
 # -- hand-written scenarios ------------------------------------------------------
@@ -326,7 +343,15 @@ def kpis(
 def trial(cand: str, regime: Regime, n: int, k: TrialKpis, gen: int = 0) -> TrialRecorded:
     genome = {"governor": cand, "swappiness": 60}
     return TrialRecorded(
-        domain="cpu", regime=regime, cand_id=cand, generation=gen, trial=n, genome=genome, kpis=k
+        domain="cpu",
+        regime=regime,
+        cand_id=cand,
+        generation=gen,
+        trial=n,
+        genome=genome,
+        kpis=k,
+        sensors=SENSORS,
+        units=UNITS,
     )
 
 
@@ -338,6 +363,8 @@ def done(gen: int, *regimes: Regime) -> GenerationCompleted:
         regimes=list(regimes),
         trials_per_regime=2,
         best_cand_id=None,
+        packs=[],
+        best_fitness=None,
     )
 
 
@@ -459,16 +486,23 @@ def test_pack_numbers_against_a_hand_computation(lab: Lab) -> None:
     agg = e["aggregate"]
     assert agg["means"]["perf"] == {"idle": 15.0, "stress": 8.0, "overall": 11.5}
     p95 = statistics.fmean([statistics.fmean([2.5, 3.5]), 6.0])
-    assert agg["score_v2"] == pytest.approx(11.5 - 0.2 * p95)
-    assert agg["penalties"] == {"latency": True, "power": False}
-    # Compared on idle only: 15 − 0.2·3 = 14.4 against 11 − 0.2·3 = 10.4.
-    assert agg["baseline_score_v2"] == pytest.approx(10.4)
-    assert agg["improves_over_baseline"] is True and e["safe"] is True
+    assert agg["score_v2_raw"] == pytest.approx(11.5 - 0.2 * p95)
+    # Normalised by B on idle only (stress has no baseline): perf 15/11, p95 3.0/3.0, no power.
+    assert agg["compared_regimes"] == ["idle"]
+    assert agg["score_terms"] == {"perf": "perf", "latency": "p95_ms", "power": None}
+    assert agg["score_v2"] == pytest.approx(15 / 11 - 0.2 * 1.0)
+    imp = agg["improvement"]
+    assert imp["difference"] == pytest.approx(15 / 11 - 1.0)
+    # E has three idle trials, B two: the CI exists but a decision needs five (issue #14).
+    assert imp["trials"] == 2 and imp["ci95"] is not None
+    assert agg["improves_over_baseline"] == "inconclusive" and e["safe"] is True
     assert (f["safe"], f["aggregate"]["score_v2"]) == (False, "-inf")
     assert f["aggregate"]["improves_over_baseline"] is False
     assert f["caps_exceeded"][0]["observed"] == 93.5
-    assert b["regimes"][0]["baseline"] is None and b["regimes"][0]["delta"] == {}
-    assert b["aggregate"]["improves_over_baseline"] is None
+    # B measured before any baseline: compared with the current (refreshed) one; 2 trials.
+    assert b["regimes"][0]["baseline_source"] == "current" and b["regimes"][0]["delta"]
+    assert b["aggregate"]["improves_over_baseline"] == "inconclusive"
+    assert e["sensors"]["watts"]["provenance"] == "absent"
 
 
 def test_a_resumed_run_drops_the_dead_attempts_trials(lab: Lab) -> None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import time
+
+from _common import finish, p95  # type: ignore[import-not-found]  # run by path: its dir is on sys.path
 
 
 def args() -> argparse.Namespace:
@@ -28,11 +29,6 @@ def phases(budget_ms: float, mode: str) -> list[tuple[bool, float]]:
     """(busy, seconds) phases: one busy phase, or busy/quiet alternating in quarters."""
     total = budget_ms / 1000
     return [(True, total / 4), (False, total / 4)] * 2 if mode == "alternate" else [(True, total)]
-
-
-def p95(values: list[float]) -> float | None:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)] if ordered else None
 
 
 def batch(kind: str, n: int, salt: int) -> int:
@@ -66,7 +62,7 @@ def main() -> None:
             done += n
         busy += time.perf_counter() - start
     kpis = {"perf": done / 1000 / busy, "p95_ms": p95(latencies), "errors": errors, "oom": 0}
-    print(json.dumps(kpis))
+    finish(kpis, len(latencies))
 
 
 if __name__ == "__main__":
