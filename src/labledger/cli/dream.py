@@ -118,6 +118,7 @@ def _run_domain(args: argparse.Namespace, store: EventStore, domain: str) -> Non
         budget_ms=args.budget_ms,
         regimes_path=args.regimes,
         caps_path=args.caps,
+        refresh_baseline=tuple(args.refresh_baseline or ()),
     )
     bar = ProgressLine(f"dream {domain}", unit="trials")
     started = time.monotonic()
@@ -150,7 +151,10 @@ def cmd_report(args: argparse.Namespace, store: EventStore) -> int:
     for name in ("dream_baselines", "dream_candidates"):
         engine.catch_up(name)
     with engine.read("dream_candidates") as tx:
-        best = report.best_candidates(tx, args.domain, args.top)
+        run_id = None if args.all_runs else (args.run or report.latest_run(tx, args.domain))
+        best = report.best_candidates(tx, args.domain, args.top, run_id=run_id)
+    if run_id is not None:
+        _note(f"dream report: run {run_id} (--all-runs merges every run)")
     with engine.read("dream_baselines") as tx:
         baselines = report.baselines_by_regime(tx, args.domain)
     if not best:
@@ -226,6 +230,14 @@ def _add_run(verbs: argparse._SubParsersAction[Any]) -> None:
         help="where storage workloads write (default: the temp directory)",
     )
     p.add_argument(
+        "--refresh-baseline",
+        nargs="?",
+        const="",
+        action="append",
+        metavar="DOMAIN[:REGIME]",
+        help="re-measure the baseline (default: the run's domain, every regime); repeatable",
+    )
+    p.add_argument(
         "--resume",
         metavar="RUN_ID",
         default=None,
@@ -246,6 +258,9 @@ def _add_report(verbs: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument("--regimes", type=Path, default=None, help="regimes.yaml for the perf units")
     p.add_argument("--json", action="store_true", help="print the packs as JSON lines instead")
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("--run", metavar="RUN_ID", default=None, help="one run (default: latest)")
+    scope.add_argument("--all-runs", action="store_true", help="merge every run's candidates")
     p.set_defaults(store_handler=cmd_report)
 
 
