@@ -14,6 +14,7 @@ trials in the domain), or every run when ``all_runs`` is set.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -186,6 +187,21 @@ def text_lines(best: Mapping[str, Sequence[Any]]) -> list[str]:
         unverified = sorted({c["metric"] for p in packs for c in p.get("caps_unverified", [])})
         if unverified:
             lines.append(f"  caps unverified (no sensor reading): {', '.join(unverified)}")
+    return lines
+
+
+def promoted_lines(in_force: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The configuration in force per domain: genome, who, when, the evidence's CI."""
+    lines = []
+    for p in in_force:
+        ev = p["evidence"]
+        when = dt.datetime.fromtimestamp(p["promoted_at_us"] / 1e6, tz=dt.UTC)
+        genome = " ".join(f"{k}={v}" for k, v in p["genome"].items())
+        lines.append(
+            f"{p['domain']}: promoted {p['cand_id']} ({genome}) by {p['promoted_by']} "
+            f"(key {p['key_id']}) at {when.isoformat(timespec='seconds')}; "
+            f"difference {ev['difference']:+.3f}, ci95 {_ci(ev['ci95'])}, n={ev['trials']}"
+        )
     return lines
 
 
