@@ -216,7 +216,8 @@ def plot(
     perf_units: Mapping[str, str],
     out: Path,
 ) -> Path:
-    """Write a PNG: per domain (row) and KPI (column), mean ± ci95 per regime vs the baseline.
+    """Write a PNG: per domain (row) the score difference with its CI, then per KPI (column)
+    the mean ± ci95 per regime vs the baseline.
 
     Only KPIs some candidate measured are drawn; a missing CI (fewer than two
     measured trials) is drawn as a point without a bar.
@@ -232,11 +233,12 @@ def plot(
     rows = [(d, packs, _metrics(packs)) for d, packs in best.items() if packs and _metrics(packs)]
     if not rows:
         raise ValueError("no measured KPIs to plot")
-    cols = max(len(ms) for _, _, ms in rows)
+    cols = 1 + max(len(ms) for _, _, ms in rows)
     fig, axes = plt.subplots(len(rows), cols, figsize=(4.6 * cols, 3.6 * len(rows)), squeeze=False)
     for r, (domain, packs, metrics) in enumerate(rows):
-        for c in range(cols):
-            ax = axes[r][c]
+        _difference_panel(axes[r][0], domain, packs)
+        for c in range(cols - 1):
+            ax = axes[r][c + 1]
             if c >= len(metrics):
                 ax.set_visible(False)
                 continue
@@ -246,11 +248,37 @@ def plot(
                 else UNITS[metrics[c]]
             )
             _panel(ax, domain, metrics[c], unit, packs, baselines)
-    fig.suptitle("D-REAM: best candidates per domain — KPI mean with 95% CI vs the baseline")
+    fig.suptitle(
+        "D-REAM: best candidates per domain — score difference from the baseline, "
+        "and KPI means, each with its 95% CI"
+    )
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def _difference_panel(ax: Any, domain: str, packs: Sequence[Any]) -> None:
+    """score_v2(candidate) − score_v2(baseline) with its bootstrap CI; the band is ±tolerance."""
+    labels, tol = [], score.TOLERANCE
+    for k, pack in enumerate(packs):
+        imp = pack["aggregate"]["improvement"]
+        labels.append(
+            f"{pack['cand_id'].rsplit('.', 1)[-1]} ({_num(imp['verdict'])}, n={imp['trials']})"
+        )
+        tol = imp["tolerance"]
+        if imp["difference"] is None:
+            continue
+        ci = imp["ci95"]
+        err = [[imp["difference"] - ci[0]], [ci[1] - imp["difference"]]] if ci else None
+        ax.errorbar([imp["difference"]], [k], xerr=err, fmt="o", capsize=3)
+    ax.axvspan(-tol, tol, color="grey", alpha=0.3, label=f"±tolerance {tol:g}")
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(labels)), labels, fontsize="small")
+    ax.invert_yaxis()
+    ax.set_xlabel("score_v2 difference (baseline = 0; 1.0 = the baseline's perf)")
+    ax.set_title(f"{domain}: improvement over the baseline")
+    ax.legend(fontsize="small")
 
 
 def _panel(
