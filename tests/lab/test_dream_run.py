@@ -95,13 +95,24 @@ def engine(store: EventStore) -> ProjectionEngine:
     return eng
 
 
-def hand_score(genome: dict[str, Any], budgets: dict[str, int]) -> float:
-    """score_v2 by hand: mean over regimes of perf − 0.2 · mean over regimes of p95."""
+def hand_score(genome: dict[str, Any], budgets: dict[str, int], ref: dict[str, Any]) -> float:
+    """score_v2 by hand, normalised by the baseline genome ``ref`` per regime (issue #14).
+
+    mean over regimes of perf / perf_ref − 0.2 · mean over regimes of p95 / p95_ref;
+    the toy reports no CPU time, so there is no power term.
+    """
     if genome["x"] == 3:
         return -math.inf  # errors = 1 > cap 0: unsafe
-    perf = [10.0 * genome["x"] + genome["y"] + b / 100 for b in budgets.values()]
-    p95 = [genome["x"] + b / 1000 for b in budgets.values()]
-    return sum(perf) / 4 - 0.2 * (sum(p95) / 4)
+
+    def perf(g: dict[str, Any], b: int) -> float:
+        return 10.0 * g["x"] + g["y"] + b / 100
+
+    def p95(g: dict[str, Any], b: int) -> float:
+        return g["x"] + b / 1000
+
+    bs = list(budgets.values())
+    gain = sum(perf(genome, b) / perf(ref, b) for b in bs) / 4
+    return gain - 0.2 * sum(p95(genome, b) / p95(ref, b) for b in bs) / 4
 
 
 def test_a_run_fills_the_read_models_with_hand_computed_numbers(
@@ -136,14 +147,16 @@ def test_a_run_fills_the_read_models_with_hand_computed_numbers(
     # The population: generation 0 from the seed, generation 1 from hand-computed fitness.
     space = {"x": [1, 2, 3], "y": [0, 5]}
     gen0 = evolve.initial_population(space, 4, evolve.rng_for(11, 0))
-    scores0 = [hand_score(g, budgets) for g in gen0]
+    first_safe = next(i for i, g in enumerate(gen0) if g["x"] != 3)
+    ref = gen0[first_safe]  # the baseline every generation is scored by
+    scores0 = [hand_score(g, budgets, ref) for g in gen0]
     evo = Evolution(mutation_rate=0.5, elite=1, tournament=2)
     gen1 = evolve.next_population(gen0, scores0, space, 4, evo, evolve.rng_for(11, 1))
     eng = engine(store)
     completed = of(items, GenerationCompleted)
     assert [c.generation for c in completed] == [0, 1]
     for gen, genomes, done in ((0, gen0, completed[0]), (1, gen1, completed[1])):
-        scores = [hand_score(g, budgets) for g in genomes]
+        scores = [hand_score(g, budgets, ref) for g in genomes]
         best = evolve.best_index(scores)
         assert done.best_cand_id == (None if best is None else st.cand_id("t1", gen, best))
         with eng.read("dream_candidates") as tx:
@@ -152,10 +165,11 @@ def test_a_run_fills_the_read_models_with_hand_computed_numbers(
                 assert pack is not None and pack["genome"] == genome
                 check_pack(pack, scores[i], len(of(items, SafetyCapExceeded)))
     assert summary.generations[1].best_score == pytest.approx(
-        max(hand_score(g, budgets) for g in gen1)
+        max(hand_score(g, budgets, ref) for g in gen1)
     )
+    assert completed[1].best_fitness == summary.generations[1].best_score
+    assert completed[1].packs == [st.cand_id("t1", 1, i) for i in range(4)]
     # Baselines: the first successful candidate of generation 0, per regime.
-    first_safe = next(i for i, g in enumerate(gen0) if g["x"] != 3)
     with eng.read("dream_baselines") as tx:
         lines = current_baselines(tx, "toy")
     g = gen0[first_safe]
@@ -180,7 +194,8 @@ def check_pack(pack: dict[str, Any], score: float, caps: int) -> None:
         return
     assert pack["safe"] is True
     assert agg["score_v2"] == pytest.approx(score, rel=1e-12)
-    assert agg["penalties"] == {"latency": True, "power": False}  # no watts: no power term
+    assert agg["score_terms"] == {"perf": "perf", "latency": "p95_ms", "power": None}
+    assert agg["improves_over_baseline"] == "inconclusive"  # 2 trials decide nothing
     assert [r["trials"] for r in pack["regimes"]] == [2, 2, 2, 2]
     assert all(r["ci95"]["perf"] is not None for r in pack["regimes"])
 

@@ -40,7 +40,10 @@ def test_shipped_config_loads_with_every_regime_and_the_required_domains() -> No
     assert len(regimes.sha256) == 64
     gpu = caps.config.for_domain("gpu")
     assert gpu.temp_peak_c is not None and gpu.temp_peak_c.max == 83
-    assert gpu.errors is not None and gpu.errors.max == 0  # inherited from defaults
+    assert gpu.oom is not None and gpu.oom.max == 0  # inherited from defaults
+    # Caps that any machine can check (issue #14).
+    cpu = caps.config.for_domain("cpu")
+    assert cpu.p95_ms is not None and cpu.peak_rss_mb is not None and cpu.error_rate is not None
 
 
 @pytest.mark.parametrize(
@@ -105,10 +108,10 @@ def kpis(**values: float | None) -> TrialKpis:
 def test_caps_compare_measured_kpis_only() -> None:
     caps = load_caps().config.for_domain("cpu")
     assert st.breaches(kpis(perf=1.0), caps) == []  # nothing measured, nothing exceeded
-    found = st.breaches(kpis(temp_peak_c=93.5, errors=2, oom=0, watts=10.0), caps)
+    found = st.breaches(kpis(temp_peak_c=93.5, errors=2, requests=100, oom=0, watts=10.0), caps)
     assert [(b.metric, b.observed) for b in found] == [
         (CapMetric.TEMP_PEAK_C, 93.5),
-        (CapMetric.ERRORS, 2.0),
+        (CapMetric.ERROR_RATE, 0.02),
     ]
     assert found[0].cap.sensor == "cpu"
 

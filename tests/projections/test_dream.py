@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import random
 import statistics
 import sys
 from collections.abc import Iterator
@@ -23,8 +24,10 @@ from labledger.events.dream import (
     CapMetric,
     DreamManifest,
     GenerationCompleted,
+    Provenance,
     Regime,
     SafetyCapExceeded,
+    SensorProvenance,
     TrialKpis,
     TrialRecorded,
 )
@@ -64,6 +67,15 @@ clean_kpis = st.builds(
 )
 
 
+SENSORS = SensorProvenance(watts=Provenance.ABSENT, temp_peak_c=Provenance.ABSENT)
+UNITS = {"perf": "MiB/s hashed", "p95_ms": "ms"}
+
+
+def valid(event: TrialRecorded) -> bool:
+    """A trial that counts: no failure recorded and perf measured."""
+    return event.failure is None and event.kpis.perf is not None
+
+
 def field_strategy(cls: type, name: str) -> st.SearchStrategy[Any]:
     """The catalog's strategy for one field of an event class."""
     info = msgspec.inspect.type_info(cls)
@@ -97,6 +109,9 @@ def dream_event(draw: st.DrawFn, log_size: int) -> Event:
             trial=draw(st.integers(0, 2)),
             genome=draw(genomes),
             kpis=draw(st.one_of(clean_kpis, clean_kpis, catalog_kpis)),
+            sensors=SENSORS,
+            units=UNITS,
+            failure=draw(st.sampled_from([None, None, None, "the trial did no work"])),
         )
     if kind == "cap":
         return SafetyCapExceeded(
@@ -121,6 +136,8 @@ def dream_event(draw: st.DrawFn, log_size: int) -> Event:
             regimes=draw(st.lists(some_regime, min_size=1, max_size=3)),
             trials_per_regime=draw(st.integers(0, 2)),
             best_cand_id=None,
+            packs=[],
+            best_fitness=None,
         )
     if kind == "start":
         return started(draw(st.sampled_from([H1, H2])))
@@ -188,6 +205,7 @@ class Model:
         self.code: dict[str, str] = {}
         self.current: dict[tuple[str, str], dict[str, Any]] = {}
         self.first: dict[tuple[str, str, str], tuple[int, str, str | None]] = {}
+        self.baseline_cand: dict[str, str] = {}
 
     def apply(self, position: int, run_id: str, event: Event) -> None:
         if isinstance(event, TrialRecorded):
@@ -228,9 +246,7 @@ class Model:
                 cands.setdefault(c, []).append(value)
         for cand, trials in sorted(cands.items(), key=lambda kv: min(t[0] for t in kv[1])):
             ok = len(trials) >= max(1, done.trials_per_regime) and all(
-                t[2].kpis.perf is not None
-                and not (t[2].kpis.errors or 0)
-                and not (t[2].kpis.oom or 0)
+                valid(t[2]) and not (t[2].kpis.errors or 0) and not (t[2].kpis.oom or 0)
                 for t in trials
             )
             unsafe = any(c[2] == done.domain and c[3] == cand for c in self.caps)
@@ -242,6 +258,7 @@ class Model:
                     vals = [float(v) for v in vals if v is not None]
                     if vals:
                         kpis[m] = ds.mean(vals)
+                self.baseline_cand[f"bl-{done.domain}-{regime}-{position}"] = cand
                 self.current[(done.domain, regime)] = {
                     "id": f"bl-{done.domain}-{regime}-{position}",
                     "cand": cand,
@@ -297,8 +314,10 @@ def check_pack(model: Model, pack: dict[str, Any] | None, domain: str, cand: str
         assert pack["aggregate"]["improves_over_baseline"] is not True
     for result in pack["regimes"]:
         regime = result["regime"]
-        keys = sorted(k for k in model.trials if k[:3] == (domain, cand, regime))
+        every = sorted(k for k in model.trials if k[:3] == (domain, cand, regime))
+        keys = [k for k in every if valid(model.trials[k][2])]
         assert result["trial_ids"] == [k[3] for k in keys]
+        assert [f["trial"] for f in result["failed"]] == [k[3] for k in every if k not in keys]
         for metric, column in result["kpis"].items():
             expected = [getattr(model.trials[k][2].kpis, metric) for k in keys]
             assert column == expected
@@ -311,7 +330,97 @@ def check_pack(model: Model, pack: dict[str, Any] | None, domain: str, cand: str
                     plain_bootstrap(vals, ds.bootstrap_seed(cand, domain, regime, metric))
                 )
         linked = model.first[(domain, cand, regime)][2]
-        assert (result["baseline"] or {}).get("baseline_id") == linked
+        current = model.current.get((domain, regime), {}).get("id")
+        assert (result["baseline"] or {}).get("baseline_id") == (linked or current)
+    check_improvement(model, pack, domain, cand)
+
+
+def valid_rows(model: Model, domain: str, cand: str, regime: str) -> list[dict[str, Any]]:
+    keys = sorted(k for k in model.trials if k[:3] == (domain, cand, regime))
+    events = [model.trials[k][2] for k in keys if valid(model.trials[k][2])]
+    return [msgspec.to_builtins(e.kpis) for e in events]
+
+
+def check_improvement(model: Model, pack: dict[str, Any], domain: str, cand: str) -> None:
+    """The score difference and its CI, recomputed here with plain loops (issue #14)."""
+    cand_rows, base_rows = {}, {}
+    for result in pack["regimes"]:
+        regime = result["regime"]
+        cand_rows[regime] = valid_rows(model, domain, cand, regime)
+        bid = (result["baseline"] or {}).get("baseline_id")
+        if bid is not None:
+            base_rows[regime] = valid_rows(model, domain, model.baseline_cand[bid], regime)
+    imp = pack["aggregate"]["improvement"]
+    values = [
+        v for rows in (*cand_rows.values(), *base_rows.values()) for r in rows for v in r.values()
+    ]
+    if not all(v is None or (isinstance(v, int | float) and abs(v) < 1e12) for v in values):
+        return  # catalog extremes: the ratios overflow; the model checks the rest
+    point, ci = plain_difference(
+        cand_rows, base_rows, ds.bootstrap_seed(cand, domain, "*", "score_diff")
+    )
+    if point is None:
+        assert imp["difference"] is None
+        return
+    assert imp["difference"] == pytest.approx(point, rel=1e-9, abs=1e-9)
+    if ci is None or imp["ci95"] is None:
+        assert ci == imp["ci95"]
+    else:
+        assert imp["ci95"] == pytest.approx(ci, rel=1e-9, abs=1e-9)
+
+
+def plain_difference(
+    cand: dict[str, list[dict[str, Any]]], base: dict[str, list[dict[str, Any]]], seed: int
+) -> tuple[float | None, list[float] | None]:
+    regimes = [r for r in cand if r in base and cand[r] and base[r]]
+
+    def means(rows: list[dict[str, Any]]) -> dict[str, float]:
+        out = {}
+        for m in ds.METRICS:
+            vs = [r[m] for r in rows if r.get(m) is not None]
+            if vs:
+                out[m] = math.fsum(vs) / len(vs)
+        return out
+
+    def has(mm: dict[str, dict[str, float]], m: str, positive: bool) -> bool:
+        return all(m in mm[r] and (mm[r][m] > 0 or not positive) for r in regimes)
+
+    def score(
+        cm: dict[str, dict[str, float]],
+        bm: dict[str, dict[str, float]],
+        terms: list[tuple[str, float]],
+    ) -> float:
+        return sum(
+            w * math.fsum(cm[r][m] / bm[r][m] for r in regimes) / len(regimes) for m, w in terms
+        )
+
+    cm = {r: means(cand[r]) for r in regimes}
+    bm = {r: means(base[r]) for r in regimes}
+    if not regimes or not (has(cm, "perf", False) and has(bm, "perf", True)):
+        return None, None
+    terms = [("perf", 1.0)]
+    if has(cm, "p95_ms", False) and has(bm, "p95_ms", True):
+        terms.append(("p95_ms", -0.2))
+    for power in ("watts", "watts_modelled"):
+        if has(cm, power, False) and has(bm, power, True):
+            terms.append((power, -0.1))
+            break
+    own = sum(w for _, w in terms)
+    point = score(cm, bm, terms) - own
+    if any(min(len(cand[r]), len(base[r])) < 2 for r in regimes):
+        return point, None
+    rng = random.Random(seed)
+    diffs = []
+    for _ in range(2000):
+        c = {r: means(rng.choices(cand[r], k=len(cand[r]))) for r in regimes}
+        b = {r: means(rng.choices(base[r], k=len(base[r]))) for r in regimes}
+        if all(has(c, m, False) and has(b, m, True) for m, _ in terms):
+            diffs.append(score(c, b, terms) - own)
+    if len(diffs) < 1000:
+        return point, None
+    diffs.sort()
+    k = round(len(diffs) * 0.05 / 2)
+    return point, [diffs[k], diffs[len(diffs) - 1 - k]]
 
 
 # -- hand-written scenarios ------------------------------------------------------
@@ -326,7 +435,15 @@ def kpis(
 def trial(cand: str, regime: Regime, n: int, k: TrialKpis, gen: int = 0) -> TrialRecorded:
     genome = {"governor": cand, "swappiness": 60}
     return TrialRecorded(
-        domain="cpu", regime=regime, cand_id=cand, generation=gen, trial=n, genome=genome, kpis=k
+        domain="cpu",
+        regime=regime,
+        cand_id=cand,
+        generation=gen,
+        trial=n,
+        genome=genome,
+        kpis=k,
+        sensors=SENSORS,
+        units=UNITS,
     )
 
 
@@ -338,6 +455,8 @@ def done(gen: int, *regimes: Regime) -> GenerationCompleted:
         regimes=list(regimes),
         trials_per_regime=2,
         best_cand_id=None,
+        packs=[],
+        best_fitness=None,
     )
 
 
@@ -459,16 +578,27 @@ def test_pack_numbers_against_a_hand_computation(lab: Lab) -> None:
     agg = e["aggregate"]
     assert agg["means"]["perf"] == {"idle": 15.0, "stress": 8.0, "overall": 11.5}
     p95 = statistics.fmean([statistics.fmean([2.5, 3.5]), 6.0])
-    assert agg["score_v2"] == pytest.approx(11.5 - 0.2 * p95)
-    assert agg["penalties"] == {"latency": True, "power": False}
-    # Compared on idle only: 15 − 0.2·3 = 14.4 against 11 − 0.2·3 = 10.4.
-    assert agg["baseline_score_v2"] == pytest.approx(10.4)
-    assert agg["improves_over_baseline"] is True and e["safe"] is True
+    assert agg["score_v2_raw"] == pytest.approx(11.5 - 0.2 * p95)
+    # Normalised by B on idle only (stress has no baseline): perf 15/11, p95 3.0/3.0, no power.
+    assert agg["compared_regimes"] == ["idle"]
+    assert agg["score_terms"] == {"perf": "perf", "latency": "p95_ms", "power": None}
+    assert agg["score_v2"] == pytest.approx(15 / 11 - 0.2 * 1.0)
+    imp = agg["improvement"]
+    assert imp["difference"] == pytest.approx(15 / 11 - 1.0)
+    # E has three idle trials, B two: the CI exists but a decision needs five (issue #14).
+    assert imp["trials"] == 2 and imp["ci95"] is not None
+    assert agg["improves_over_baseline"] == "inconclusive" and e["safe"] is True
     assert (f["safe"], f["aggregate"]["score_v2"]) == (False, "-inf")
     assert f["aggregate"]["improves_over_baseline"] is False
     assert f["caps_exceeded"][0]["observed"] == 93.5
-    assert b["regimes"][0]["baseline"] is None and b["regimes"][0]["delta"] == {}
-    assert b["aggregate"]["improves_over_baseline"] is None
+    # B measured before any baseline: compared with the current (refreshed) one; 2 trials.
+    assert b["regimes"][0]["baseline_source"] == "current" and b["regimes"][0]["delta"]
+    assert b["aggregate"]["improves_over_baseline"] == "inconclusive"
+    assert e["sensors"]["watts"]["provenance"] == "absent"
+    # The difference and its CI, recomputed independently from the folded log.
+    model = fold(lab.store)
+    for pack, name in ((e, "E"), (b, "B")):
+        check_improvement(model, pack, "cpu", name)
 
 
 def test_a_resumed_run_drops_the_dead_attempts_trials(lab: Lab) -> None:

@@ -69,41 +69,37 @@ def test_mean_does_not_overflow_near_the_float_range() -> None:
         ds.mean([])
 
 
-def test_aggregate_means_score_and_improvement_by_hand() -> None:
+def test_aggregate_means_normalised_and_raw_scores_by_hand() -> None:
     regimes = {
         "idle": {"perf": 10.0, "p95_ms": 2.0, "watts": 40.0},
         "stress": {"perf": 20.0, "p95_ms": 6.0, "watts": 60.0},
     }
-    baselines = {"idle": {"perf": 9.0, "p95_ms": 2.0, "watts": 40.0}}
-    agg = ds.aggregate(regimes, baselines, safe=True)
+    reference = {"idle": {"perf": 8.0, "p95_ms": 4.0, "watts": 40.0}}
+    imp = {"tolerance": 0.01, "verdict": "inconclusive"}
+    agg = ds.aggregate(regimes, imp, reference, safe=True)
     assert agg["means"]["perf"] == {"idle": 10.0, "stress": 20.0, "overall": 15.0}
-    assert agg["score_v2"] == pytest.approx(15.0 - 0.2 * 4.0 - 0.1 * 50.0)
-    assert agg["penalties"] == {"latency": True, "power": True}
-    # Only idle has a baseline: 10 - 0.4 - 4 = 5.6 against 9 - 0.4 - 4 = 4.6.
+    assert agg["score_v2_raw"] == pytest.approx(15.0 - 0.2 * 4.0 - 0.1 * 50.0)
+    # Only idle has a reference: 10/8 - 0.2 * 2/4 - 0.1 * 40/40 (issue #14: one scale).
     assert agg["compared_regimes"] == ["idle"]
-    assert agg["baseline_score_v2"] == pytest.approx(4.6)
-    assert agg["improves_over_baseline"] is True
-
-
-def test_aggregate_tolerance_absent_kpis_and_unsafe() -> None:
-    regimes = {"idle": {"perf": 10.0, "p95_ms": 1.0}}
-    near = {"idle": {"perf": 10.05, "p95_ms": 1.0, "watts": 30.0}}
-    agg = ds.aggregate(regimes, near, safe=True)
-    # No watts for the candidate: no power penalty, on either side of the comparison.
-    assert agg["penalties"] == {"latency": True, "power": False}
-    assert agg["score_v2"] == pytest.approx(9.8)
-    assert agg["baseline_score_v2"] == pytest.approx(9.85)
-    assert agg["improves_over_baseline"] is False
-    within = {"idle": {"perf": 9.8, "p95_ms": 1.0}}  # 9.8 + 1% of 9.6 = 9.696 < 9.8
-    assert ds.aggregate(regimes, within, safe=True)["improves_over_baseline"] is True
-    tight = ds.aggregate(regimes, within, safe=True, tolerance=0.05)  # 9.6 * 1.05 = 10.08
-    assert tight["improves_over_baseline"] is False
-    unsafe = ds.aggregate(regimes, within, safe=False)
-    assert (unsafe["score_v2"], unsafe["improves_over_baseline"]) == (-math.inf, False)
-    assert ds.aggregate(regimes, {}, safe=True)["improves_over_baseline"] is None
-    no_perf = ds.aggregate({"idle": {"watts": 3.0}}, {}, safe=True)
+    assert agg["score_v2"] == pytest.approx(1.25 - 0.1 - 0.1)
+    assert agg["improves_over_baseline"] == "inconclusive"
+    unsafe = ds.aggregate(regimes, imp, reference, safe=False)
+    assert unsafe["score_v2"] == -math.inf and unsafe["score_v2_raw"] == -math.inf
+    no_perf = ds.aggregate({"idle": {"watts": 3.0}}, imp, {}, safe=True)
     assert no_perf["score_v2"] is None
     assert no_perf["means"] == {"watts": {"idle": 3.0, "overall": 3.0}}
+
+
+def test_absent_sensors_are_named_never_zero() -> None:
+    rows = [{"perf": 5.0, "p95_ms": 1.0, "watts": None, "errors": 0, "requests": 100}] * 3
+    caps = {"watts": 250.0, "p95_ms": 50.0, "error_rate": 0.001, "temp_peak_c": 90.0}
+    profile, unverified = ds.risk_profile(rows, caps)
+    assert [u["metric"] for u in unverified] == ["temp_peak_c", "watts"]
+    assert "watts" not in profile and "temp_peak_c" not in profile
+    assert profile["p95_ms"] == {"cap": 50.0, "peak": 1.0, "margin": 49.0, "trials_checked": 3}
+    assert profile["error_rate"]["peak"] == 0.0
+    summary = ds.sensor_summary([{"watts": "absent", "temp_peak_c": "absent"}] * 3)
+    assert summary["watts"] == {"provenance": "absent", "trials": {"absent": 3}}
 
 
 def test_regime_result_aligns_with_trials_and_drops_unmeasured_metrics() -> None:
@@ -114,7 +110,7 @@ def test_regime_result_aligns_with_trials_and_drops_unmeasured_metrics() -> None
     assert result["delta"] == {"perf": [-1.0, None, 1.0]}
     seed = ds.bootstrap_seed("c", "cpu", "idle", "perf")
     assert result["ci95"]["perf"] == list(plain_bootstrap([1.0, 3.0], seed))
-    assert result["trials"] == 3 and result["baseline"] == base
+    assert result["trials"] == 3 and result["baseline"] == base and result["failed"] == []
 
 
 def test_jsonable_spells_non_finite_floats() -> None:

@@ -34,7 +34,10 @@ from labledger.projections.base import Tx
 from labledger.projections.dream import candidate_pack, current_baselines
 
 router = APIRouter(include_in_schema=False)
-SCORE = "score_v2"
+SCORE = "score_v2_raw"
+"""The seed's raw-unit score: the page ranks a run's candidates without their baseline
+(the baseline-normalised score and its CI are in each candidate's pack)."""
+_NO_BASELINE: dict[str, Any] = {"tolerance": None, "verdict": None}
 BEST_SHOWN = 4
 CHARTED = (("perf", "perf (domain unit, higher is better)"), ("p95_ms", "p95 latency (ms)"))
 
@@ -55,7 +58,7 @@ def candidates(trials: list[dict[str, Any]], capped: set[Any]) -> list[dict[str,
     for (run_id, domain, cand_id), row in grouped.items():
         means = {r: ds.regime_means(k) for r, k in row["regimes"].items()}
         safe = (domain, cand_id) not in capped
-        score = evolve.fitness(ds.aggregate(means, {}, safe=safe)[SCORE])
+        score = evolve.fitness(ds.aggregate(means, _NO_BASELINE, {}, safe=safe)[SCORE])
         out.append(
             {
                 "run_id": run_id,

@@ -1,4 +1,4 @@
-"""``dream pack|baselines|run|report``: the D-REAM lab and its read models.
+"""``dream pack|baselines|promote|run|report``: the D-REAM lab and its read models.
 
 ``pack`` and ``baselines`` catch their projection up first, so they show the
 log as it is now. ``run`` and ``report`` drive the lab: progress and
@@ -9,6 +9,7 @@ or the table of best candidates (``report``).
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 import time
 from pathlib import Path
@@ -23,8 +24,10 @@ from labledger.errors import UsageError
 from labledger.lab.dream import report
 from labledger.lab.dream.config import load_regimes
 from labledger.lab.dream.measure import unavailable
+from labledger.lab.dream.promote import promote
 from labledger.lab.dream.runner import RunRequest, RunSummary, resume_run, start_run
 from labledger.projections.dream import candidate_domains, candidate_pack, current_baselines
+from labledger.projections.dream_promoted import promoted
 from labledger.store import EventStore
 
 # -- read models -------------------------------------------------------------------
@@ -34,18 +37,9 @@ def cmd_pack(args: argparse.Namespace, store: EventStore) -> int:
     """Print the candidate_pack.v2 of CAND_ID as JSON (exit 2 for an unknown candidate)."""
     engine = caught_up(store, "dream_candidates", progress=False)
     with engine.read("dream_candidates") as tx:
-        domains = candidate_domains(tx, args.cand_id)
-        if args.domain is not None:
-            domains = [d for d in domains if d == args.domain]
-        if not domains:
-            where = f" in domain {args.domain!r}" if args.domain else ""
-            raise UsageError(f"no candidate {args.cand_id!r}{where}: it has no recorded trials")
-        if len(domains) > 1:
-            raise UsageError(
-                f"candidate {args.cand_id!r} exists in domains {', '.join(domains)}: "
-                "choose one with --domain"
-            )
-        pack = candidate_pack(tx, domains[0], args.cand_id)
+        pack = candidate_pack(
+            tx, _only_domain(candidate_domains(tx, args.cand_id), args), args.cand_id
+        )
     output.json_document(pack)
     return 0
 
@@ -57,6 +51,36 @@ def cmd_baselines(args: argparse.Namespace, store: EventStore) -> int:
         lines = current_baselines(tx, args.domain)
     output.emit(lines, output.chosen(args))
     return 0
+
+
+def cmd_promote(args: argparse.Namespace, store: EventStore) -> int:
+    """Sign and append the promotion of CAND_ID (exit 4 when it is unsafe or not proven better)."""
+    engine = caught_up(store, "dream_candidates", progress=False)
+    with engine.read("dream_candidates") as tx:
+        domain = _only_domain(candidate_domains(tx, args.cand_id), args)
+        pack = candidate_pack(tx, domain, args.cand_id)
+    assert pack is not None
+    by = args.by or getpass.getuser() or "operator"
+    command = promote(store, pack, promoted_by=by, reason=args.reason)
+    engine = caught_up(store, "dream_promoted", progress=False)
+    with engine.read("dream_promoted") as tx:
+        lines = promoted(tx, command.domain)
+    output.json_lines(lines)
+    return 0
+
+
+def _only_domain(domains: list[str], args: argparse.Namespace) -> str:
+    if args.domain is not None:
+        domains = [d for d in domains if d == args.domain]
+    if not domains:
+        where = f" in domain {args.domain!r}" if args.domain else ""
+        raise UsageError(f"no candidate {args.cand_id!r}{where}: it has no recorded trials")
+    if len(domains) > 1:
+        raise UsageError(
+            f"candidate {args.cand_id!r} exists in domains {', '.join(domains)}: "
+            "choose one with --domain"
+        )
+    return domains[0]
 
 
 # -- the lab -----------------------------------------------------------------------
@@ -118,6 +142,7 @@ def _run_domain(args: argparse.Namespace, store: EventStore, domain: str) -> Non
         budget_ms=args.budget_ms,
         regimes_path=args.regimes,
         caps_path=args.caps,
+        refresh_baseline=tuple(args.refresh_baseline or ()),
     )
     bar = ProgressLine(f"dream {domain}", unit="trials")
     started = time.monotonic()
@@ -147,10 +172,15 @@ def cmd_run(args: argparse.Namespace, store: EventStore) -> int:
 def cmd_report(args: argparse.Namespace, store: EventStore) -> int:
     """Print the best candidates per domain and write the KPI plot (``--out``)."""
     engine = engine_for(store)
-    for name in ("dream_baselines", "dream_candidates"):
+    for name in ("dream_baselines", "dream_candidates", "dream_promoted"):
         engine.catch_up(name)
+    with engine.read("dream_promoted") as tx:
+        in_force = promoted(tx, args.domain)
     with engine.read("dream_candidates") as tx:
-        best = report.best_candidates(tx, args.domain, args.top)
+        run_id = None if args.all_runs else (args.run or report.latest_run(tx, args.domain))
+        best = report.best_candidates(tx, args.domain, args.top, run_id=run_id)
+    if run_id is not None:
+        _note(f"dream report: run {run_id} (--all-runs merges every run)")
     with engine.read("dream_baselines") as tx:
         baselines = report.baselines_by_regime(tx, args.domain)
     if not best:
@@ -160,7 +190,8 @@ def cmd_report(args: argparse.Namespace, store: EventStore) -> int:
     if fmt != "table":
         output.emit([pack for packs in best.values() for pack in packs], fmt)
     else:
-        sys.stdout.write("\n".join(report.text_lines(best)) + "\n")
+        lines = report.text_lines(best) + report.promoted_lines(in_force)
+        sys.stdout.write("\n".join(lines) + "\n")
         sys.stdout.flush()
     out = args.out
     if out is None and not args.json:
@@ -227,6 +258,14 @@ def _add_run(verbs: argparse._SubParsersAction[Any]) -> None:
         help="where storage workloads write (default: the temp directory)",
     )
     p.add_argument(
+        "--refresh-baseline",
+        nargs="?",
+        const="",
+        action="append",
+        metavar="DOMAIN[:REGIME]",
+        help="re-measure the baseline (default: the run's domain, every regime); repeatable",
+    )
+    p.add_argument(
         "--resume",
         metavar="RUN_ID",
         default=None,
@@ -248,6 +287,9 @@ def _add_report(verbs: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--regimes", type=Path, default=None, help="regimes.yaml for the perf units")
     p.add_argument("--json", action="store_true", help="same as --format json")
     output.add_format(p)
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("--run", metavar="RUN_ID", default=None, help="one run (default: latest)")
+    scope.add_argument("--all-runs", action="store_true", help="merge every run's candidates")
     p.set_defaults(store_handler=cmd_report)
 
 
@@ -263,5 +305,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--domain", default=None, help="only this domain")
     output.add_format(p)
     p.set_defaults(store_handler=cmd_baselines)
+    p = verbs.add_parser(
+        "promote", help="make a safe, improved candidate the domain's configuration (signed)"
+    )
+    p.add_argument("cand_id", metavar="CAND_ID", help="the candidate to promote")
+    p.add_argument("--domain", default=None, help="needed when the id exists in several domains")
+    p.add_argument("--by", default=None, help="who promotes (default: the login name)")
+    p.add_argument("--reason", default="", help="free text recorded with the command")
+    p.set_defaults(store_handler=cmd_promote)
     _add_run(verbs)
     _add_report(verbs)

@@ -120,9 +120,11 @@ def _print_best(report_json: str) -> None:
             f"{r['regime']} perf ci95 {_interval(r.get('ci95', {}).get('perf'))}"
             for r in pack.get("regimes", [])
         )
+        why = (agg.get("improvement") or {}).get("reason")
         print(
             f"{pack.get('cand_id')}: score_v2 {agg.get('score_v2')}, safe {pack.get('safe')}, "
-            f"improves_over_baseline {agg.get('improves_over_baseline')}; {ci}"
+            f"improves_over_baseline {agg.get('improves_over_baseline')}"
+            f"{f' ({why})' if why else ''}; {ci}"
         )
 
 

@@ -18,7 +18,14 @@ from sqlalchemy.engine import make_url
 from labledger.cli import output
 from labledger.cli._input import MAX_DIGITS, bounded_lines, events_from_lines, nonnegative
 from labledger.errors import InvalidEvent, UsageError
-from labledger.events.dream import DreamManifest, Regime, TrialKpis, TrialRecorded
+from labledger.events.dream import (
+    DreamManifest,
+    Provenance,
+    Regime,
+    SensorProvenance,
+    TrialKpis,
+    TrialRecorded,
+)
 from labledger.events.runs import Heartbeat, RunFinished, RunOutcome, RunStarted, Subsystem
 from labledger.ledger import open_ledger, read_all
 from labledger.projections import ProjectionEngine, all_projections
@@ -180,6 +187,8 @@ def _demo_trials(run_id: str, causation_id: str) -> list[NewEvent]:
                 errors=0,
                 oom=0,
             ),
+            sensors=SensorProvenance(watts=Provenance.ABSENT, temp_peak_c=Provenance.ABSENT),
+            units={"perf": "MiB/s hashed", "p95_ms": "ms"},
         ).to_new_event(run_id=run_id, causation_id=causation_id, actor="demo")
         for c in range(2)
         for regime in (Regime.IDLE, Regime.STRESS)

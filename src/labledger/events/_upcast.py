@@ -26,12 +26,14 @@ from labledger.events._types import (
     Finite,
     Name,
     NonNegative,
+    Params,
     Path,
     Positive,
     Sha256,
     Text,
     Unit,
 )
+from labledger.events.dream import Regime
 from labledger.events.telemetry import EventLevel, HealthStatus, TelemetryPriority
 from labledger.events.toolgen import ImplStyle
 
@@ -170,3 +172,72 @@ class HandoffRequestedV1(Event, frozen=True, kw_only=True):
 @register_upcaster("toolgen.HandoffRequested", 1)
 def _handoff_without_report(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "report_sha256": None}
+
+
+# --- dream.TrialRecorded v1 -> v2: provenance, units, failure, raw output --------------------
+
+
+class _TrialKpisV1(Record, frozen=True, kw_only=True):
+    perf: Finite | None
+    p95_ms: NonNegative | None
+    watts: NonNegative | None
+    temp_peak_c: Finite | None
+    errors: Count | None
+    oom: Count | None
+
+
+class TrialRecordedV1(Event, frozen=True, kw_only=True):
+    """dream.TrialRecorded v1: KPIs without units, sensor provenance or a failure reason."""
+
+    TYPE = "dream.TrialRecorded"
+    VERSION = 1
+    SUBSYSTEM = "dream"
+
+    domain: Name
+    regime: Regime
+    cand_id: Name
+    generation: Count
+    trial: Count
+    genome: Params
+    kpis: _TrialKpisV1
+
+
+@register_upcaster("dream.TrialRecorded", 1)
+def _trial_provenance(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 stored only readings: a present value was measured, an absent one absent.
+
+    v1 recorded no units (``{}``: unknown) and counted a trial without ``perf``
+    as failed (the workload produced nothing usable).
+    """
+    kpis = data["kpis"]
+
+    def seen(name: str) -> str:
+        return "measured" if kpis.get(name) is not None else "absent"
+
+    sensors = {"watts": seen("watts"), "temp_peak_c": seen("temp_peak_c")}
+    failure = "no perf measured (v1 trial)" if kpis.get("perf") is None else None
+    return {**data, "sensors": sensors, "units": {}, "failure": failure}
+
+
+# --- dream.GenerationCompleted v1 -> v2: packs and best fitness ------------------------------
+
+
+class GenerationCompletedV1(Event, frozen=True, kw_only=True):
+    """dream.GenerationCompleted v1: no packs, no best fitness."""
+
+    TYPE = "dream.GenerationCompleted"
+    VERSION = 1
+    SUBSYSTEM = "dream"
+
+    domain: Name
+    generation: Count
+    candidates: Count
+    regimes: list[Regime]
+    trials_per_regime: Count
+    best_cand_id: Name | None
+
+
+@register_upcaster("dream.GenerationCompleted", 1)
+def _generation_packs(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 named no packs and recorded no fitness: an empty list and ``None``."""
+    return {**data, "packs": [], "best_fitness": None}

@@ -27,6 +27,16 @@ KPIs stay absent), with its genome, the ``code_hash`` of its run's
 ``run.RunStarted`` manifest (``null`` if none), and
 ``baseline_id = bl-<domain>-<regime>-<position of the GenerationCompleted>``.
 
+Valid trials. A trial recorded with a ``failure`` (v2: no work, too few
+requests, a crashed workload; v1: no ``perf``) counts in no mean, CI or
+baseline, and a candidate with a failed trial in a regime is not successful
+there.
+
+The pack's reference. Its ``score_v2`` and improvement are computed against
+the baseline in force at its first trial in each regime, else (a candidate
+measured before any baseline existed, e.g. generation 0) against the current
+baseline of that regime; ``regimes[].baseline_source`` says which.
+
 Resumed runs: a ``run.RunResumed`` drops the trials and cap breaches its run
 recorded after the checkpoint (they belong to the dead attempt). A baseline
 set from them is not undone (a limitation; the next refresh replaces it).
@@ -67,7 +77,7 @@ def _kpi_columns(counts_as_int: bool) -> list[sa.Column[Any]]:
 
 
 class _DreamFold(Projection):
-    version = 1
+    version = 2
     handles = (
         TrialRecorded,
         SafetyCapExceeded,
@@ -88,6 +98,10 @@ class _DreamFold(Projection):
             sa.Column("position", sa.BigInteger, nullable=False),
             sa.Column("genome", sa.Text, nullable=False),
             *_kpi_columns(True),
+            sa.Column("failure", sa.Text),
+            sa.Column("output_sha256", sa.Text),
+            sa.Column("units", sa.Text, nullable=False),
+            sa.Column("sensors", sa.Text, nullable=False),
         )
         tables.add(
             "caps",
@@ -105,6 +119,7 @@ class _DreamFold(Projection):
             "runs",
             sa.Column("run_id", sa.Text, primary_key=True),
             sa.Column("code_hash", sa.Text, nullable=False),
+            sa.Column("caps", sa.Text, nullable=False),
         )
         tables.add(
             "baselines",
@@ -149,7 +164,13 @@ class _DreamFold(Projection):
                 _completed(tx, record, event)
             case RunStarted() if event.manifest is not None:
                 run_id = record.run_id or record.stream
-                tx.upsert("runs", {"run_id": run_id}, code_hash=event.manifest.code_hash)
+                caps = event.config.get("caps")
+                tx.upsert(
+                    "runs",
+                    {"run_id": run_id},
+                    code_hash=event.manifest.code_hash,
+                    caps=_canon(caps if isinstance(caps, dict) else {}).decode(),
+                )
             case RunResumed() if record.run_id is not None:
                 self._resumed(tx, record.run_id, event.checkpoint_position)
             case _:
@@ -165,6 +186,10 @@ class _DreamFold(Projection):
             position=record.position,
             genome=_canon(event.genome).decode(),
             **{m: getattr(event.kpis, m) for m in ds.METRICS},
+            failure=event.failure,
+            output_sha256=event.output_sha256,
+            units=_canon(event.units).decode(),
+            sensors=_canon(event.sensors).decode(),
         )
         if self.tracks_candidates and tx.get("cand_regimes", **key) is None:
             current = tx.get("current", domain=event.domain, regime=event.regime.value)
@@ -257,9 +282,41 @@ def _successful(tx: Tx, event: GenerationCompleted, rows: list[sa.Row[Any]]) -> 
     if len(rows) < max(1, event.trials_per_regime):
         return False
     for row in rows:
-        if row.perf is None or (row.errors or 0) > 0 or (row.oom or 0) > 0:
+        if not _valid(row) or (row.errors or 0) > 0 or (row.oom or 0) > 0:
             return False
     return tx.get("caps", domain=event.domain, cand_id=rows[0].cand_id) is None
+
+
+def _valid(row: RowLike) -> bool:
+    return row.failure is None and row.perf is not None
+
+
+def baseline_candidate(
+    tx: Tx, domain: str, generation: int, regime: str, trials_per_regime: int
+) -> str | None:
+    """The candidate that will become the (domain, regime) baseline when ``generation`` closes.
+
+    The rule of the module docstring, for a generation whose
+    ``dream.GenerationCompleted`` is not yet in the log (the runner scores its
+    first generation against it). ``None`` when a baseline is in force and no
+    refresh is pending, or no candidate qualifies.
+    """
+    current = tx.get("current", domain=domain, regime=regime)
+    if current is not None and current.baseline_id and current.refresh_position is None:
+        return None
+    after = -1 if current is None or current.refresh_position is None else current.refresh_position
+    probe = GenerationCompleted(
+        domain=domain,
+        generation=generation,
+        candidates=0,
+        regimes=[Regime(regime)],
+        trials_per_regime=trials_per_regime,
+        best_cand_id=None,
+        packs=[],
+        best_fitness=None,
+    )
+    rows = _first_successful(tx, probe, regime, after)
+    return None if rows is None else str(rows[0].cand_id)
 
 
 def _set_baseline(
@@ -357,13 +414,12 @@ def candidate_pack(tx: Tx, domain: str, cand_id: str) -> dict[str, Any] | None:
 
     Returns:
         ``schema``, ``run_id`` (of its latest trial), ``domain``, ``cand_id``,
-        ``generation``, ``genome`` (of its latest trial), ``regimes`` (in
-        idle, normal, stress, mixed order), ``aggregate``, ``safe`` and
-        ``caps_exceeded``; ``None`` when the candidate has no trials.
+        ``generation``, ``genome`` (of its latest trial), ``units``,
+        ``sensors``, ``regimes`` (in idle, normal, stress, mixed order),
+        ``aggregate``, ``safe``, ``caps_exceeded``, ``caps_unverified``,
+        ``risk_profile`` and ``artifacts``; ``None`` when the candidate has no trials.
     """
-    trials = tx.table("trials")
-    where = (trials.c.domain == domain, trials.c.cand_id == cand_id)
-    rows = tx.query(sa.select(trials).where(*where).order_by(trials.c.trial)).all()
+    rows = trial_rows(tx, domain, cand_id)
     if not rows:
         return None
     latest = max(rows, key=lambda r: r.position)
@@ -374,33 +430,81 @@ def candidate_pack(tx: Tx, domain: str, cand_id: str) -> dict[str, Any] | None:
         "generation": latest.generation,
         "genome": msgspec.json.decode(latest.genome),
     }
-    return ds.build_pack(
-        header, _regime_results(tx, domain, cand_id, rows), _caps_of(tx, domain, cand_id)
+    results, base_rows = _regime_results(tx, domain, cand_id, rows)
+    run = None if latest.run_id is None else tx.get("runs", run_id=latest.run_id)
+    inputs = ds.PackInputs(
+        cand_rows=_by_regime(sorted((r for r in rows if _valid(r)), key=_regime_rank)),
+        base_rows=base_rows,
+        all_rows=[_kpis(r) for r in rows],
+        run_caps={} if run is None else msgspec.json.decode(run.caps),
+        units=msgspec.json.decode(latest.units),
+        sensors=[msgspec.json.decode(r.sensors) for r in rows],
+        artifacts=[
+            {"regime": r.regime, "trial": r.trial, "sha256": r.output_sha256}
+            for r in sorted(rows, key=lambda r: r.position)
+            if r.output_sha256 is not None
+        ],
     )
+    return ds.build_pack(header, results, _caps_of(tx, domain, cand_id), inputs)
+
+
+def trial_rows(tx: Tx, domain: str, cand_id: str) -> list[sa.Row[Any]]:
+    """Every recorded trial of one candidate, in trial order."""
+    trials = tx.table("trials")
+    where = (trials.c.domain == domain, trials.c.cand_id == cand_id)
+    return list(tx.query(sa.select(trials).where(*where).order_by(trials.c.trial)).all())
+
+
+def _kpis(row: RowLike) -> dict[str, Any]:
+    return {m: getattr(row, m) for m in ds.METRICS}
+
+
+def _by_regime(rows: Iterable[RowLike]) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        found.setdefault(row.regime, []).append(_kpis(row))
+    return found
 
 
 def _regime_results(
     tx: Tx, domain: str, cand_id: str, rows: Iterable[sa.Row[Any]]
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
     by_regime: dict[str, list[sa.Row[Any]]] = {}
     for row in rows:
         by_regime.setdefault(row.regime, []).append(row)
-    results = []
+    results, base_rows = [], {}
     for regime in sorted(by_regime, key=lambda r: _REGIME_ORDER.get(r, len(_REGIME_ORDER))):
-        got = by_regime[regime]
+        got = [r for r in by_regime[regime] if _valid(r)]
+        failed = [
+            {"trial": r.trial, "failure": r.failure} for r in by_regime[regime] if not _valid(r)
+        ]
         kpis = {m: [getattr(r, m) for r in got] for m in ds.METRICS}
-        baseline = _baseline_for(tx, domain, cand_id, regime)
+        baseline, source = _baseline_for(tx, domain, cand_id, regime)
         names = (cand_id, domain, regime)
-        results.append(ds.regime_result(names, [r.trial for r in got], kpis, baseline))
-    return results
+        result = ds.regime_result(names, [r.trial for r in got], kpis, baseline, failed)
+        results.append({**result, "baseline_source": source})
+        if baseline is not None:
+            base_cand = baseline["cand_id"]
+            base = [r for r in trial_rows(tx, domain, base_cand) if r.regime == regime]
+            base_rows[regime] = [_kpis(r) for r in base if _valid(r)]
+        if result["baseline"] is not None:
+            result["baseline"].pop("cand_id", None)
+    return results, base_rows
 
 
-def _baseline_for(tx: Tx, domain: str, cand_id: str, regime: str) -> dict[str, Any] | None:
+def _baseline_for(
+    tx: Tx, domain: str, cand_id: str, regime: str
+) -> tuple[dict[str, Any] | None, str | None]:
     link = tx.get("cand_regimes", domain=domain, cand_id=cand_id, regime=regime)
-    if link is None or link.baseline_id is None:
-        return None
-    row = tx.get("baselines", baseline_id=link.baseline_id)
-    return None if row is None else _baseline_values(row)
+    source = "in_force_at_first_trial"
+    baseline_id = None if link is None else link.baseline_id
+    if baseline_id is None:
+        current = tx.get("current", domain=domain, regime=regime)
+        baseline_id, source = (None if current is None else current.baseline_id), "current"
+    row = None if baseline_id is None else tx.get("baselines", baseline_id=baseline_id)
+    if row is None:
+        return None, None
+    return {**_baseline_values(row), "cand_id": row.cand_id}, source
 
 
 def _caps_of(tx: Tx, domain: str, cand_id: str) -> list[dict[str, Any]]:
@@ -408,3 +512,7 @@ def _caps_of(tx: Tx, domain: str, cand_id: str) -> list[dict[str, Any]]:
     query = sa.select(caps).where(caps.c.domain == domain, caps.c.cand_id == cand_id)
     fields = ("regime", "trial", "metric", "sensor", "cap", "observed", "position")
     return [{f: getattr(r, f) for f in fields} for r in tx.query(query.order_by(caps.c.position))]
+
+
+def _regime_rank(row: RowLike) -> tuple[int, int]:
+    return _REGIME_ORDER.get(row.regime, len(_REGIME_ORDER)), row.trial

@@ -1,36 +1,31 @@
-"""D-REAM statistics for ``candidate_pack.v2`` (seed ``000_…``): bootstrap CIs, score_v2.
+"""D-REAM statistics for ``candidate_pack.v2`` (seed ``000_…``): bootstrap CIs, the pack.
 
 Plain functions over plain data, shared by the ``dream_candidates`` projection,
 the CLI and the tests. Nothing here reads a clock or unseeded randomness.
 
-Units (how ``score_v2`` is normalised). ``score_v2 = perf − 0.2·p95_ms −
-0.1·watts``, the seed's ``composite_score``, applied to the values *as
-recorded*, with no rescaling: ``perf`` in the workload's own throughput unit
-(higher is better; one (domain, regime) always runs the same workload, so
-scores compare within a domain, not across domains), ``p95_ms`` in
-milliseconds, ``watts`` in watts. The weights therefore carry units (perf
-units per ms and per W). Each term uses the *overall* mean: the mean over
-regimes of the per-regime trial means, every regime weighing the same (the
-seed's ``"overall"``).
+The score and the improvement decision live in ``dream_score``:
+``score_v2`` is on the baseline's scale (1.0 = the baseline per term), and
+``improves_over_baseline`` is ``true``, ``false`` or ``"inconclusive"`` by the
+bootstrap CI of the score difference. ``score_v2_raw`` keeps the seed's
+formula on raw units (``perf − 0.2·p95_ms − 0.1·watts`` over the overall
+means: the mean over regimes of per-regime trial means) for comparison with
+old packs.
+
+Valid trials. A trial recorded with a ``failure`` (no work, too few requests,
+a crashed workload) is listed in the regime's ``failed`` and counts in no
+mean, delta, CI or score.
 
 Absent KPIs. A KPI the machine could not measure is ``None`` in its trial and
 stays absent: ``null`` at its place in the trial list, left out of means,
-deltas and CIs, never replaced by 0. Without a p95 there is no latency
-penalty, without watts no power penalty, and ``aggregate.penalties`` says
-which were applied; without perf there is no score (``null``).
+deltas and CIs, never replaced by 0. The pack's ``sensors`` says per sensor
+whether it was measured, modelled or absent; ``caps_unverified`` names each
+cap whose KPI no trial measured, and ``risk_profile`` gives, per checked cap,
+the closest approach (peak observed) and the margin left.
 
 Unsafe candidates (any ``dream.SafetyCapExceeded``) have ``safe = false`` and
 ``score_v2 = -inf``, written in JSON as the *string* ``"-inf"``: JSON has no
 infinity, and ``null`` already means "cannot be scored". Any other
-non-finite float (only reachable with KPIs near the float range) is written
-the same way (``"inf"``, ``"-inf"``, ``"nan"``).
-
-Improvement. ``improves_over_baseline`` compares like with like: only the
-regimes that have a baseline, and a penalty term only where both the
-candidate and every compared baseline measured it. It is true when the
-candidate's score beats the baseline's by more than ``tolerance`` (relative:
-``score > base + tolerance·|base|``, default 1 %), false when it does not or
-the candidate is unsafe, ``null`` when there is nothing to compare.
+non-finite float is written the same way (``"inf"``, ``"-inf"``, ``"nan"``).
 """
 
 from __future__ import annotations
@@ -39,16 +34,30 @@ import hashlib
 import math
 import random
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-METRICS = ("perf", "p95_ms", "watts", "temp_peak_c", "errors", "oom")
+from labledger.projections import dream_score as score
+
+METRICS = (
+    "perf",
+    "p95_ms",
+    "watts",
+    "temp_peak_c",
+    "errors",
+    "oom",
+    "requests",
+    "cpu_s",
+    "peak_rss_mb",
+    "watts_modelled",
+)
 """The KPIs of a trial, in pack order."""
+CAP_METRICS = ("temp_peak_c", "watts", "errors", "oom", "p95_ms", "peak_rss_mb", "error_rate")
 
 ITERS = 2000
 ALPHA = 0.05
-LATENCY_WEIGHT = 0.2
-POWER_WEIGHT = 0.1
-TOLERANCE = 0.01
+LATENCY_WEIGHT = score.LATENCY_WEIGHT
+POWER_WEIGHT = score.POWER_WEIGHT
+TOLERANCE = score.TOLERANCE
 
 Column = Sequence[float | None]
 """One metric across a regime's trials (in trial order), ``None`` where unmeasured."""
@@ -143,24 +152,18 @@ def _score(per_regime: Sequence[Mapping[str, float]], terms: set[str]) -> float 
 
 def aggregate(
     regimes: Mapping[str, Mapping[str, float]],
-    baselines: Mapping[str, Mapping[str, float]],
+    improvement: Mapping[str, Any],
+    reference: Mapping[str, Mapping[str, float]],
     *,
     safe: bool,
-    tolerance: float = TOLERANCE,
 ) -> dict[str, Any]:
-    """The pack's ``aggregate``: means per regime and overall, ``score_v2``, improvement.
+    """The pack's ``aggregate``: means, ``score_v2`` (normalised), ``score_v2_raw``, improvement.
 
     Args:
-        regimes: per regime (pack order), the candidate's KPI means (:func:`regime_means`).
-        baselines: per regime that has one, the baseline's KPI values.
+        regimes: per regime (pack order), the candidate's KPI means over valid trials.
+        improvement: :func:`dream_score.improvement` against the baseline.
+        reference: per regime, the baseline's means the score is normalised by.
         safe: false when a safety cap was exceeded (score −inf, no improvement).
-        tolerance: relative margin the score must beat the baseline's by.
-
-    Returns:
-        ``means`` ({metric: {regime: mean, "overall": mean}}; ``overall`` only
-        when every regime measured the metric), ``score_v2``, ``penalties``,
-        ``baseline_score_v2``, ``compared_regimes``, ``tolerance``,
-        ``improves_over_baseline``. Floats may be non-finite: see :func:`jsonable`.
     """
     per_regime = list(regimes.values())
     means: dict[str, dict[str, float]] = {}
@@ -169,29 +172,22 @@ def aggregate(
         if row:
             overall = _overall(per_regime, metric)
             means[metric] = row if overall is None else {**row, "overall": overall}
-    penalties = {
-        "latency": _overall(per_regime, "p95_ms") is not None,
-        "power": _overall(per_regime, "watts") is not None,
-    }
-    terms = {t for t, on in (("p95_ms", penalties["latency"]), ("watts", penalties["power"])) if on}
-    score = _score(per_regime, terms) if safe else -math.inf
-    compared = [r for r in regimes if r in baselines]
-    cand = [regimes[r] for r in compared]
-    base = [baselines[r] for r in compared]
-    common = {t for t in ("p95_ms", "watts") if _overall(cand, t) is not None}
-    common &= {t for t in ("p95_ms", "watts") if _overall(base, t) is not None}
-    cand_score, base_score = _score(cand, common), _score(base, common)
-    improves: bool | None = None
-    if cand_score is not None and base_score is not None:
-        improves = safe and cand_score > base_score + tolerance * abs(base_score)
+    raw_terms = {t for t in ("p95_ms", "watts") if _overall(per_regime, t) is not None}
+    compared = [r for r in regimes if r in reference]
+    terms = score.score_terms(regimes, reference, compared)
+    normalised = score.normalised_score(regimes, reference, compared, terms)
     return {
         "means": means,
-        "score_v2": score,
-        "penalties": penalties,
-        "baseline_score_v2": base_score,
+        "score_v2": normalised if safe else -math.inf,
+        "score_formula": score.FORMULA,
+        "score_formula_text": score.FORMULA_TEXT,
+        "score_terms": terms,
+        "score_v2_raw": _score(per_regime, raw_terms) if safe else -math.inf,
+        "raw_formula": score.RAW_FORMULA,
         "compared_regimes": compared,
-        "tolerance": tolerance,
-        "improves_over_baseline": improves,
+        "tolerance": improvement["tolerance"],
+        "improvement": dict(improvement),
+        "improves_over_baseline": improvement["verdict"],
     }
 
 
@@ -200,14 +196,16 @@ def regime_result(
     trials: Sequence[int],
     kpis: Mapping[str, Column],
     baseline: Mapping[str, Any] | None,
+    failed: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """One entry of the pack's ``regimes`` (seed ``RegimeResult``).
 
     Args:
         names: (cand_id, domain, regime), which also seed the bootstrap.
-        trials: the trial numbers, in order; every ``kpis`` column aligns with them.
-        kpis: per metric its column; metrics never measured are left out.
+        trials: the valid trial numbers, in order; every ``kpis`` column aligns with them.
+        kpis: per metric its column over the valid trials; metrics never measured are left out.
         baseline: the baseline's KPI values and ``baseline_id``, or ``None``.
+        failed: the failed trials (``trial``, ``failure``), which count in nothing.
 
     Returns:
         ``regime``, ``trials`` (count), ``trial_ids``, ``kpis``, ``baseline``,
@@ -234,11 +232,33 @@ def regime_result(
         "baseline": None if baseline is None else dict(baseline),
         "delta": delta,
         "ci95": ci95,
+        "failed": [dict(f) for f in failed],
     }
 
 
+class PackInputs(NamedTuple):
+    """What :func:`build_pack` needs besides the regime results, read from the projection."""
+
+    cand_rows: score.Rows
+    """Per regime, the candidate's valid trials (metric → value)."""
+    base_rows: score.Rows
+    """Per regime that has a baseline, the baseline candidate's valid trials."""
+    all_rows: Sequence[Mapping[str, Any]]
+    """Every trial of the candidate (valid or not), for the risk profile."""
+    run_caps: Mapping[str, float]
+    """The caps its run checked (metric → max), ``{}`` when the run did not record them."""
+    units: Mapping[str, str]
+    sensors: Sequence[Mapping[str, Any]]
+    """Per trial its sensor provenance."""
+    artifacts: Sequence[Mapping[str, Any]]
+    """Per trial (``regime``, ``trial``) the blob of its raw output (``sha256``)."""
+
+
 def build_pack(
-    header: Mapping[str, Any], regimes: Sequence[Mapping[str, Any]], caps: Sequence[Any]
+    header: Mapping[str, Any],
+    regimes: Sequence[Mapping[str, Any]],
+    caps: Sequence[Any],
+    inputs: PackInputs,
 ) -> dict[str, Any]:
     """The whole ``candidate_pack.v2``, JSON-ready.
 
@@ -246,26 +266,88 @@ def build_pack(
         header: ``run_id``, ``domain``, ``cand_id``, ``generation``, ``genome``.
         regimes: :func:`regime_result` entries, in pack order.
         caps: the candidate's safety-cap breaches (any makes it unsafe).
+        inputs: the trials, the baseline's trials and the provenance (:class:`PackInputs`).
 
     Returns:
-        ``schema``, the header, ``regimes``, ``aggregate``, ``safe``, ``caps_exceeded``.
+        ``schema``, the header, ``units``, ``sensors``, ``regimes``, ``aggregate``,
+        ``safe``, ``caps_exceeded``, ``caps_unverified``, ``risk_profile``, ``artifacts``.
     """
+    safe = not caps
     means = {r["regime"]: regime_means(r["kpis"]) for r in regimes}
-    refs = {
-        r["regime"]: {k: v for k, v in r["baseline"].items() if k != "baseline_id"}
-        for r in regimes
-        if r["baseline"] is not None
-    }
+    reference = {r: score.row_means(rows) for r, rows in inputs.base_rows.items() if rows}
+    seed = bootstrap_seed(str(header["cand_id"]), str(header["domain"]), "*", "score_diff")
+    improvement = score.improvement(inputs.cand_rows, inputs.base_rows, safe=safe, seed=seed)
+    profile, unverified = risk_profile(inputs.all_rows, inputs.run_caps)
     pack = {
         "schema": "candidate_pack.v2",
         **header,
+        "units": dict(inputs.units),
+        "sensors": sensor_summary(inputs.sensors),
         "regimes": list(regimes),
-        "aggregate": aggregate(means, refs, safe=not caps),
-        "safe": not caps,
+        "aggregate": aggregate(means, improvement, reference, safe=safe),
+        "safe": safe,
         "caps_exceeded": list(caps),
+        "caps_unverified": unverified,
+        "risk_profile": profile,
+        "artifacts": {"trial_outputs": [dict(a) for a in inputs.artifacts]},
     }
     result: dict[str, Any] = jsonable(pack)
     return result
+
+
+def cap_value(row: Mapping[str, Any], metric: str) -> float | None:
+    """A trial's value of a capped metric; ``error_rate`` is ``errors / requests``."""
+    if metric == "error_rate":
+        errors, requests = row.get("errors"), row.get("requests")
+        return None if errors is None or not requests else errors / requests
+    value = row.get(metric)
+    return None if value is None else float(value)
+
+
+def risk_profile(
+    rows: Sequence[Mapping[str, Any]], caps: Mapping[str, float]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Per checked cap its closest approach, and the caps no trial could check.
+
+    Returns:
+        ``({metric: {cap, peak, margin, trials_checked}}, [{metric, cap, reason}])``:
+        ``margin = cap − peak`` (negative when exceeded); a cap whose KPI is
+        absent in every trial is unverified, never given a 0.
+    """
+    profile: dict[str, Any] = {}
+    unverified = []
+    for metric in CAP_METRICS:
+        if metric not in caps:
+            continue
+        values = [v for row in rows if (v := cap_value(row, metric)) is not None]
+        if not values:
+            reason = f"{metric} was not measured in any of {len(rows)} trials"
+            unverified.append({"metric": metric, "cap": caps[metric], "reason": reason})
+            continue
+        peak = max(values)
+        profile[metric] = {
+            "cap": caps[metric],
+            "peak": peak,
+            "margin": caps[metric] - peak,
+            "trials_checked": len(values),
+        }
+    return profile, unverified
+
+
+def sensor_summary(per_trial: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per sensor its provenance over the trials: measured, modelled, absent or mixed."""
+    found: dict[str, Any] = {}
+    for sensor in ("watts", "temp_peak_c", "watts_modelled"):
+        kinds = [p.get(sensor) or "absent" for p in per_trial]
+        counts = {k: kinds.count(k) for k in sorted(set(kinds))}
+        found[sensor] = {
+            "provenance": kinds[0] if len(counts) == 1 else "mixed",
+            "trials": counts,
+        }
+    models = sorted({m for p in per_trial if (m := p.get("watts_model"))})
+    if models:
+        found["watts_modelled"]["model"] = models[0] if len(models) == 1 else models
+    return found
 
 
 def jsonable(value: Any) -> Any:

@@ -17,8 +17,9 @@ def all_projections() -> list[Projection]:
 
 def _dream() -> list[Projection]:
     from labledger.projections.dream import DreamBaselinesProjection, DreamCandidatesProjection
+    from labledger.projections.dream_promoted import DreamPromotedProjection
 
-    return [DreamBaselinesProjection(), DreamCandidatesProjection()]
+    return [DreamBaselinesProjection(), DreamCandidatesProjection(), DreamPromotedProjection()]
 
 
 def _toolgen() -> list[Projection]:

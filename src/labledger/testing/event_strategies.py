@@ -194,7 +194,24 @@ def _run_examples() -> list[Event]:
 
 
 def _dream_examples() -> list[Event]:
-    kpis = ev.TrialKpis(perf=1.05, p95_ms=42.3, watts=125.5, temp_peak_c=62.0, errors=0, oom=None)
+    kpis = ev.TrialKpis(
+        perf=1.05,
+        p95_ms=42.3,
+        watts=125.5,
+        temp_peak_c=62.0,
+        errors=0,
+        oom=None,
+        requests=480,
+        cpu_s=0.21,
+        peak_rss_mb=18.5,
+        watts_modelled=12.6,
+    )
+    sensors = ev.SensorProvenance(
+        watts=ev.Provenance.MEASURED,
+        temp_peak_c=ev.Provenance.MEASURED,
+        watts_modelled=ev.Provenance.MODELLED,
+        watts_model="15 W per busy CPU second",
+    )
     return [
         ev.TrialRecorded(
             domain="cpu",
@@ -204,6 +221,10 @@ def _dream_examples() -> list[Event]:
             trial=4,
             genome={"governor": "schedutil", "swappiness": 60},
             kpis=kpis,
+            sensors=sensors,
+            units={"perf": "MiB/s hashed", "p95_ms": "ms", "watts": "W"},
+            failure=None,
+            output_sha256=_h("trial-output"),
         ),
         ev.BaselineRefreshRequested(
             domain="cpu", regime=None, requested_by="operator", reason="new kernel"
@@ -226,6 +247,24 @@ def _dream_examples() -> list[Event]:
             regimes=list(ev.Regime),
             trials_per_regime=10,
             best_cand_id="gen0_ind7",
+            packs=["gen0_ind7", "gen0_ind8"],
+            best_fitness=0.74,
+        ),
+        ev.CandidatePromoted(
+            command_id="promote-gen0_ind7",
+            domain="cpu",
+            cand_id="gen0_ind7",
+            genome={"threads": 2, "algo": "blake2b"},
+            promoted_by="operator",
+            evidence=ev.PromotionEvidence(
+                score_formula="score_v2.normalised.v1",
+                difference=0.12,
+                ci95=[0.05, 0.19],
+                trials=10,
+                tolerance=0.01,
+                baseline_ids=["bl-cpu-idle-12"],
+            ),
+            security=_security("9a1b2c3d"),
         ),
     ]
 

@@ -18,7 +18,7 @@ from labledger.errors import UsageError
 from labledger.events.dream import DreamManifest, Regime
 from labledger.events.runs import RunStarted, Subsystem
 from labledger.lab.dream import state as st
-from labledger.lab.dream.config import CapsFile, RegimesFile, code_hash
+from labledger.lab.dream.config import CapsFile, DomainSpec, RegimesFile, code_hash
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ class RunRequest:
     regimes_path: Path | None = None
     caps_path: Path | None = None
     run_id: str | None = None
+    refresh_baseline: tuple[str | None, ...] = ()
+    """``DOMAIN[:REGIME]`` baselines to re-measure (empty: the run's domain, every regime)."""
 
 
 def started(config: st.DreamRunConfig, regimes: RegimesFile, caps: CapsFile) -> RunStarted:
@@ -95,7 +97,27 @@ def config_of(request: RunRequest, regimes: RegimesFile, caps: CapsFile) -> st.D
         budgets_ms=st.budgets_ms(budget, scales),
         regimes_file="shipped" if regimes.shipped else str(regimes.path.resolve()),
         caps_file="shipped" if caps.shipped else str(caps.path.resolve()),
+        caps={m.value: c.max for m, c in caps.config.for_domain(request.domain).items()},
+        units=units_of(regimes.config.domains[request.domain]),
+        min_requests=policy.min_requests,
     )
+
+
+def units_of(spec: DomainSpec) -> dict[str, str]:
+    """Every KPI's unit; ``perf`` in the domain's own throughput unit."""
+    request = f" (request: {spec.request})" if spec.request else ""
+    return {
+        "perf": spec.perf_unit,
+        "p95_ms": f"ms per request{request}",
+        "watts": "W",
+        "watts_modelled": "W (modelled)",
+        "temp_peak_c": "°C",
+        "errors": "count",
+        "oom": "count",
+        "requests": "count",
+        "cpu_s": "s",
+        "peak_rss_mb": "MiB",
+    }
 
 
 def new_run_id(domain: str) -> str:

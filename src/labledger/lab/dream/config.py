@@ -39,6 +39,8 @@ class Policy(_Spec, frozen=True):
     timeout_s: float = 60.0
     budget_ms: int = 200
     heartbeat_every: int = 5
+    min_requests: int = 20
+    """A trial that served fewer requests than this (or did no work) is a failed trial."""
 
 
 class Evolution(_Spec, frozen=True):
@@ -71,6 +73,8 @@ class DomainSpec(_Spec, frozen=True):
     script: str
     perf_unit: str
     genes: dict[str, list[Choice]]
+    request: str = ""
+    """The fixed unit of work one request does (``p95_ms`` is the latency of one)."""
     tool: str | None = None
     requires: Literal["cuda"] | None = None
 
@@ -100,6 +104,9 @@ class DomainCaps(_Spec, frozen=True):
     watts: Cap | None = None
     errors: Cap | None = None
     oom: Cap | None = None
+    p95_ms: Cap | None = None
+    peak_rss_mb: Cap | None = None
+    error_rate: Cap | None = None
 
     def items(self) -> list[tuple[CapMetric, Cap]]:
         """The caps that are set, in :class:`CapMetric` order."""
@@ -189,6 +196,8 @@ def _check_regimes(config: RegimesConfig, where: Path) -> None:
     p = config.policy
     if p.trials < 1 or p.retries < 0 or p.budget_ms < 1 or p.heartbeat_every < 1:
         raise UsageError(f"{where}: policy needs trials >= 1, retries >= 0, budget_ms >= 1")
+    if p.min_requests < 1:
+        raise UsageError(f"{where}: policy.min_requests must be >= 1")
     if not (p.timeout_s > 0 and math.isfinite(p.timeout_s)):
         raise UsageError(f"{where}: policy.timeout_s must be a positive number")
     evo = config.evolution

@@ -10,6 +10,15 @@ or out of range, or outlives ``timeout_s``; a failed attempt is re-run up to
 process was killed by SIGKILL that we did not send (the kernel's OOM killer).
 Errors a workload *reports* (``errors > 0``) are measurements, not failures,
 and are not retried.
+
+A trial that did no work (``perf`` absent or 0, no requests) or served fewer
+than ``min_requests`` requests is *failed* too: re-run like a crash, and, when
+every attempt falls short, recorded with its KPIs as measured and a
+``failure`` reason, so it counts in no mean, CI or baseline.
+
+Power: ``watts`` is a reading (RAPL, or the workload's own device); without
+one it is absent, and ``watts_modelled`` (:func:`sensors.modelled_watts`)
+estimates it from the workload's CPU time, labelled as a model.
 """
 
 from __future__ import annotations
@@ -28,9 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labledger.events.dream import TrialKpis
+from labledger.events.dream import Provenance, SensorProvenance, TrialKpis
 from labledger.lab.dream.config import Background, DomainSpec, workloads_dir
-from labledger.lab.dream.sensors import HostSensors, Meter
+from labledger.lab.dream.sensors import WATTS_MODEL, HostSensors, Meter, modelled_watts
 
 POLL_S = 0.01
 
@@ -49,6 +58,7 @@ class TrialSpec:
     seed: int
     sensor: str | None = None
     tool: str | None = None
+    min_requests: int = 1
 
 
 @dataclass
@@ -60,6 +70,24 @@ class Measured:
     wall_ms: float
     command: str
     failures: list[str] = field(default_factory=list)
+    failure: str | None = None
+    """Why the recorded trial does not count (``None``: a valid trial)."""
+    stdout: str = ""
+
+    @property
+    def sensors(self) -> SensorProvenance:
+        """Where ``watts`` and ``temp_peak_c`` came from."""
+        k = self.kpis
+        return SensorProvenance(
+            watts=_seen(k.watts),
+            temp_peak_c=_seen(k.temp_peak_c),
+            watts_modelled=Provenance.MODELLED if k.watts_modelled is not None else _seen(None),
+            watts_model=WATTS_MODEL if k.watts_modelled is not None else None,
+        )
+
+
+def _seen(value: float | None) -> Provenance:
+    return Provenance.ABSENT if value is None else Provenance.MEASURED
 
 
 def workload_command(spec: TrialSpec) -> list[str]:
@@ -145,10 +173,13 @@ def _kpi(raw: dict[str, Any], name: str, integer: bool = False) -> float | int |
     return int(value) if integer else float(value)
 
 
-def parse_kpis(stdout: str, watts: float | None, temp: float | None) -> TrialKpis:
+def parse_kpis(
+    stdout: str, watts: float | None, temp: float | None, wall_s: float = 0.0
+) -> TrialKpis:
     """The KPIs in the last non-empty line of ``stdout`` (a JSON object).
 
-    Host readings fill ``watts`` and ``temp_peak_c`` unless the workload reported them.
+    Host readings fill ``watts`` and ``temp_peak_c`` unless the workload reported
+    them; ``watts_modelled`` comes from the reported ``cpu_s`` over ``wall_s``.
 
     Raises:
         ValueError: no JSON object, or a KPI of the wrong type or range.
@@ -160,6 +191,7 @@ def parse_kpis(stdout: str, watts: float | None, temp: float | None) -> TrialKpi
     if not isinstance(raw, dict):
         raise ValueError("the workload's last line is not a JSON object")
     own_watts, own_temp = _kpi(raw, "watts"), _kpi(raw, "temp_peak_c")
+    cpu_s = _kpi(raw, "cpu_s")
     return TrialKpis(
         perf=_kpi(raw, "perf"),
         p95_ms=_kpi(raw, "p95_ms"),
@@ -167,7 +199,27 @@ def parse_kpis(stdout: str, watts: float | None, temp: float | None) -> TrialKpi
         temp_peak_c=own_temp if own_temp is not None else temp,
         errors=_kpi(raw, "errors", integer=True),  # type: ignore[arg-type]
         oom=_kpi(raw, "oom", integer=True),  # type: ignore[arg-type]
+        requests=_kpi(raw, "requests", integer=True),  # type: ignore[arg-type]
+        cpu_s=cpu_s,
+        peak_rss_mb=_kpi(raw, "peak_rss_mb"),
+        watts_modelled=None if cpu_s is None else modelled_watts(cpu_s, wall_s),
     )
+
+
+def shortfall(kpis: TrialKpis, min_requests: int) -> str | None:
+    """Why a trial that ran to the end still does not count, or ``None``.
+
+    No work (``perf`` absent or 0, or zero requests) and fewer than
+    ``min_requests`` requests both fail it; a workload that does not report
+    requests (fio) is judged by ``perf`` alone.
+    """
+    if kpis.oom:
+        return None  # an OOM is a measurement (its cap decides), not missing work
+    if kpis.perf is None or kpis.perf <= 0 or kpis.requests == 0:
+        return "the trial did no work"
+    if kpis.requests is not None and kpis.requests < min_requests:
+        return f"only {kpis.requests} requests (the minimum is {min_requests})"
+    return None
 
 
 def _start(argv: list[str]) -> subprocess.Popen[str]:
@@ -191,6 +243,7 @@ class _Attempt:
     watts: float | None
     temp: float | None
     wall_ms: float
+    stdout: str = ""
 
 
 def _attempt(
@@ -215,13 +268,15 @@ def _attempt(
     elif proc.returncode != 0:
         failure = f"exit {proc.returncode}: {err.strip()[-300:]}"
     if failure is not None:
-        return _Attempt(None, failure, oom_killed, watts, temp, wall_ms)
+        return _Attempt(None, failure, oom_killed, watts, temp, wall_ms, out)
     if spec.tool == "fio" and argv[0] == "fio":
         out = json.dumps(parse_fio(out))
     try:
-        return _Attempt(parse_kpis(out, watts, temp), None, False, watts, temp, wall_ms)
+        kpis = parse_kpis(out, watts, temp, wall_ms / 1000)
     except ValueError as exc:
-        return _Attempt(None, f"bad output: {exc}", False, watts, temp, wall_ms)
+        return _Attempt(None, f"bad output: {exc}", False, watts, temp, wall_ms, out)
+    short = shortfall(kpis, spec.min_requests)
+    return _Attempt(kpis, short, False, watts, temp, wall_ms, out)
 
 
 def _wait(proc: subprocess.Popen[str], meter: Meter, deadline: float) -> tuple[str, str, bool]:
@@ -247,10 +302,16 @@ def measure(
     last: _Attempt | None = None
     for _ in range(retries + 1):
         last = _attempt(spec, argv, bg, sensors)
-        if last.kpis is not None:
-            return Measured(last.kpis, len(failures) + 1, last.wall_ms, _name(argv), failures)
+        if last.kpis is not None and last.failure is None:
+            return Measured(
+                last.kpis, len(failures) + 1, last.wall_ms, _name(argv), failures, None, last.stdout
+            )
         failures.append(last.failure or "failed")
     assert last is not None
+    if last.kpis is not None:  # it ran, but did too little work to count
+        return Measured(
+            last.kpis, len(failures), last.wall_ms, _name(argv), failures, last.failure, last.stdout
+        )
     kpis = TrialKpis(
         perf=None,
         p95_ms=None,
@@ -259,7 +320,8 @@ def measure(
         errors=1,
         oom=1 if last.oom_killed else 0,
     )
-    return Measured(kpis, len(failures), last.wall_ms, _name(argv), failures)
+    failure = last.failure or "failed"
+    return Measured(kpis, len(failures), last.wall_ms, _name(argv), failures, failure, last.stdout)
 
 
 def _name(argv: list[str]) -> str:

@@ -10,8 +10,17 @@ versions, so a second writer of the same run fails with
 ``dream.GenerationCompleted`` → ``run.RunFinished``.
 
 Selection reads each candidate's ``score_v2`` from the ``dream_candidates``
-read model (caught up after the generation's last trial; the packs' numbers,
-see ``report.candidate_scores``), never from a side file.
+read model (caught up after the generation's last trial; see
+``report.candidate_scores``), never from a side file. The score is on the
+baseline's scale; the first generation, measured before any baseline exists,
+is scored against the candidate that the baseline rule is about to choose
+(``projections.dream.baseline_candidate``), so every generation is judged on
+one scale. Each trial's raw workload output is stored as a blob and named by
+its event (``output_sha256``).
+
+``--refresh-baseline`` appends a ``dream.BaselineRefreshRequested`` right
+after the ``run.RunStarted``, so the run's first successful candidate
+replaces the baseline.
 
 Resume (:func:`resume_run`) folds the stream, appends ``run.RunResumed``
 whose checkpoint is the stream's last event (each trial is one atomic batch,
@@ -32,7 +41,12 @@ from typing import Any
 import msgspec
 
 from labledger.errors import UsageError
-from labledger.events.dream import GenerationCompleted, Regime, TrialRecorded
+from labledger.events.dream import (
+    BaselineRefreshRequested,
+    GenerationCompleted,
+    Regime,
+    TrialRecorded,
+)
 from labledger.events.dream import SafetyCapExceeded as CapEvent
 from labledger.lab.dream import _setup, evolve
 from labledger.lab.dream import state as st
@@ -48,7 +62,7 @@ from labledger.lab.dream.config import (
     script_path,
 )
 from labledger.lab.dream.measure import Measured, TrialSpec, measure, unavailable
-from labledger.lab.dream.report import candidate_scores
+from labledger.lab.dream.report import candidate_scores, reference_means
 from labledger.lab.dream.sensors import HostSensors
 from labledger.lab.runs import RunLog
 from labledger.projections import ProjectionEngine, all_projections
@@ -122,7 +136,25 @@ def start_run(
     state = st.DreamRunState(config=config)
     run = _Run(log, config, regimes, caps, *_io(sensors, workdir), state, *_out(progress, notice))
     log.start(_setup.started(config, regimes, caps))
+    _request_refresh(run, request.refresh_baseline)
     return _drive(run)
+
+
+def _request_refresh(run: _Run, targets: tuple[str | None, ...]) -> None:
+    events = []
+    for target in targets:
+        domain, _, regime = (target or run.config.domain).partition(":")
+        if regime and regime not in run.config.regimes:
+            raise UsageError(f"--refresh-baseline {target}: unknown regime {regime!r}")
+        refresh = BaselineRefreshRequested(
+            domain=domain or run.config.domain,
+            regime=Regime(regime) if regime else None,
+            requested_by=run.log.kind.actor or "labledger",
+            reason=f"dream run --refresh-baseline {target or ''}".strip(),
+        )
+        events.append(run.log.new(refresh, "refresh", target or ""))
+    if events:
+        run.log.append(events)
 
 
 def resume_run(
@@ -216,6 +248,8 @@ def _complete(run: _Run, g: int, candidates: int, result: GenerationResult) -> N
         regimes=[Regime(r) for r in cfg.regimes],
         trials_per_regime=cfg.trials,
         best_cand_id=result.best_cand_id,
+        packs=[st.cand_id(run.run_id, g, i) for i in range(candidates)],
+        best_fitness=result.best_score,
     )
     run.log.append([run.log.new(done, "generation", g)])
     run.state.completed[g] = done
@@ -247,6 +281,7 @@ def _trial(run: _Run, key: st.TrialKey, genome: evolve.Genome) -> None:
     domain_caps = run.caps.config.for_domain(cfg.domain)
     spec = _trial_spec(run, key, genome, domain_caps)
     got = measure(spec, cfg.retries, run.sensors, run.regimes.config.background)
+    output = run.log.store.put_blob(got.stdout.encode()) if got.stdout else None
     trial = TrialRecorded(
         domain=cfg.domain,
         regime=Regime(key.regime),
@@ -255,6 +290,10 @@ def _trial(run: _Run, key: st.TrialKey, genome: evolve.Genome) -> None:
         trial=key.trial,
         genome=dict[str, Any](genome),
         kpis=got.kpis,
+        sensors=got.sensors,
+        units=cfg.units,
+        failure=got.failure,
+        output_sha256=output,
     )
     name = ("trial", key.generation, key.cand_id, key.regime, key.trial)
     events = [run.log.new(trial, *name, metadata=_metadata(run, spec, got))]
@@ -284,6 +323,7 @@ def _trial_spec(
         seed=zlib.crc32(f"{cfg.seed}/{key}".encode()),
         sensor=domain_caps.temp_peak_c.sensor if domain_caps.temp_peak_c else None,
         tool=regimes.config.domains[cfg.domain].tool,
+        min_requests=cfg.min_requests,
     )
 
 
@@ -334,9 +374,11 @@ def _judge(run: _Run, g: int) -> tuple[list[float], GenerationResult]:
     projections = [p for p in all_projections() if p.name == "dream_candidates"]
     engine = ProjectionEngine(run.log.store, projections)
     engine.catch_up("dream_candidates")
-    cids = [st.cand_id(run.run_id, g, i) for i in range(run.config.population)]
+    cfg = run.config
+    cids = [st.cand_id(run.run_id, g, i) for i in range(cfg.population)]
     with engine.read("dream_candidates") as tx:
-        found = candidate_scores(tx, run.config.domain, cids)
+        reference = reference_means(tx, cfg.domain, cfg.regimes, g, cfg.trials)
+        found = candidate_scores(tx, cfg.domain, cids, reference=reference)
     judged = [found.get((run.config.domain, cid), (-math.inf, True)) for cid in cids]
     scores = [score for score, _ in judged]
     best = evolve.best_index(scores)

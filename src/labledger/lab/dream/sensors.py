@@ -13,6 +13,13 @@ its ``max_energy_range_uj``.
 Temperature: zones are grouped into sensor classes by their ``type`` (``cpu``:
 package, core, SoC and ACPI zones; ``dimm``: memory modules; ``gpu``), and the
 peak is the highest reading of the domain's class sampled while the trial ran.
+
+Modelled power (:func:`modelled_watts`) is not a reading: it is the workload's
+CPU time over the trial's wall time times a fixed per-core power
+(:data:`WATTS_PER_BUSY_CORE`). It stands in for the power term of the score
+where RAPL is absent (so a genome that burns more cores pays for it), is
+recorded as ``watts_modelled`` with provenance ``modelled``, and never checks
+the ``watts`` cap, which stays unverified.
 """
 
 from __future__ import annotations
@@ -20,6 +27,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
+
+WATTS_PER_BUSY_CORE = 15.0
+"""A typical server core's active power above idle, in watts (a round figure, not a calibration)."""
+WATTS_MODEL = f"{WATTS_PER_BUSY_CORE:g} W x workload CPU seconds / wall seconds"
 
 POWERCAP = Path("/sys/class/powercap")
 THERMAL = Path("/sys/class/thermal")
@@ -63,6 +74,11 @@ def watts_between(
             return None
         joules += delta / 1e6
     return joules / seconds
+
+
+def modelled_watts(cpu_s: float, wall_s: float) -> float | None:
+    """:data:`WATTS_MODEL`: ``None`` without elapsed wall time."""
+    return None if wall_s <= 0 else WATTS_PER_BUSY_CORE * cpu_s / wall_s
 
 
 class HostSensors:

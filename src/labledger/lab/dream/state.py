@@ -71,6 +71,11 @@ class DreamRunConfig(msgspec.Struct, frozen=True, kw_only=True):
     regimes_file: str
     caps_file: str
     """``"shipped"`` or the path the user passed."""
+    caps: dict[str, float] = msgspec.field(default_factory=dict)
+    """The domain's caps in force (metric → max), so the packs can say which went unchecked."""
+    units: dict[str, str] = msgspec.field(default_factory=dict)
+    """Per KPI its unit; ``perf`` in the domain's unit (``regimes.yaml``)."""
+    min_requests: int = 1
 
     def total_trials(self) -> int:
         """Trials the run measures when no candidate is stopped by a cap."""
@@ -123,13 +128,23 @@ class Breach(NamedTuple):
     observed: float
 
 
+def observed(kpis: TrialKpis, metric: CapMetric) -> float | None:
+    """The trial's value of a capped metric; ``error_rate`` is ``errors / requests``."""
+    if metric is CapMetric.ERROR_RATE:
+        if kpis.errors is None or not kpis.requests:
+            return None
+        return kpis.errors / kpis.requests
+    value: float | None = getattr(kpis, metric.value)
+    return value
+
+
 def breaches(kpis: TrialKpis, caps: DomainCaps) -> list[Breach]:
     """The caps ``kpis`` exceed (``observed > max``); an absent KPI exceeds nothing."""
     found = []
     for metric, cap in caps.items():
-        observed = getattr(kpis, metric.value)
-        if observed is not None and observed > cap.max:
-            found.append(Breach(metric, cap, float(observed)))
+        value = observed(kpis, metric)
+        if value is not None and value > cap.max:
+            found.append(Breach(metric, cap, float(value)))
     return found
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
+
+from _common import finish, p95  # type: ignore[import-not-found]  # run by path: its dir is on sys.path
 
 
 def args() -> argparse.Namespace:
@@ -29,11 +30,6 @@ def phases(budget_ms: float, mode: str) -> list[tuple[bool, float]]:
     """(busy, seconds) phases: one busy phase, or busy/quiet alternating in quarters."""
     total = budget_ms / 1000
     return [(True, total / 4), (False, total / 4)] * 2 if mode == "alternate" else [(True, total)]
-
-
-def p95(values: list[float]) -> float | None:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)] if ordered else None
 
 
 def device_reading(torch, name: str) -> float | None:  # type: ignore[no-untyped-def]
@@ -84,7 +80,7 @@ def main() -> None:
         kpis["watts"] = sum(measured_w) / len(measured_w)
     if measured_t:
         kpis["temp_peak_c"] = max(measured_t)
-    print(json.dumps(kpis))
+    finish(kpis, len(latencies))
 
 
 if __name__ == "__main__":

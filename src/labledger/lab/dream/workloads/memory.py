@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import time
+
+from _common import finish, p95  # type: ignore[import-not-found]  # run by path: its dir is on sys.path
 
 
 def args() -> argparse.Namespace:
@@ -28,11 +29,6 @@ def phases(budget_ms: float, mode: str) -> list[tuple[bool, float]]:
     """(busy, seconds) phases: one busy phase, or busy/quiet alternating in quarters."""
     total = budget_ms / 1000
     return [(True, total / 4), (False, total / 4)] * 2 if mode == "alternate" else [(True, total)]
-
-
-def p95(values: list[float]) -> float | None:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)] if ordered else None
 
 
 def offsets(pattern: str, slots: int, rng: random.Random) -> list[int]:
@@ -80,7 +76,7 @@ def main() -> None:
             errors += view_dst[at : at + block] != view_src[at : at + block]
         busy += time.perf_counter() - start
     kpis = {"perf": copied / 2**20 / busy, "p95_ms": p95(latencies), "errors": errors, "oom": 0}
-    print(json.dumps(kpis))
+    finish(kpis, len(latencies))
 
 
 if __name__ == "__main__":

@@ -1,18 +1,23 @@
-"""D-REAM python-runtime workload: allocation-heavy batches under a gc threshold.
+"""D-REAM python-runtime workload: serve fixed requests — one micro-task over 1000 objects.
 
-Genes: ``gc_gen0`` (generation-0 threshold), ``batch`` (objects per batch),
-``container`` (dict: build and look up; list: build and sort tuples; str:
-format, join and split). perf: thousands of objects processed per second;
-p95_ms: one batch; errors: batches whose result has the wrong size.
+Genes: ``gc_gen0`` (generation-0 threshold), ``retained`` (the results of the
+last N requests stay alive: a live heap the collector must keep scanning),
+``container`` (the task's data structure — dict: build and look up; list:
+build and sort tuples; str: format, join and split). The request size is
+fixed, so ``p95_ms`` (over every request of the trial) compares across
+genomes. perf: thousands of objects processed per second; errors: requests
+whose result has the wrong size.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import gc
 import json
-import math
 import time
+
+from _common import finish, p95  # type: ignore[import-not-found]  # run by path: its dir is on sys.path
 
 
 def args() -> argparse.Namespace:
@@ -30,27 +35,27 @@ def phases(budget_ms: float, mode: str) -> list[tuple[bool, float]]:
     return [(True, total / 4), (False, total / 4)] * 2 if mode == "alternate" else [(True, total)]
 
 
-def p95(values: list[float]) -> float | None:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)] if ordered else None
+REQUEST_OBJECTS = 1000
 
 
-def batch(kind: str, n: int, salt: int) -> int:
+def task(kind: str, n: int, salt: int) -> tuple[int, object]:
+    """One request: (size of the result, the result itself, which the caller may retain)."""
     if kind == "dict":
         d = {f"k{i}-{salt}": [i, str(i)] for i in range(n)}
-        return sum(1 for i in range(n) if f"k{i}-{salt}" in d)
+        return sum(1 for i in range(n) if f"k{i}-{salt}" in d), d
     if kind == "list":
         rows = sorted((str((i * 7919 + salt) % n), i) for i in range(n))
-        return len(rows)
-    text = ",".join(f"{i}:{salt}" for i in range(n))
-    return len(text.split(","))
+        return len(rows), rows
+    parts = ",".join(f"{i}:{salt}" for i in range(n)).split(",")
+    return len(parts), parts
 
 
 def main() -> None:
     a = args()
     genome = json.loads(a.genome)
     gc.set_threshold(int(genome.get("gc_gen0", 700)), 10, 10)
-    n, kind = int(genome.get("batch", 1000)), str(genome.get("container", "dict"))
+    n, kind = REQUEST_OBJECTS, str(genome.get("container", "dict"))
+    live: collections.deque[object] = collections.deque(maxlen=int(genome.get("retained", 10)))
     latencies: list[float] = []
     done = errors = 0
     busy = 0.0
@@ -61,12 +66,14 @@ def main() -> None:
         start = time.perf_counter()
         while time.perf_counter() < start + seconds:
             t0 = time.perf_counter()
-            errors += batch(kind, n, done) != n
+            size, result = task(kind, n, done)
             latencies.append((time.perf_counter() - t0) * 1000)
+            errors += size != n
+            live.append(result)
             done += n
         busy += time.perf_counter() - start
     kpis = {"perf": done / 1000 / busy, "p95_ms": p95(latencies), "errors": errors, "oom": 0}
-    print(json.dumps(kpis))
+    finish(kpis, len(latencies))
 
 
 if __name__ == "__main__":
