@@ -10,6 +10,7 @@ import platform
 import random
 import sys
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -17,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from labledger.cli import output
 from labledger.cli._input import MAX_DIGITS, bounded_lines, events_from_lines, nonnegative
+from labledger.cli._progress import ProgressLine
 from labledger.errors import InvalidEvent, UsageError
 from labledger.events.dream import (
     DreamManifest,
@@ -39,6 +41,7 @@ from labledger.store import (
     EventStore,
     ExpectedVersion,
     NewEvent,
+    RecordedEvent,
     StreamAppend,
     create_database,
     init_store,
@@ -144,7 +147,20 @@ def _signatures(store: EventStore) -> recheck.SignatureReport:
     HMAC commands of older logs are checked where the key ring holds their secret."""
     book = KeyBook()
     book.refresh(store)
-    return recheck.report(store.read_all(), book, KeyRing.from_env())
+    bar, head = ProgressLine("verify --signatures"), store.head()
+    report = recheck.report(_counted(store.read_all(), bar, head), book, KeyRing.from_env())
+    bar.close()
+    return report
+
+
+def _counted(
+    records: Iterator[RecordedEvent], bar: ProgressLine, head: int
+) -> Iterator[RecordedEvent]:
+    for record in records:
+        if record.position % 1000 == 0:
+            bar(record.position, head)
+        yield record
+    bar(head, head)
 
 
 # -- demo ----------------------------------------------------------------------

@@ -282,7 +282,10 @@ class RawInputContract(SecurityFixtures):
         assert _fingerprint(raw) == before
 
     def test_injection_shaped_names_are_just_names(self, raw: EventStore) -> None:
-        name = "s'; DELETE FROM ll_events; --"
+        # No whitespace in stream names (labledger.names, issue #18); SQL comments do instead.
+        with pytest.raises(InvalidEvent, match="no whitespace"):
+            raw.append("s'; DELETE FROM ll_events; --", [NewEvent.from_json("mylab.Note", {})])
+        name = "s';DELETE/**/FROM/**/ll_events;--"
         raw.append(name, [NewEvent.from_json("mylab.Note", {"q": "%_' OR 1=1"})])
         assert raw.read_stream(name)[0].data == b'{"q":"%_\' OR 1=1"}'
         assert raw.verify().ok and raw.head() == 2

@@ -163,7 +163,7 @@ def run_session(
         store: a ledger (its gate verifies the commands).
         config: the session; ``config.policy`` is ``heuristic`` or ``ckpt:SHA``.
         run_id: default ``esper-<date>-<random>``.
-        ring: signing keys; default the store gate's ring (a session key is added if empty).
+        ring: signing keys; default the gate's ring (an empty one gets a saved, registered key).
         progress: called with (epochs done, epochs).
         hook: called after each epoch's state is appended (tests inject commands here).
 

@@ -179,9 +179,11 @@ class HistoricalGate:
     A signed command in an archive was checked (freshness, nonce) when it was
     first appended; checking freshness again would refuse every old command,
     and the refusal would *write* a rejection record — breaking the import's
-    all-or-nothing promise. So a command whose signature verifies with this
-    lab's keys is admitted as is, and one that does not verify refuses the
-    whole import (``InvalidEvent``, nothing written).
+    all-or-nothing promise. So a command whose signature verifies with the
+    wrapped gate's keys is admitted as is, and one that does not verify refuses
+    the whole import (``InvalidEvent``, nothing written). ``labledger import``
+    wraps ``labledger.security.portable.ArchiveGate``, whose keys are those the
+    archive itself records, and checks nonces first (issue #18).
     """
 
     def __init__(self, inner: Gate) -> None:
