@@ -49,6 +49,15 @@ def browser(lab: tuple[str, str]) -> Iterator[Chrome]:
         yield driver
 
 
+@pytest.fixture(autouse=True)
+def leave_no_tail_open(browser: Chrome) -> Iterator[None]:
+    """Each page holds a live tail, and with it the store's change watcher thread; a page
+    left open between tests would keep that thread alive while other tests of the same
+    pytest-xdist worker count watchers (tests/api/test_tail_stress.py)."""
+    yield
+    browser.get("about:blank")
+
+
 def _open(driver: Chrome, address: str) -> None:
     driver.get(address)
     WebDriverWait(driver, WAIT_S).until(
