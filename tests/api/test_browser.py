@@ -25,7 +25,9 @@ from labledger.ledger import open_ledger
 from tests.api._lab import ring
 from tests.api._served import LOSS_RUN, XSS, XSS_RUN, browser_missing, chromium, fill_lab, serve
 
-WAIT_S = 30  # how long to wait for the page to react, not a threshold on speed
+# How long to wait before calling the page hung: a guard, not a threshold on speed (the
+# machine running the suite may be busy; one loaded run took more than 30 s here).
+WAIT_S = 120
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +47,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
 def browser(lab: tuple[str, str]) -> Iterator[Chrome]:
     with chromium() as driver:
         yield driver
+
+
+@pytest.fixture(autouse=True)
+def leave_no_tail_open(browser: Chrome) -> Iterator[None]:
+    """Each page holds a live tail, and with it the store's change watcher thread; a page
+    left open between tests would keep that thread alive while other tests of the same
+    pytest-xdist worker count watchers (tests/api/test_tail_stress.py)."""
+    yield
+    browser.get("about:blank")
 
 
 def _open(driver: Chrome, address: str) -> None:

@@ -43,6 +43,12 @@ def test_pages_render_with_no_inline_script(client: TestClient, filled: EventSto
             assert 'src="/static/' in tag or 'type="application/json"' in tag, (page, tag)
 
 
+def test_plotly_is_loaded_only_by_pages_with_charts(client: TestClient, filled: EventStore) -> None:
+    assert "/static/plotly.min.js" in client.get("/ui/esper").text
+    assert "/static/plotly.min.js" not in client.get("/ui/runs").text
+    assert "/static/dashboard.js" in client.get("/ui/runs").text
+
+
 def test_markup_in_stored_data_is_escaped_issue_18(client: TestClient, filled: EventStore) -> None:
     html = client.get(f"/ui/dream?run={XSS_RUN}").text
     assert XSS not in html

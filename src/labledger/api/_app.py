@@ -105,7 +105,7 @@ def create_app(
     for module in (_routes_log, _routes_models, _live):
         app.include_router(module.router)
     app.include_router(_routes_models.metrics_router)
-    app.middleware("http")(_routes_models.count_http)  # outermost: every status is counted
+    app.add_middleware(_routes_models.HttpMetrics)  # outermost: every status is counted
     app.include_router(_dashboard.router)
     app.include_router(_dashboard_ops.router)
     if not loopback:

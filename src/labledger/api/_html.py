@@ -103,8 +103,15 @@ def render(
         head: the log's head when the page was read; the live tail starts after it.
         selector: from :func:`labledger.api._dashboard_runs.selector`, or None.
     """
+    charts = any(s["kind"] == "figures" for s in sections)  # plotly.js is 4.8 MB: only then
     html = _env.get_template("page.html").render(
-        active=active, title=title, sections=sections, head=head, selector=selector, pages=PAGES
+        active=active,
+        title=title,
+        sections=sections,
+        head=head,
+        selector=selector,
+        pages=PAGES,
+        charts=charts,
     )
     return HTMLResponse(html)
 

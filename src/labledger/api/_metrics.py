@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 
-from fastapi import Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -27,6 +26,7 @@ from prometheus_client import (
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from labledger._version import __version__
 from labledger.events import is_known
@@ -174,17 +174,35 @@ class _ScrapeGauges:
             self.idle.labels(projection=p.name).set(int(word == "idle"))
 
 
-async def count_http(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    """Middleware: count every request by method, route template and status."""
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await call_next(request)
-        status = response.status_code
-        return response
-    finally:
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        metrics: Metrics = request.app.state.ledger.metrics
-        metrics.request(request.method, route, status, time.perf_counter() - started)
+class HttpMetrics:
+    """ASGI middleware: count every request by method, route template and status.
+
+    Plain ASGI on purpose, not ``app.middleware("http")``: Starlette's
+    ``BaseHTTPMiddleware`` relays a streaming body through a task of its own,
+    and a live tail whose browser went away then kept running (with the
+    store's change watcher) after its client left — tests/api/test_tail_stress.py
+    caught it. Here ``send`` is only watched for the status, never buffered.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        answered: list[tuple[int, float]] = []
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answered.append((int(message["status"]), time.perf_counter() - started))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            status, seconds = answered[0] if answered else (500, time.perf_counter() - started)
+            route = getattr(scope.get("route"), "path", "unmatched")
+            metrics: Metrics = scope["app"].state.ledger.metrics
+            metrics.request(scope["method"], route, status, seconds)

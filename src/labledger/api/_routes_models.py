@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse, PlainTextResponse
 from labledger.api import _routes_schemas as m
 from labledger.api._deps import Reader, State, json_response
 from labledger.api._errors import documented
-from labledger.api._metrics import CONTENT_TYPE, count_http
+from labledger.api._metrics import CONTENT_TYPE, HttpMetrics
 from labledger.api._state import ApiState
 from labledger.errors import CorruptionDetected, UsageError
 from labledger.lab.dream import report
@@ -205,7 +205,7 @@ def nonces(state: State, _: Reader) -> Any:
 
 
 metrics_router = APIRouter(tags=["operations"])
-__all__ = ["count_http", "metrics_router", "router"]  # count_http: the app's HTTP metrics hook
+__all__ = ["HttpMetrics", "metrics_router", "router"]  # HttpMetrics: the app's HTTP metrics
 
 
 @metrics_router.get("/metrics", response_class=PlainTextResponse)
