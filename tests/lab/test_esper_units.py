@@ -58,7 +58,7 @@ def test_reward_rule_is_the_one_reward_definition_with_the_rent() -> None:
     d = report.delta
     assert (d.observation_window_epochs, d.accuracy_delta) == (2, pytest.approx(0.10))
     assert d.loss_delta == pytest.approx(-0.3)
-    rent = 0.02 * 1000 / 5000
+    rent = 0.01 * 1000 / 5000
     assert report.extra_metrics["param_rent"] == pytest.approx(rent)
     assert report.extra_metrics["reward"] == pytest.approx(0.10 + 0.15 - rent)
     assert report.extra_metrics["reward"] == projection_reward(report)

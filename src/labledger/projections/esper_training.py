@@ -93,8 +93,11 @@ from labledger.projections.seeds import (
 )
 
 REWARD_LOSS_WEIGHT = 0.5
-RENT = 0.02
-"""A seed as large as the host pays 0.02 of reward (two points of accuracy)."""
+RENT = 0.01
+"""A seed as large as the host pays 0.01 of reward (one point of accuracy). It was 0.02
+in the field reports before v2: on the narrow spirals host (81 parameters) that made
+every seed cost more than it could earn in an episode (issue #16); reports keep the
+rent they were written with in ``extra_metrics["param_rent"]``."""
 REWARD_VERSION = 2
 REWARD_FORMULA = f"accuracy_delta - {REWARD_LOSS_WEIGHT} * loss_delta - param_rent"
 

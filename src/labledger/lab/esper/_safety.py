@@ -13,7 +13,7 @@ is about to carry out:
 Each refused command gets an ``esper.GrowthRefused`` and a field report with
 deltas 0 (nothing changed). Pruning, fossilizing and waiting stay allowed:
 they shrink or freeze the model. The **emergency halt**: after
-:data:`HALT_AFTER_ROLLBACKS` divergence rollbacks in a row the session stops
+``halt_after_rollbacks`` (default 2) divergence rollbacks in a row the session stops
 training, appends ``esper.EmergencyHalt``, and ends its episode truncated.
 
 The timeout is the one wall-clock reading here; it can only refuse growth,
@@ -36,7 +36,6 @@ from labledger.events.telemetry import TelemetryPriority
 from labledger.lab.esper._run import Run
 
 CONSERVATIVE_EPOCHS = 2
-HALT_AFTER_ROLLBACKS = 2
 
 
 def trigger(run: Run, cmd: AdaptationCommand) -> tuple[SafetyTrigger, str] | None:
@@ -85,7 +84,7 @@ def screen(
 
 def halt(run: Run, epoch: int) -> EmergencyHalt | None:
     """The emergency halt record when rollbacks kept coming (see the module docstring)."""
-    if run.state.rollbacks_in_a_row < HALT_AFTER_ROLLBACKS:
+    if run.state.rollbacks_in_a_row < run.config.halt_after_rollbacks:
         return None
     run.state.halted = True
     return EmergencyHalt(

@@ -56,6 +56,16 @@ def legal(stages: Mapping[str, str], blueprints: Sequence[str]) -> list[Action]:
     return out
 
 
+def exploring(actions: Sequence[Action]) -> list[Action]:
+    """The actions the random baseline draws from: all but ``PRUNE``.
+
+    A random prune a few epochs after a random germination would cut the seed
+    before its field report could see what it is worth, and the report's
+    credit would go to the wrong decision; so random only grows and freezes.
+    """
+    return [a for a in actions if a.op is not LifecycleOp.PRUNE]
+
+
 def random_probabilities(actions: Sequence[Action]) -> list[float]:
     """The random baseline's probability of each action (``WAIT`` first; :data:`RANDOM_WAIT`)."""
     if len(actions) == 1:

@@ -68,7 +68,7 @@ def decision(action: actions.Action, version: str, *, risk: float, reason: str) 
 
 @dataclass
 class RandomPolicy:
-    """Uniform over the legal non-WAIT actions, WAIT with :data:`actions.RANDOM_WAIT`."""
+    """Uniform over the legal growth actions (no PRUNE), WAIT with :data:`actions.RANDOM_WAIT`."""
 
     seed: int
     blueprints: tuple[str, ...]
@@ -82,7 +82,7 @@ class RandomPolicy:
         if state.metrics is None:
             return None
         rng = random.Random(f"tamiyo-random/{self.seed}/{state.metrics.epoch}")
-        legal = actions.legal(stages_of(state, slots), self.blueprints)
+        legal = actions.exploring(actions.legal(stages_of(state, slots), self.blueprints))
         probs = actions.random_probabilities(legal)
         pick = rng.choices(range(len(legal)), weights=probs)[0]
         return decision(legal[pick], self.version, risk=0.5, reason=f"random: p={probs[pick]:.4f}")

@@ -13,12 +13,12 @@ the epochs that did happen, or is ``ABORTED`` when none did.
 **The reward rule** (written down here, tested in ``tests/lab``)::
 
     reward     = accuracy_delta − 0.5 · loss_delta − param_rent
-    param_rent = RENT · added_params / host_params        (RENT = 0.02)
+    param_rent = RENT · added_params / host_params        (RENT = 0.01)
 
 This is the one reward definition, :func:`labledger.projections.esper_training.reward`
 (version ``REWARD_VERSION``), which the training set, ``audit`` and ``esper
 evaluate`` read back from the report; the rent charges a seed for the
-parameters it adds (a seed as large as the host pays 0.02, i.e. two points
+parameters it adds (a seed as large as the host pays 0.01, i.e. one point
 of accuracy). The report carries ``added_params``, ``host_params``,
 ``param_rent`` and ``reward`` in ``extra_metrics`` so a consumer can apply
 the rent without this module.

@@ -47,7 +47,7 @@ def wis(
     matched = 0
     for t in rows:
         state = GraphState.from_transition(t)
-        legal = actions.legal(state.stages(), blueprints)
+        legal = actions.exploring(actions.legal(state.stages(), blueprints))
         taken = actions.as_action(t.heads["op"], t.slot, t.blueprint)
         keys = [a.key for a in legal]
         if taken.key not in keys or choose(state).key != taken.key:

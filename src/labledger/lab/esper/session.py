@@ -93,6 +93,8 @@ class SessionConfig:
     """A command riskier than this puts Kasmina into conservative mode (no growth)."""
     decision_budget_s: float = 5.0
     """A Tamiyo decision slower than this counts as a timeout (conservative mode)."""
+    halt_after_rollbacks: int = 2
+    """This many divergence rollbacks in a row halt the run (``esper.EmergencyHalt``)."""
 
 
 @dataclass

@@ -167,7 +167,8 @@ def _fit(
         optimizer.zero_grad()
         (p_loss + v_loss).backward()
         optimizer.step()
-        policy_loss, value_loss, entropy = float(p_loss), float(v_loss), float(ent)
+        policy_loss, value_loss = float(p_loss.detach()), float(v_loss.detach())
+        entropy = float(ent.detach())
         clipped = float((scaled >= cap).float().mean())
         if progress is not None and (step + 1) % 20 == 0:
             progress(step + 1, config.steps)
