@@ -74,7 +74,9 @@ def cmd_learn(args: argparse.Namespace, store: EventStore) -> int:
     engine = caught_up(store, name, until=report.head)
     with engine.read(name) as tx:
         rows = completed(tx, as_of=report.head)
-    config = simic_awr.AwrConfig(steps=args.steps, seed=args.seed, beta=args.beta)
+    config = simic_awr.AwrConfig(
+        steps=args.steps, seed=args.seed, beta=args.beta, clean_window=args.clean_window
+    )
     bar = ProgressLine("esper learn (AWR)", unit="steps")
     checkpoint, trained = simic_awr.train(rows, collect.SPIRALS_BLUEPRINTS, config, progress=bar)
     bar.close()
@@ -206,6 +208,13 @@ def add_verbs(verbs: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--steps", type=positive, default=400, help="gradient steps (full batch)")
     p.add_argument("--seed", type=int, default=0, help="initialisation seed")
     p.add_argument("--beta", type=float, default=0.02, help="AWR temperature (reward units)")
+    p.add_argument(
+        "--clean-window",
+        type=int,
+        default=0,
+        metavar="EPOCHS",
+        help="drop germinations followed by another within EPOCHS (their reward is mixed)",
+    )
     p.add_argument("--dry-run", action="store_true", help="store the blob, record no event")
     p.set_defaults(store_handler=cmd_learn)
     p = verbs.add_parser("evaluate", help="policies on held-out seeds; table, plot, recorded")

@@ -32,7 +32,7 @@ from labledger.errors import UsageError
 from labledger.events.esper import PolicyUpdated, PolicyUpdateMetrics
 from labledger.lab.esper import actions, baselines, tamiyo_graph, tolaria
 from labledger.lab.esper.tamiyo_graph import GraphHeader, GraphState, GraphTamiyo
-from labledger.projections.esper_training import REWARD_VERSION, Transition
+from labledger.projections.esper_training import FEATURE_NAMES, REWARD_VERSION, Transition
 from labledger.store import NO_STREAM, EventStore
 
 METHOD = "advantage-weighted regression (one-step, counterfactual reward) of a graph policy"
@@ -49,6 +49,9 @@ class AwrConfig(msgspec.Struct, frozen=True, kw_only=True):
     entropy_bonus: float = 0.01
     seed: int = 0
     horizon: int = 12
+    clean_window: int = 0
+    """When > 0: leave out a GERMINATE followed by another GERMINATE of the same run within
+    this many epochs — its counterfactual reward would also carry the later seed's effect."""
 
 
 class AwrReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,15 +65,35 @@ class AwrReport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def usable(rows: Sequence[Transition], blueprints: Sequence[str]) -> list[Transition]:
-    """Transitions of the random behaviour policy on the graph's slots and blueprints."""
+    """Transitions of ``esper collect``'s random behaviour on the graph's slots and blueprints.
+
+    Only collected runs (``collect-…``): the random baseline's *evaluation* runs
+    are on held-out seeds and must never become training data.
+    """
     slots = set(tolaria.SLOT_NAMES)
     return [
         t
         for t in rows
-        if t.policy_version == baselines.RANDOM_VERSION
+        if t.run_id.startswith("collect-")
+        and t.policy_version == baselines.RANDOM_VERSION
         and (t.slot in slots)
         and (t.blueprint is None or t.blueprint in blueprints)
     ]
+
+
+def clean(rows: Sequence[Transition], window: int) -> list[Transition]:
+    """``rows`` without the germinations another germination followed within ``window`` epochs."""
+    epoch = FEATURE_NAMES.index("metrics.epoch")
+    grows: dict[str, list[float]] = {}
+    for t in rows:
+        if t.heads["op"] == "GERMINATE":
+            grows.setdefault(t.run_id, []).append(t.obs[epoch])
+
+    def followed(t: Transition) -> bool:
+        e = t.obs[epoch]
+        return any(e < other <= e + window for other in grows.get(t.run_id, []))
+
+    return [t for t in rows if t.heads["op"] != "GERMINATE" or not followed(t)]
 
 
 def _tensors(
@@ -109,6 +132,8 @@ def train(
     """
     config = config or AwrConfig()
     data = usable(rows, blueprints)
+    if config.clean_window > 0:
+        data = clean(data, config.clean_window)
     if not data:
         raise UsageError("no transitions of the random policy: run `labledger esper collect`")
     x, mask, a, r = _tensors(data, blueprints, config.horizon)
