@@ -24,7 +24,13 @@ from selenium.webdriver.chrome.service import Service
 
 from labledger.api import create_app
 from labledger.cli.main import run as cli
-from labledger.events.dream import Regime, TrialKpis, TrialRecorded
+from labledger.events.dream import (
+    Provenance,
+    Regime,
+    SensorProvenance,
+    TrialKpis,
+    TrialRecorded,
+)
 from labledger.events.esper import SystemStateReported, TrainingMetrics
 from labledger.events.runs import RunFinished, RunOutcome, RunStarted, Subsystem
 from labledger.ledger import open_ledger
@@ -104,6 +110,8 @@ def xss_run() -> list[NewEvent]:
                 trial=0,
                 genome={"threads": 1 + cand, "block": 16 * (gen + 1), "mode": f"m{cand % 2}"},
                 kpis=kpis,
+                sensors=SensorProvenance(watts=Provenance.ABSENT, temp_peak_c=Provenance.ABSENT),
+                units={"perf": "MiB/s hashed", "p95_ms": "ms"},
             )
             events.append(trial.to_new_event(run_id=XSS_RUN, actor="dream"))
     events.append(RunFinished(outcome=RunOutcome.SUCCEEDED).to_new_event(run_id=XSS_RUN))

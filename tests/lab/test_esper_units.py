@@ -43,7 +43,8 @@ def metrics(epoch: int, loss: float, accuracy: float) -> TrainingMetrics:
     )
 
 
-def test_reward_rule_is_the_projections_reward_minus_a_parameter_rent() -> None:
+def test_reward_rule_is_the_one_reward_definition_with_the_rent() -> None:
+    """Issue #16: the field report, the training set and audit share one reward (with rent)."""
     pending = field_reports.PendingReport(
         command_id="c",
         epoch=1,
@@ -57,10 +58,11 @@ def test_reward_rule_is_the_projections_reward_minus_a_parameter_rent() -> None:
     d = report.delta
     assert (d.observation_window_epochs, d.accuracy_delta) == (2, pytest.approx(0.10))
     assert d.loss_delta == pytest.approx(-0.3)
-    rent = 0.02 * 1000 / 5000
+    rent = 0.01 * 1000 / 5000
     assert report.extra_metrics["param_rent"] == pytest.approx(rent)
     assert report.extra_metrics["reward"] == pytest.approx(0.10 + 0.15 - rent)
-    assert report.extra_metrics["reward"] == pytest.approx(projection_reward(d) - rent)
+    assert report.extra_metrics["reward"] == projection_reward(report)
+    assert report.extra_metrics["reward_version"] == 2.0
     assert report.outcome is FieldOutcome.SUCCESS
     worse = field_reports.report(pending, metrics(2, 0.9, 0.69))
     assert worse.outcome is FieldOutcome.REGRESSION
@@ -155,7 +157,8 @@ def test_kernel_cache_verifies_refuses_pickles_and_evicts_lru_by_size(
             module = cache.instantiate(k.sha256)
             x = torch.randn(3, 32)
             assert module(x).shape == (3, 32)
-        assert cache.misses == 4 and cache.evictions >= 1 and cache.size <= cache.max_bytes
+        assert cache.misses == len(kernels) and cache.evictions >= 1
+        assert cache.size <= cache.max_bytes
         first = next(iter(kernels.values())).sha256
         assert first not in cache  # least recently used went first
         last = list(kernels.values())[-1].sha256
@@ -193,3 +196,28 @@ def test_divergence_rule_and_checkpoint_round_trip_without_pickle() -> None:
     assert all(torch.equal(tensors[k], v) for k, v in host.state_dict().items())
     with pytest.raises(CorruptionDetected):
         tolaria.decode_checkpoint(b"\x80\x04garbage")
+
+
+def test_a_counterfactual_report_judges_against_the_control_branch_issue_16() -> None:
+    pending = field_reports.PendingReport(
+        command_id="c",
+        epoch=1,
+        due_epoch=3,
+        baseline=metrics(1, 0.8, 0.40),
+        added_params=0,
+        host_params=100,
+        latency_ms=0.0,
+        control={2: (0.7, 0.50), 3: (0.6, 0.55)},
+    )
+    report = field_reports.report(pending, metrics(3, 0.5, 0.60))
+    # the host's own learning (0.40 -> 0.55) is the control's, not the decision's
+    assert report.delta.accuracy_delta == pytest.approx(0.05)
+    assert report.delta.loss_delta == pytest.approx(-0.1)
+    assert report.extra_metrics["counterfactual"] == 1.0
+    assert report.extra_metrics["control_accuracy"] == 0.55
+    cut = field_reports.report(pending, metrics(2, 0.65, 0.52))  # the run ended after epoch 2
+    assert cut.delta.accuracy_delta == pytest.approx(0.02)
+    unchanged = msgspec.structs.replace(pending, control=None, unchanged=True)
+    same = field_reports.report(unchanged, metrics(3, 0.5, 0.60))
+    assert (same.delta.accuracy_delta, same.delta.loss_delta) == (0.0, 0.0)
+    assert same.outcome is FieldOutcome.NEUTRAL

@@ -138,7 +138,7 @@ def test_learned_policy_round_trips_through_a_blob_and_decides(exported: tuple[s
     assert (low.slot, low.blueprint_id, low.heads.blueprint) == ("s0", "wide", "wide")
     assert low.metadata.policy_version == report.policy_version
     assert 0.0 <= low.metadata.risk <= 1.0 and "GERMINATE" in low.metadata.reason
-    assert low.metadata.coverage == pytest.approx(1 - 8 / 35, abs=1e-6)  # no throughput/health
+    assert low.metadata.coverage == pytest.approx(1 - 7 / 33, abs=1e-6)  # no health/priority
     assert policy.decide(live(0.85), ["s0"]) is None  # predicted to cost: wait
     held = policy.decide(live(0.85, s1=SeedStage.HOLDING), ["s1"])
     assert held is not None and held.operation is LifecycleOp.FOSSILIZE

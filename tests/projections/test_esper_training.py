@@ -183,14 +183,14 @@ def features(log: list[Typed[Event]], run: str, slot: str, before: int) -> tuple
         m = states[-1].event.metrics
         for name in ("epoch", "step", "loss", "accuracy", "grad_norm", "learning_rate"):
             f[f"metrics.{name}"] = float(getattr(m, name))
-        f["metrics.present"] = 1.0
-        if m.throughput_samples_per_s is not None:
-            f["metrics.throughput_samples_per_s"] = m.throughput_samples_per_s
-            f["metrics.throughput_present"] = 1.0
+        f["metrics.present"] = 1.0  # no throughput: no clock in the observation (issue #16)
     stage, alpha = _stage_alpha(last[slot]) if slot in last else ("DORMANT", 0.0)
     f[f"slot.stage.{stage}"], f["slot.alpha"] = 1.0, alpha
     for event in last.values():
         f[f"slots.count.{_stage_alpha(event)[0]}"] += 1.0
+    if states:  # every slot of the run counts from its start; untouched ones are DORMANT
+        assert isinstance(states[-1].event, SystemStateReported)
+        f["slots.count.DORMANT"] += len(set(states[-1].event.seed_stages) - set(last))
     if packets:
         assert isinstance(packets[-1].event, TelemetryPacket)
         packet = packets[-1].event

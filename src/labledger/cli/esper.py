@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from labledger import extras
-from labledger.cli import output
+from labledger.cli import _esper_learning, output
 from labledger.cli._engine import caught_up
 from labledger.cli._input import positive
 from labledger.cli._progress import ProgressLine
@@ -152,7 +152,11 @@ def cmd_train(args: argparse.Namespace, store: EventStore) -> int:
         summary = session.resume_session(store, args.resume, progress=bar)
     else:
         config = session.SessionConfig(
-            epochs=args.epochs, seed=args.seed, policy=args.policy, diverge_epoch=args.diverge_at
+            epochs=args.epochs,
+            seed=args.seed,
+            policy=args.policy,
+            diverge_epoch=args.diverge_at,
+            task=args.task,
         )
         bar = ProgressLine("esper train", unit="epochs")
         summary = session.run_session(store, config, run_id=args.run_id, progress=bar)
@@ -236,7 +240,12 @@ def _add_read_models(verbs: argparse._SubParsersAction[Any], parser_class: Any) 
 def _add_train_and_plot(verbs: argparse._SubParsersAction[Any]) -> None:
     p = verbs.add_parser("train", help="train a host with Tamiyo, Kasmina and Urza (torch, CPU)")
     p.add_argument("--epochs", type=positive, default=5, help="epochs (default 5)")
-    p.add_argument("--policy", default="heuristic", help="heuristic | ckpt:SHA256")
+    p.add_argument(
+        "--policy",
+        default="heuristic",
+        help="heuristic | noop | random | learned:SHA256 (graph) | ckpt:SHA256 (MLP)",
+    )
+    p.add_argument("--task", default="digits", choices=["digits", "spirals"], help="the task")
     p.add_argument("--seed", type=int, default=0, help="RNG seed (default 0)")
     p.add_argument("--run-id", default=None, help="default: <date>-<random>")
     p.add_argument(
@@ -266,6 +275,7 @@ def _add_simic_and_watchers(verbs: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--from-export", default=None, metavar="FILE", help="an exported .pt file")
     p.add_argument("--dry-run", action="store_true", help="train, but record nothing")
     p.set_defaults(store_handler=cmd_simic)
+    _esper_learning.add_verbs(verbs)
     p = verbs.add_parser("telemetry-check", help="telemetry ordering rules; exit 1 on violations")
     p.add_argument("run_id", nargs="?", default=None, metavar="RUN_ID", help="only this run")
     output.add_format(p)

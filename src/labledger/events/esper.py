@@ -344,3 +344,107 @@ class EpisodeEnded(Event, frozen=True, kw_only=True):
     episode_reward: Finite
     success: bool
     truncated: bool
+
+
+class SafetyTrigger(enum.StrEnum):
+    """Why Kasmina went conservative (issue #16)."""
+
+    RISK = "RISK"
+    """A command's ``DecisionMetadata.risk`` was above the threshold."""
+    TAMIYO_TIMEOUT = "TAMIYO_TIMEOUT"
+    """The policy took longer than its decision budget."""
+    CRITICAL_HEALTH = "CRITICAL_HEALTH"
+    """The latest telemetry was CRITICAL (e.g. a rollback)."""
+
+
+class ConservativeModeEntered(Event, frozen=True, kw_only=True):
+    """Kasmina refuses growth until ``until_epoch`` (inclusive) and says why."""
+
+    TYPE = "esper.ConservativeModeEntered"
+    VERSION = 1
+    SUBSYSTEM = "esper"
+
+    trigger: SafetyTrigger
+    epoch: Count
+    until_epoch: Count
+    detail: Text
+    command_id: Name | None = None
+
+
+class GrowthRefused(Event, frozen=True, kw_only=True):
+    """A growth command (GERMINATE) was verified but not carried out: conservative mode."""
+
+    TYPE = "esper.GrowthRefused"
+    VERSION = 1
+    SUBSYSTEM = "esper"
+
+    command_id: Name
+    slot: Name
+    trigger: SafetyTrigger
+    epoch: Count
+    detail: Text
+
+
+class EmergencyHalt(Event, frozen=True, kw_only=True):
+    """Training stopped before its last epoch (seed 004's L4 halt): the episode is truncated."""
+
+    TYPE = "esper.EmergencyHalt"
+    VERSION = 1
+    SUBSYSTEM = "esper"
+
+    epoch: Count
+    reason: Text
+    rollbacks_in_a_row: Count
+
+
+class PolicyScoreCI(Record, frozen=True, kw_only=True):
+    """One figure of one policy over the evaluation seeds: mean and bootstrap 95 % CI."""
+
+    mean: Finite
+    ci_low: Finite
+    ci_high: Finite
+
+
+class PolicyEvaluation(Record, frozen=True, kw_only=True):
+    """What one policy scored on the evaluation's seeds."""
+
+    policy: Name
+    checkpoint_sha256: Sha256 | None = None
+    runs: Count
+    final_accuracy: PolicyScoreCI
+    params_added: PolicyScoreCI
+    reward: PolicyScoreCI
+    metric: PolicyScoreCI
+    """The evaluation metric: final accuracy − parameter rent of the parameters kept."""
+    off_policy_estimate: Finite | None = None
+    """The reward estimated from the recorded transitions alone (learned policies)."""
+
+
+class PolicyDifference(Record, frozen=True, kw_only=True):
+    """``policy − baseline`` of the metric, paired by seed, with its bootstrap 95 % CI."""
+
+    policy: Name
+    baseline: Name
+    mean: Finite
+    ci_low: Finite
+    ci_high: Finite
+    n: Count
+
+
+class EvaluationCompleted(Event, frozen=True, kw_only=True):
+    """``esper evaluate`` ran policies on held-out seeds (a result that replays exactly)."""
+
+    TYPE = "esper.EvaluationCompleted"
+    VERSION = 1
+    SUBSYSTEM = "esper"
+
+    evaluation_id: Name
+    task: Name
+    seeds: list[Count]
+    epochs: PositiveCount
+    reward_version: PositiveCount
+    bootstrap_seed: Count
+    bootstrap_resamples: PositiveCount
+    policies: list[PolicyEvaluation]
+    differences: list[PolicyDifference]
+    run_ids: dict[Name, list[Name]]

@@ -38,7 +38,7 @@ from labledger.events.esper import (
 from labledger.events.security import CommandAccepted, CommandRejected, SignedCommand
 from labledger.events.typed import Typed
 from labledger.projections.base import Projection, TableSet, Tx
-from labledger.projections.esper_training import REWARD_FORMULA, reward
+from labledger.projections.esper_training import REWARD_FORMULA, REWARD_VERSION, reward
 from labledger.projections.seeds import run_key
 from labledger.security.gate import GATE_ACTOR
 
@@ -78,7 +78,7 @@ class AuditProjection(Projection):
     """Per command id: command, verification, effects, field report, reward."""
 
     name = "audit"
-    version = 1
+    version = 2  # 2: the reward is esper_training.reward (v2, with the parameter rent; #16)
     handles: ClassVar[tuple[type[Event], ...]] = (
         AdaptationCommand,
         CommandAccepted,
@@ -165,7 +165,7 @@ class AuditProjection(Projection):
                     outcome=event.outcome.value,
                     loss_delta=event.delta.loss_delta,
                     accuracy_delta=event.delta.accuracy_delta,
-                    reward=reward(event.delta),
+                    reward=reward(event),
                     observation_window_epochs=event.delta.observation_window_epochs,
                 )
             case _:
@@ -214,6 +214,7 @@ def trail(tx: Tx, command_id: str) -> list[dict[str, Any]]:
                 "position": report["position"],
                 "value": report["reward"],
                 "formula": REWARD_FORMULA,
+                "reward_version": REWARD_VERSION,
             }
         )
     order = {"command": 0, "verification": 1, "effect": 2, "field_report": 3, "reward": 4}

@@ -24,9 +24,21 @@ state the transition was cut at, which is what bootstrapping needs. When no
 ``SystemStateReported`` arrived in the window, the metrics part equals the
 decision-time one; ``next_state_position`` says which report it came from.
 
-**Reward**: :func:`reward` — ``accuracy_delta - 0.5 * loss_delta`` of the
-report's ``FieldReportDelta`` (accuracy up and loss down are both good; the
-raw deltas are kept beside it to recompute other rewards).
+**Reward**: :func:`reward` — the one reward definition (:data:`REWARD_VERSION`),
+shared by the field reports that write it, this training set, ``audit`` and
+``esper evaluate``: ``accuracy_delta - 0.5 * loss_delta - param_rent`` of the
+report (accuracy up and loss down are both good; the rent charges a seed for
+the parameters it adds). The rent is read from the report's
+``extra_metrics["param_rent"]``; a report written before the rent existed has
+none and pays 0. The raw deltas are kept beside it to recompute other rewards.
+Since field reports are counterfactual (issue #16), the deltas are those of the
+adapted host *minus* a control branch without the adaptation.
+
+**Observation**: no wall-clock value (the throughput of an epoch is measured
+and reported, but it never enters a policy's input: issue #16). ``slots.count.*``
+counts every slot of the run from its start — a slot no lifecycle event has
+touched counts as ``DORMANT`` — using the slot names of the run's latest
+``SystemStateReported``.
 
 **terminated** (no bootstrapping from the next state): an ``EpisodeEnded``
 with ``truncated=False`` in the run between the command and its report.
@@ -63,7 +75,6 @@ from labledger.events.esper import (
     EpisodeEnded,
     FieldOutcome,
     FieldReport,
-    FieldReportDelta,
     LifecycleOp,
     SeedStage,
     SystemStateReported,
@@ -82,7 +93,13 @@ from labledger.projections.seeds import (
 )
 
 REWARD_LOSS_WEIGHT = 0.5
-REWARD_FORMULA = f"accuracy_delta - {REWARD_LOSS_WEIGHT} * loss_delta"
+RENT = 0.01
+"""A seed as large as the host pays 0.01 of reward (one point of accuracy). It was 0.02
+in the field reports before v2: on the narrow spirals host (81 parameters) that made
+every seed cost more than it could earn in an episode (issue #16); reports keep the
+rent they were written with in ``extra_metrics["param_rent"]``."""
+REWARD_VERSION = 2
+REWARD_FORMULA = f"accuracy_delta - {REWARD_LOSS_WEIGHT} * loss_delta - param_rent"
 
 _METRICS = (
     "present",
@@ -92,8 +109,6 @@ _METRICS = (
     "accuracy",
     "grad_norm",
     "learning_rate",
-    "throughput_samples_per_s",
-    "throughput_present",
 )
 FEATURE_NAMES: tuple[str, ...] = (
     *(f"metrics.{name}" for name in _METRICS),
@@ -128,18 +143,41 @@ SOURCE_POSITIONS = (
 
 _encode = msgspec.json.Encoder().encode
 _decode_floats = msgspec.json.Decoder(list[float]).decode
+_decode_slots = msgspec.json.Decoder(dict[str, tuple[str, float]]).decode
 
 
-def reward(delta: FieldReportDelta) -> float:
-    """The reward of a field report: ``accuracy_delta - 0.5 * loss_delta``."""
-    return delta.accuracy_delta - REWARD_LOSS_WEIGHT * delta.loss_delta
+def param_rent(added_params: int, host_params: int) -> float:
+    """The rent of ``added_params`` on a host of ``host_params``: ``RENT · added / host``."""
+    return RENT * added_params / max(1, host_params)
+
+
+def reward_value(accuracy_delta: float, loss_delta: float, rent: float) -> float:
+    """The reward rule itself (see the module docstring)."""
+    return accuracy_delta - REWARD_LOSS_WEIGHT * loss_delta - rent
+
+
+def reward(report: FieldReport) -> float:
+    """The reward of a field report (:data:`REWARD_VERSION`; module docstring)."""
+    rent = report.extra_metrics.get("param_rent", 0.0)
+    return reward_value(report.delta.accuracy_delta, report.delta.loss_delta, rent)
+
+
+def _slot_names(run: RowLike | None) -> list[str]:
+    names = None if run is None else getattr(run, "slot_names", None)
+    return [] if not names else list(msgspec.json.decode(names, type=list[str]))
+
+
+def slot_states(run: RowLike | None, slots: Sequence[sa.Row[Any]]) -> dict[str, tuple[str, float]]:
+    """Every slot of the run (from its start) → (stage, alpha); untouched slots are DORMANT."""
+    out = {name: (SeedStage.DORMANT.value, 0.0) for name in _slot_names(run)}
+    out |= {s.slot: (s.stage, s.alpha) for s in slots}
+    return dict(sorted(out.items()))
 
 
 def observation(run: RowLike | None, slots: Sequence[sa.Row[Any]], slot: str) -> list[float]:
     """The feature vector (:data:`FEATURE_NAMES`) of ``slot`` given a run row and its slots."""
     metrics = [0.0] * len(_METRICS)
     if run is not None and run.state_position is not None:
-        throughput = run.throughput_samples_per_s
         metrics = [
             1.0,
             float(run.epoch),
@@ -148,14 +186,12 @@ def observation(run: RowLike | None, slots: Sequence[sa.Row[Any]], slot: str) ->
             run.accuracy,
             run.grad_norm,
             run.learning_rate,
-            0.0 if throughput is None else throughput,
-            0.0 if throughput is None else 1.0,
         ]
     target = next((s for s in slots if s.slot == slot), None)
     stage = SeedStage.DORMANT.value if target is None else target.stage
     counts = {s.value: 0.0 for s in SeedStage}
-    for s in slots:
-        counts[s.stage] += 1.0
+    for stage_of, _ in slot_states(run, slots).values():
+        counts[stage_of] += 1.0
     health = run.health if run is not None else None
     priority = run.priority if run is not None else None
     return [
@@ -182,6 +218,9 @@ class Transition(msgspec.Struct, frozen=True, kw_only=True):
     alpha_target: float | None
     obs: list[float]
     next_obs: list[float]
+    slots: dict[str, tuple[str, float]]
+    """Every slot of the run at decision time → (stage, alpha) (the graph policy's input)."""
+    next_slots: dict[str, tuple[str, float]]
     reward: float
     loss_delta: float
     accuracy_delta: float
@@ -195,7 +234,7 @@ class EsperTrainingProjection(Projection):
     """One (state, action, reward, next state, terminated, truncated) row per command."""
 
     name = "esper_training"
-    version = 1
+    version = 2
     handles: ClassVar[tuple[type[Event], ...]] = (
         AdaptationCommand,
         FieldReport,
@@ -219,6 +258,7 @@ class EsperTrainingProjection(Projection):
             sa.Column("health_position", sa.BigInteger),
             sa.Column("health", sa.Text),
             sa.Column("priority", sa.Text),
+            sa.Column("slot_names", sa.Text),
         )
         positions = ("state", "health", "report", "next_state", "next_health", "done")
         table = tables.add(
@@ -229,6 +269,7 @@ class EsperTrainingProjection(Projection):
                 for n in ("command_id", "run_id", "slot", "policy_version", *ENUM_HEADS, "status")
             ),
             *(sa.Column(n, sa.Text) for n in ("blueprint", "obs", "outcome", "next_obs")),
+            *(sa.Column(n, sa.Text) for n in ("slots", "next_slots")),
             *(sa.Column(f"{n}_position", sa.BigInteger) for n in positions),
             *(sa.Column(n, sa.Double) for n in ("alpha_target", "loss_delta", "accuracy_delta")),
             sa.Column("reward", sa.Double),
@@ -242,7 +283,10 @@ class EsperTrainingProjection(Projection):
         match event:
             case SystemStateReported():
                 metrics = msgspec.structs.asdict(event.metrics)  # the runs columns, by name
-                tx.upsert("runs", {"run_id": run_id}, state_position=position, **metrics)
+                names = _encode(sorted(event.seed_stages)).decode()
+                tx.upsert(
+                    "runs", {"run_id": run_id}, state_position=position, slot_names=names, **metrics
+                )
             case TelemetryPacket():
                 tx.upsert(
                     "runs",
@@ -272,6 +316,7 @@ def _state(tx: Tx, run_id: str, slot: str) -> dict[str, Any]:
     slots = list(tx.query(sa.select(table).where(table.c.run_id == run_id)))
     return {
         "obs": _encode(observation(run, slots, slot)).decode(),
+        "slots": _encode(slot_states(run, slots)).decode(),
         "state_position": None if run is None else run.state_position,
         "health_position": None if run is None else run.health_position,
     }
@@ -321,7 +366,7 @@ def _complete(tx: Tx, report: FieldReport, position: int) -> None:
         "outcome": report.outcome.value,
         "loss_delta": report.delta.loss_delta,
         "accuracy_delta": report.delta.accuracy_delta,
-        "reward": reward(report.delta),
+        "reward": reward(report),
         "truncated": row.truncated or aborted,
     }
     if row.done_position is None:  # else the next state was frozen when the window ended
@@ -397,6 +442,8 @@ def _transition(row: sa.Row[Any]) -> Transition:
         alpha_target=row.alpha_target,
         obs=_decode_floats(row.obs),
         next_obs=_decode_floats(row.next_obs),
+        slots=_decode_slots(row.slots or "{}"),
+        next_slots=_decode_slots(row.next_slots or "{}"),
         reward=row.reward,
         loss_delta=row.loss_delta,
         accuracy_delta=row.accuracy_delta,

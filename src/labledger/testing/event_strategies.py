@@ -528,6 +528,62 @@ def _esper_state_examples() -> list[Event]:
     ]
 
 
+def _esper_learning_examples() -> list[Event]:
+    """Safety in the loop and the recorded evaluation (issue #16)."""
+    from labledger.events import esper as e
+
+    ci = e.PolicyScoreCI
+    trigger = e.SafetyTrigger.RISK
+    return [
+        e.ConservativeModeEntered(
+            trigger=trigger,
+            epoch=3,
+            until_epoch=5,
+            detail="risk 0.999999 > threshold 0.9",
+            command_id="run-a0-e3",
+        ),
+        e.GrowthRefused(
+            command_id="run-a0-e3",
+            slot="r0",
+            trigger=trigger,
+            epoch=3,
+            detail="conservative mode until epoch 5",
+        ),
+        e.EmergencyHalt(epoch=4, reason="2 divergence rollbacks in a row", rollbacks_in_a_row=2),
+        e.EvaluationCompleted(
+            evaluation_id="eval-0123456789abcdef",
+            task="spirals",
+            seeds=[100, 101],
+            epochs=12,
+            reward_version=2,
+            bootstrap_seed=0,
+            bootstrap_resamples=4000,
+            policies=[
+                e.PolicyEvaluation(
+                    policy="noop",
+                    runs=2,
+                    final_accuracy=ci(mean=0.72, ci_low=0.70, ci_high=0.74),
+                    params_added=ci(mean=0.0, ci_low=0.0, ci_high=0.0),
+                    reward=ci(mean=0.0, ci_low=0.0, ci_high=0.0),
+                    metric=ci(mean=0.72, ci_low=0.70, ci_high=0.74),
+                    off_policy_estimate=0.0,
+                )
+            ],
+            differences=[
+                e.PolicyDifference(
+                    policy="learned:" + _h("p"),
+                    baseline="noop",
+                    mean=0.03,
+                    ci_low=0.01,
+                    ci_high=0.05,
+                    n=2,
+                )
+            ],
+            run_ids={"noop": ["eval-spirals-noop-s100", "eval-spirals-noop-s101"]},
+        ),
+    ]
+
+
 def _weatherlight_examples() -> list[Event]:
     from labledger.events.weatherlight import EmergencyKind, EmergencyRouted
 
@@ -567,6 +623,7 @@ def example_events() -> list[Event]:
         + _esper_command_examples()
         + _esper_seed_examples()
         + _esper_state_examples()
+        + _esper_learning_examples()
         + _weatherlight_examples()
         + _track_examples()
     )

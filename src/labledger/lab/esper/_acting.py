@@ -35,7 +35,7 @@ from labledger.events.telemetry import (
     TelemetryPriority,
 )
 from labledger.events.typed import decode_record
-from labledger.lab.esper import kasmina
+from labledger.lab.esper import _safety, counterfactual, kasmina
 from labledger.lab.esper._run import Run, commands_stream, set_mode
 from labledger.lab.esper.field_reports import PendingReport
 from labledger.lab.esper.kasmina import SPEED_STEPS, TEMPO_EPOCHS, SlotState
@@ -97,7 +97,9 @@ def poll(run: Run, epoch: int) -> Acted:
             nonce=cmd.security.nonce,
         )
         out.append((accepted, f"accepted-{n}"))
-        out += execute(run, cmd, epoch, n)
+        safety, refused = _safety.screen(run, cmd, epoch, n)
+        out += safety
+        out += execute(run, cmd, epoch, n, refused=refused)
     return out
 
 
@@ -133,12 +135,18 @@ def _rejected(
     return [(rejected, f"rejected-{n}"), (alert, f"rejected-telemetry-{n}")]
 
 
-def execute(run: Run, cmd: AdaptationCommand, epoch: int, n: int) -> Acted:
-    """Carry out one verified command; it always gets a pending field report."""
+def execute(
+    run: Run, cmd: AdaptationCommand, epoch: int, n: int, *, refused: bool = False
+) -> Acted:
+    """Carry out one verified command (unless ``refused``); it always gets a pending report."""
     s = run.state.slots.setdefault(cmd.target_slot, SlotState())
     added, latency, out = 0, 0.0, list[tuple[Event, str]]()
-    why_not = kasmina.applicable(cmd.operation, s)
-    if why_not is not None:
+    why_not = "refused: conservative mode" if refused else kasmina.applicable(cmd.operation, s)
+    unchanged = why_not is not None or cmd.operation is LifecycleOp.WAIT
+    control = None if unchanged or not run.config.counterfactual else _control(run, epoch)
+    if refused:
+        pass  # the GrowthRefused record says why
+    elif why_not is not None:
         out.append(
             (
                 packet(
@@ -192,9 +200,29 @@ def execute(run: Run, cmd: AdaptationCommand, epoch: int, n: int) -> Acted:
             added_params=added,
             host_params=run.host.host_parameter_count(),
             latency_ms=latency,
+            control=control,
+            unchanged=unchanged and run.config.counterfactual,
         )
     )
     return out
+
+
+def _control(run: Run, epoch: int) -> dict[int, tuple[float, float]] | None:
+    """The control branch over the command's window (see ``counterfactual``); None at the end."""
+    cfg = run.config
+    epochs = min(cfg.window, cfg.epochs - 1 - epoch)
+    if epochs < 1:
+        return None
+    return counterfactual.control_branch(
+        counterfactual.fork_host(run.host, run.state.slots, run.cache),
+        run.state.slots,
+        run.data,
+        seed=cfg.seed,
+        lr=cfg.lr,
+        batch=cfg.batch,
+        first_epoch=epoch + 1,
+        epochs=epochs,
+    )
 
 
 def _germinate(

@@ -29,6 +29,7 @@ def run_epoch(run: Run, epoch: int) -> None:
     loss, accuracy = tolaria.evaluate(run.host, run.data)
     out: list[tuple[Any, str, str]] = []
     rolled = tolaria.diverged(loss, run.state.last_good_loss)
+    run.state.rollbacks_in_a_row = run.state.rollbacks_in_a_row + 1 if rolled else 0
     if rolled:
         t0 = time.perf_counter()
         run.roll_back()

@@ -63,6 +63,13 @@ class SessionState(msgspec.Struct, kw_only=True):
     policy_germinated: int = 0
     accuracy: dict[int, float] = msgspec.field(default_factory=dict)
     rewards: float = 0.0
+    conservative_until: int = -1
+    """Kasmina refuses growth up to this epoch (``esper.ConservativeModeEntered``)."""
+    conservative_trigger: str | None = None
+    slow_decision_s: float | None = None
+    """How long the last Tamiyo decision took when it passed its budget (a timeout)."""
+    rollbacks_in_a_row: int = 0
+    halted: bool = False
 
 
 @dataclass
@@ -135,7 +142,11 @@ class Run:
             if s.seed_id is not None
         }
         return LiveState(
-            metrics=self.state.metrics, slots=slots, health=self.health, priority=self.priority
+            metrics=self.state.metrics,
+            slots=slots,
+            health=self.health,
+            priority=self.priority,
+            slot_names=tuple(sorted(self.state.slots)),
         )
 
     def save_checkpoint(self) -> str:

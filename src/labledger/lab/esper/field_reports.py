@@ -1,18 +1,24 @@
 """Field reports: the measured outcome of each command after its observation window.
 
-A command decided after epoch ``e`` is judged after epoch ``e + window``: the
-deltas are the metrics then minus the metrics of the ``SystemStateReported``
-the decision saw. A run that ends first cuts the window: the report covers
+A command decided after epoch ``e`` is judged after epoch ``e + window``.
+**Counterfactual** (the default, issue #16): the deltas are the metrics then
+minus those of a control branch at the same epoch — the same host forked just
+before the command, trained over the same epochs without it
+(:mod:`labledger.lab.esper.counterfactual`); a command that changes nothing is
+its own control (deltas 0). Without a control (``counterfactual=False``) the
+deltas are the metrics then minus those the decision saw, as before.
+A run that ends first cuts the window: the report covers
 the epochs that did happen, or is ``ABORTED`` when none did.
 
 **The reward rule** (written down here, tested in ``tests/lab``)::
 
     reward     = accuracy_delta − 0.5 · loss_delta − param_rent
-    param_rent = RENT · added_params / host_params        (RENT = 0.02)
+    param_rent = RENT · added_params / host_params        (RENT = 0.01)
 
-The first two terms are exactly the training-set projection's reward
-(``projections.esper_training.reward``); the rent charges a seed for the
-parameters it adds (a seed as large as the host pays 0.02, i.e. two points
+This is the one reward definition, :func:`labledger.projections.esper_training.reward`
+(version ``REWARD_VERSION``), which the training set, ``audit`` and ``esper
+evaluate`` read back from the report; the rent charges a seed for the
+parameters it adds (a seed as large as the host pays 0.01, i.e. one point
 of accuracy). The report carries ``added_params``, ``host_params``,
 ``param_rent`` and ``reward`` in ``extra_metrics`` so a consumer can apply
 the rent without this module.
@@ -31,9 +37,8 @@ from labledger.events.esper import (
     FieldReportDelta,
     TrainingMetrics,
 )
-from labledger.projections.esper_training import REWARD_LOSS_WEIGHT
+from labledger.projections.esper_training import REWARD_VERSION, param_rent, reward_value
 
-RENT = 0.02
 NEUTRAL_BAND = 0.002
 DEFAULT_WINDOW = 2
 
@@ -49,16 +54,15 @@ class PendingReport(msgspec.Struct, kw_only=True):
     added_params: int
     host_params: int
     latency_ms: float
-
-
-def param_rent(added_params: int, host_params: int) -> float:
-    """The compute rent of ``added_params`` on a host of ``host_params``."""
-    return RENT * added_params / max(1, host_params)
+    control: dict[int, tuple[float, float]] | None = None
+    """(loss, accuracy) of the control branch per epoch of the window."""
+    unchanged: bool = False
+    """The command changed nothing: the treatment is its own control."""
 
 
 def reward(accuracy_delta: float, loss_delta: float, added_params: int, host_params: int) -> float:
     """The field report's reward (see the module docstring)."""
-    return accuracy_delta - REWARD_LOSS_WEIGHT * loss_delta - param_rent(added_params, host_params)
+    return reward_value(accuracy_delta, loss_delta, param_rent(added_params, host_params))
 
 
 def outcome(value: float) -> FieldOutcome:
@@ -75,8 +79,9 @@ def report(pending: PendingReport, now: TrainingMetrics) -> FieldReport:
     epochs = now.epoch - pending.epoch
     if epochs < 1:
         return _aborted(pending)
-    accuracy_delta = max(-1.0, min(1.0, now.accuracy - pending.baseline.accuracy))
-    loss_delta = now.loss - pending.baseline.loss
+    base_loss, base_accuracy = _baseline(pending, now)
+    accuracy_delta = max(-1.0, min(1.0, now.accuracy - base_accuracy))
+    loss_delta = now.loss - base_loss
     value = reward(accuracy_delta, loss_delta, pending.added_params, pending.host_params)
     return FieldReport(
         command_id=pending.command_id,
@@ -87,8 +92,24 @@ def report(pending: PendingReport, now: TrainingMetrics) -> FieldReport:
             latency_ms=round(pending.latency_ms, 3),
             observation_window_epochs=epochs,
         ),
-        extra_metrics=_extra(pending, value),
+        extra_metrics=_extra(pending, value) | _control_metrics(pending, base_loss, base_accuracy),
     )
+
+
+def _baseline(pending: PendingReport, now: TrainingMetrics) -> tuple[float, float]:
+    """(loss, accuracy) the command is judged against at ``now``'s epoch."""
+    if pending.unchanged:
+        return now.loss, now.accuracy
+    if pending.control:
+        epoch = max((e for e in pending.control if e <= now.epoch), default=min(pending.control))
+        return pending.control[epoch]
+    return pending.baseline.loss, pending.baseline.accuracy
+
+
+def _control_metrics(pending: PendingReport, loss: float, accuracy: float) -> dict[str, float]:
+    if not (pending.unchanged or pending.control):
+        return {"counterfactual": 0.0}
+    return {"counterfactual": 1.0, "control_loss": loss, "control_accuracy": accuracy}
 
 
 def _aborted(pending: PendingReport) -> FieldReport:
@@ -111,5 +132,6 @@ def _extra(pending: PendingReport, value: float) -> dict[str, float]:
         "host_params": float(pending.host_params),
         "param_rent": param_rent(pending.added_params, pending.host_params),
         "reward": value,
+        "reward_version": float(REWARD_VERSION),
         "decision_epoch": float(pending.epoch),
     }

@@ -92,3 +92,31 @@ def plot_run(store: EventStore, run_id: str, out: Path) -> Path:
     fig.savefig(out, format="png")
     plt.close(fig)
     return out
+
+
+def plot_evaluation(points: dict[str, list[tuple[float, float]]], title: str, out: Path) -> Path:
+    """Write a PNG of final accuracy against parameters added: one point per run, per policy.
+
+    Args:
+        points: policy → [(parameters added, final accuracy)] (one per evaluated run).
+    """
+    import matplotlib  # lazily: plotting is an optional extra
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, (policy, xy) in enumerate(points.items()):
+        jitter = [(x + (i - len(points) / 2) * 4, y) for x, y in xy]  # keep equal points apart
+        label = policy if len(policy) <= 24 else policy[:24] + "…"
+        ax.scatter(
+            [x for x, _ in jitter], [y for _, y in jitter], label=label, alpha=0.7, color=f"C{i}"
+        )
+    ax.set(xlabel="parameters added (seeds kept at the end)", ylabel="final validation accuracy")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out, format="png")
+    plt.close(fig)
+    return out

@@ -34,6 +34,8 @@ class LiveState:
     """slot → (stage, alpha) for every slot a lifecycle event has touched."""
     health: HealthStatus | None = None
     priority: TelemetryPriority | None = None
+    slot_names: tuple[str, ...] = ()
+    """Every slot of the host from the run's start (``slots.count.*`` counts them all)."""
 
 
 def features(state: LiveState, slot: str) -> list[float]:
@@ -47,7 +49,7 @@ def features(state: LiveState, slot: str) -> list[float]:
         accuracy=0.0 if m is None else m.accuracy,
         grad_norm=0.0 if m is None else m.grad_norm,
         learning_rate=0.0 if m is None else m.learning_rate,
-        throughput_samples_per_s=None if m is None else m.throughput_samples_per_s,
+        slot_names=msgspec.json.encode(sorted(state.slot_names)),
         health=None if state.health is None else state.health.value,
         priority=None if state.priority is None else state.priority.value,
     )

@@ -46,11 +46,12 @@ from labledger.events.esper import (
 )
 from labledger.events.runs import Heartbeat, RunStarted, Subsystem
 from labledger.events.typed import Typed
-from labledger.lab.esper import _acting, _epoch, field_reports, tolaria
+from labledger.lab.esper import _acting, _epoch, _safety, field_reports, tolaria
 from labledger.lab.esper._run import (
     ESPER_RUNS,
     KASMINA,
     TAMIYO,
+    TOLARIA,
     Run,
     SessionState,
     Tally,
@@ -86,6 +87,16 @@ class SessionConfig:
     """Fault injection: blow up the host in this epoch (rollback drill)."""
     cache_bytes: int = 4 * 1024 * 1024
     threads: int = 1
+    task: str = "digits"
+    """``digits`` or ``spirals`` (:data:`labledger.lab.esper.tolaria.TASKS`)."""
+    counterfactual: bool = True
+    """Judge each decision against a control branch without it (see ``field_reports``)."""
+    risk_threshold: float = 0.9
+    """A command riskier than this puts Kasmina into conservative mode (no growth)."""
+    decision_budget_s: float = 5.0
+    """A Tamiyo decision slower than this counts as a timeout (conservative mode)."""
+    halt_after_rollbacks: int = 2
+    """This many divergence rollbacks in a row halt the run (``esper.EmergencyHalt``)."""
 
 
 @dataclass
@@ -133,14 +144,14 @@ def _make_run(
 ) -> Run:
     _determinism(cfg)
     store = log.store
-    policy = load_policy(cfg.policy, store, cfg.blueprints)
+    policy = load_policy(cfg.policy, store, cfg.blueprints, cfg.seed)
     return Run(
         log=log,
         config=cfg,
         ring=session_ring(store, ring),
         policy=policy,
-        host=tolaria.Host(cfg.seed),
-        data=tolaria.load_data(cfg.seed),
+        host=tolaria.Host(cfg.seed, tolaria.task(cfg.task)),
+        data=tolaria.load_data(cfg.seed, task_name=cfg.task),
         cache=KernelCache(store, cfg.cache_bytes),
         kernels=kernels,
         state=SessionState(slots={n: SlotState() for n in tolaria.SLOT_NAMES}),
@@ -175,7 +186,7 @@ def run_session(
     started_s = time.monotonic()
     run_id = run_id or f"{time.strftime('%Y%m%d', time.gmtime())}-{secrets.token_hex(4)}"
     kernels, registered = register_kernels(
-        store, list(config.blueprints), tolaria.HIDDEN, config.seed
+        store, list(config.blueprints), tolaria.task(config.task).hidden, config.seed
     )
     run = _make_run(RunLog(store, ESPER_RUNS, run_id), config, ring, kernels, progress)
     kernel_events = [
@@ -276,6 +287,10 @@ def _drive(run: Run, start: int, hook: Hook | None, started_s: float) -> Summary
     cfg: SessionConfig = run.config
     for epoch in range(start, cfg.epochs):
         _epoch.run_epoch(run, epoch)
+        halted = _safety.halt(run, epoch)
+        if halted is not None:
+            run.append([run.new(halted, epoch, "halt", actor=TOLARIA)])
+            break
         if hook is not None:
             hook(run, epoch)
         _decide(run, epoch)
@@ -290,7 +305,7 @@ def _drive(run: Run, start: int, hook: Hook | None, started_s: float) -> Summary
             run.append([*batch, beat])
         if run.progress is not None:
             run.progress(epoch + 1, cfg.epochs)
-    _finish(run)
+    _finish(run, truncated=run.state.halted)
     final = run.state.metrics.accuracy if run.state.metrics else 0.0
     return Summary(
         run.run_id,
@@ -304,7 +319,11 @@ def _drive(run: Run, start: int, hook: Hook | None, started_s: float) -> Summary
 
 
 def _decide(run: Run, epoch: int) -> None:
+    started = time.perf_counter()
     decision = run.policy.decide(run.live(), list(tolaria.SLOT_NAMES))
+    took = time.perf_counter() - started
+    if took > run.config.decision_budget_s:  # a Tamiyo timeout: Kasmina goes conservative
+        run.state.slow_decision_s = took
     if decision is None:
         return
     command_id = f"{run.run_id}-a{run.log.attempt}-e{epoch}"
@@ -319,10 +338,10 @@ def _decide(run: Run, epoch: int) -> None:
         run.tally.rejected_by_gate += 1  # recorded by the store; training goes on
 
 
-def _finish(run: Run) -> None:
+def _finish(run: Run, *, truncated: bool = False) -> None:
     m = run.state.metrics
     assert m is not None
-    end = run.config.epochs
+    end = m.epoch + 1 if truncated else run.config.epochs
     reports = _epoch.due(run, end, m, all_=True)
     ended = EpisodeEnded(
         episode=0,
@@ -330,7 +349,7 @@ def _finish(run: Run) -> None:
         final_accuracy=m.accuracy,
         episode_reward=run.state.rewards,
         success=m.accuracy >= 0.9,
-        truncated=False,
+        truncated=truncated,
     )
     batch = [run.new(ended, end, "episode")]
     batch += [

@@ -131,17 +131,31 @@ def to_command(
     return signed
 
 
-def load_policy(spec: str, store: EventStore, blueprints: tuple[str, ...]) -> Policy:
-    """``heuristic`` or ``ckpt:SHA`` (a learned policy checkpoint blob, loaded lazily).
+POLICY_SPECS = "'heuristic', 'noop', 'random', 'learned:SHA256' (graph policy) or 'ckpt:SHA256'"
+
+
+def load_policy(spec: str, store: EventStore, blueprints: tuple[str, ...], seed: int = 0) -> Policy:
+    """A policy by spec: ``heuristic``, ``noop``, ``random`` (seeded by the run's ``seed``),
+    ``learned:SHA`` (a graph policy checkpoint blob) or ``ckpt:SHA`` (the older MLP policy).
 
     Raises:
         UsageError: any other spec.
     """
     if spec == "heuristic":
         return HeuristicPolicy(blueprints=blueprints)
+    if spec in ("noop", "random"):
+        from labledger.lab.esper import baselines
+
+        if spec == "noop":
+            return baselines.NoopPolicy()
+        return baselines.RandomPolicy(seed=seed, blueprints=blueprints)
+    if spec.startswith("learned:") and len(spec) > 8:
+        from labledger.lab.esper import tamiyo_graph
+
+        return tamiyo_graph.load_policy(store, spec.removeprefix("learned:"))
     if spec.startswith("ckpt:") and len(spec) > 5:
         from labledger.lab.esper import tamiyo_learned  # the learned policy's own module
 
         policy: Policy = tamiyo_learned.load_policy(store, spec.removeprefix("ckpt:"))
         return policy
-    raise UsageError(f"--policy {spec!r}: use 'heuristic' or 'ckpt:SHA256'")
+    raise UsageError(f"--policy {spec!r}: use {POLICY_SPECS}")

@@ -155,8 +155,6 @@ def coverage(x: list[float]) -> float:
     missing = 0
     if not f["metrics.present"]:
         missing += sum(1 for n in FEATURE_NAMES if n.startswith("metrics.")) - 1
-    elif not f["metrics.throughput_present"]:
-        missing += 1
     for group in ("health.", "priority."):
         names = [n for n in FEATURE_NAMES if n.startswith(group)]
         if not any(f[n] for n in names):

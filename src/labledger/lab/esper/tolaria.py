@@ -1,6 +1,12 @@
-"""Tolaria: trains the host network on the CPU — the digits of scikit-learn, nothing downloaded.
+"""Tolaria: trains the host network on the CPU — a task built in code, nothing downloaded.
 
-The host is an MLP ``64 → 32 → [slot r0] → 32 → [slot r1] → 10``. One epoch is
+Two tasks (:data:`TASKS`): ``digits`` (the 8×8 digits of scikit-learn, the
+default: a host of width 32 solves it alone, so growth hardly matters) and
+``spirals`` (three interleaved spiral arms in the plane, generated from the
+seed: the host of width 6 is too small to separate them in a short
+episode, so *growth decides the outcome* — issue #16).
+
+The host is an MLP ``in → H → [slot r0] → H → [slot r1] → classes``. One epoch is
 mini-batch SGD over a shuffle drawn from ``(seed, epoch)`` alone, so an epoch
 replays identically after a resume. The optimizer is plain SGD without
 momentum: it has no state, so a checkpoint is the parameters alone.
@@ -42,6 +48,33 @@ DIVERGENCE_FACTOR = 3.0
 
 
 @dataclass(frozen=True)
+class Task:
+    """A classification task and the shape of its host."""
+
+    name: str
+    in_dim: int
+    hidden: int
+    classes: int
+
+
+TASKS = {
+    "digits": Task("digits", 64, HIDDEN, 10),
+    "spirals": Task("spirals", 2, 6, 3),
+}
+
+
+def task(name: str) -> Task:
+    """The task called ``name``.
+
+    Raises:
+        UsageError: no such task.
+    """
+    if name not in TASKS:
+        raise UsageError(f"task {name!r}: use one of {', '.join(sorted(TASKS))}")
+    return TASKS[name]
+
+
+@dataclass(frozen=True)
 class Data:
     """Train and validation split of the digits (features scaled to [0, 1])."""
 
@@ -51,12 +84,16 @@ class Data:
     y_val: torch.Tensor
 
 
-def load_data(seed: int, val_fraction: float = 0.2) -> Data:
-    """The 1797 8×8 digits shipped with scikit-learn, split by a permutation of ``seed``.
+def load_data(seed: int, val_fraction: float = 0.2, task_name: str = "digits") -> Data:
+    """The task's data split by a permutation of ``seed`` (digits, or spirals made from ``seed``).
 
-    The CSV is read straight from the installed package: importing scikit-learn
-    itself (and scipy behind it) would cost seconds per process for one file.
+    The 1797 8×8 digits ship with scikit-learn;
+    their CSV is read straight from the installed package: importing
+    scikit-learn itself (and scipy behind it) would cost seconds per process.
     """
+    if task_name == "spirals":
+        x, y = spirals(seed)
+        return _split(x, y, seed, val_fraction)
     spec = importlib.util.find_spec("sklearn")
     if spec is None or spec.origin is None:
         raise UsageError("the digits data ships with scikit-learn: pip install 'labledger[ml]'")
@@ -65,6 +102,25 @@ def load_data(seed: int, val_fraction: float = 0.2) -> Data:
         table = np.loadtxt(fh, delimiter=",", dtype=np.float32)
     x = torch.tensor(table[:, :-1] / 16.0)
     y = torch.tensor(table[:, -1].astype(np.int64))
+    return _split(x, y, seed, val_fraction)
+
+
+def spirals(
+    seed: int, per_class: int = 300, noise: float = 0.04, turns: float = 1.25
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three spiral arms of ``turns`` half-turns in [-1, 1]², Gaussian noise; from ``seed``."""
+    g = torch.Generator().manual_seed(10_007 + seed)
+    t = torch.rand(3, per_class, generator=g)
+    arm = torch.arange(3, dtype=torch.float32).unsqueeze(1)
+    theta = arm * (2 * math.pi / 3) + t * (turns * math.pi)
+    r = 0.1 + 0.9 * t
+    x = torch.stack([r * torch.cos(theta), r * torch.sin(theta)], dim=-1).reshape(-1, 2)
+    x = x + noise * torch.randn(x.shape, generator=g)
+    y = arm.expand(3, per_class).reshape(-1).long()
+    return x.float(), y
+
+
+def _split(x: torch.Tensor, y: torch.Tensor, seed: int, val_fraction: float) -> Data:
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     n_val = int(len(y) * val_fraction)
     val, train = order[:n_val], order[n_val:]
@@ -74,14 +130,15 @@ def load_data(seed: int, val_fraction: float = 0.2) -> Data:
 class Host(nn.Module):
     """The host MLP with its seed slots."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, shape: Task = TASKS["digits"]) -> None:
         super().__init__()
+        self.shape = shape
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.fc1 = nn.Linear(64, HIDDEN)
-            self.fc2 = nn.Linear(HIDDEN, HIDDEN)
-            self.out = nn.Linear(HIDDEN, 10)
-        self.slots = nn.ModuleDict({name: SeedSlot(name, HIDDEN) for name in SLOT_NAMES})
+            self.fc1 = nn.Linear(shape.in_dim, shape.hidden)
+            self.fc2 = nn.Linear(shape.hidden, shape.hidden)
+            self.out = nn.Linear(shape.hidden, shape.classes)
+        self.slots = nn.ModuleDict({name: SeedSlot(name, shape.hidden) for name in SLOT_NAMES})
 
     def slot(self, name: str) -> SeedSlot:
         """The slot called ``name``."""

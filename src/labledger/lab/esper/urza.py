@@ -64,6 +64,22 @@ class ResidualMLP(nn.Module):
         return out
 
 
+class WideMLP(nn.Module):
+    """A wide two-layer MLP delta ``W2 relu(W1 x)`` with 32 hidden units, whatever ``dim`` is.
+
+    The blueprint that adds real capacity to a narrow host (the spirals task).
+    """
+
+    def __init__(self, dim: int, width: int = 32) -> None:
+        super().__init__()
+        self.up = nn.Linear(dim, width)
+        self.down = nn.Linear(width, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.down(torch.relu(self.up(x)))
+        return out
+
+
 class LowRankAdapter(nn.Module):
     """LoRA-style delta ``B A x`` with rank 4."""
 
@@ -121,6 +137,7 @@ BLUEPRINTS: dict[str, Callable[[int], nn.Module]] = {
     "low_rank": LowRankAdapter,
     "attention_lite": AttentionLite,
     "conv_block": ConvBlock,
+    "wide_mlp": WideMLP,
 }
 """The library a policy chooses from."""
 FAULTY: dict[str, Callable[[int], nn.Module]] = {"broken_shape": BrokenShape}

@@ -1,0 +1,87 @@
+"""The control branch of a decision: the same host, data order and epochs, without the adaptation.
+
+A field report used to credit a decision with everything the host did over
+its window — including the host's own learning, which an untouched host does
+just as well (+0.41 for a GERMINATE at epoch 1 that a control matched, issue
+#16). Now, at the moment Kasmina is about to carry out a command, the host
+(with its seeds) and every slot's lifecycle state are forked, and the fork is
+trained over the report's window as if the command had never come: the same
+shuffles (they depend on ``(seed, epoch)`` only), the same plain SGD (no
+optimizer state), the same lifecycle ticks for the other seeds. The report's
+deltas are then *treatment minus control* at the same epoch.
+
+What the fork leaves out: a divergence rollback inside the control branch
+(the treatment's rollback machinery is not replayed there; its loss is kept
+as measured). Commands that change nothing (``WAIT``, a command that does not
+apply) have the treatment as their control, so their deltas are exactly 0 and
+nothing is trained twice.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from labledger.events.esper import SeedStage
+from labledger.lab.esper import kasmina, tolaria
+from labledger.lab.esper.kasmina import Observed, SlotState
+from labledger.lab.esper.urza import KernelCache
+
+
+def fork_host(host: tolaria.Host, slots: dict[str, SlotState], cache: KernelCache) -> tolaria.Host:
+    """A copy of ``host`` with fresh instances of its seeds' kernels and the same parameters.
+
+    Kernels come from Urza's cache by sha (as at germination), not from a deep
+    copy of the TorchScript modules, so the fork's parameters are leaves of
+    their own.
+    """
+    fork = tolaria.Host(0, host.shape)
+    for name, s in slots.items():
+        source = host.slot(name)
+        if source.kernel is not None and s.kernel_sha is not None:
+            fork.slot(name).attach(cache.instantiate(s.kernel_sha))
+        target = fork.slot(name)
+        target.mode, target.alpha = source.mode, source.alpha
+        target.breaker.consecutive = source.breaker.consecutive
+        target.breaker.last_error = source.breaker.last_error
+    fork.load_state_dict({k: v.detach().clone() for k, v in host.state_dict().items()})
+    return fork
+
+
+def control_branch(
+    host: tolaria.Host,
+    slots: dict[str, SlotState],
+    data: tolaria.Data,
+    *,
+    seed: int,
+    lr: float,
+    batch: int,
+    first_epoch: int,
+    epochs: int,
+) -> dict[int, tuple[float, float]]:
+    """Train a fork of ``host`` for ``epochs`` epochs from ``first_epoch``; (loss, accuracy) each.
+
+    ``host`` (already forked by :func:`fork_host`) is trained; ``slots`` is copied.
+    """
+    from labledger.lab.esper._run import set_mode  # the torch slot modes, one definition
+
+    fork = host
+    states = {n: msgspec.structs.replace(s) for n, s in slots.items()}
+    out: dict[int, tuple[float, float]] = {}
+    for epoch in range(first_epoch, first_epoch + epochs):
+        for name in tolaria.SLOT_NAMES:
+            fork.slot(name).failures_this_epoch = 0
+        stats = tolaria.train_epoch(fork, data, epoch=epoch, seed=seed, lr=lr, batch=batch)
+        loss, accuracy = tolaria.evaluate(fork, data)
+        broken = {
+            n: fork.slot(n).breaker.last_error
+            for n in tolaria.SLOT_NAMES
+            if fork.slot(n).breaker.open
+        }
+        seen = Observed(epoch, stats.train_loss, loss, stats.probe_loss, broken)
+        for name, s in sorted(states.items()):
+            _, prune_reason = kasmina.tick(name, s, seen)
+            if prune_reason is not None:
+                s.stage, s.alpha = SeedStage.PRUNED, 0.0
+            set_mode(fork.slot(name), s)
+        out[epoch] = (loss, accuracy)
+    return out

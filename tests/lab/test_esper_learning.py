@@ -1,0 +1,186 @@
+"""Esper that learns (issue #16): counterfactual reports, determinism for every policy,
+safety in the loop, the graph policy trained by AWR, and a reproducible evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from labledger import EventStore
+from labledger.cli._engine import caught_up
+from labledger.cli.main import run as cli
+from labledger.events import Event
+from labledger.events.esper import (
+    AdaptationCommand,
+    ConservativeModeEntered,
+    EmergencyHalt,
+    EpisodeEnded,
+    EvaluationCompleted,
+    FieldReport,
+    GrowthRefused,
+    LifecycleOp,
+    SafetyTrigger,
+    SeedGerminated,
+    SystemStateReported,
+)
+from labledger.events.typed import Typed, typed
+from labledger.lab.esper import collect, evaluate, simic_awr
+from labledger.lab.esper._run import ESPER_RUNS, commands_stream
+from labledger.lab.esper.session import SessionConfig, run_session
+from labledger.projections.esper_training import (
+    FEATURE_NAMES,
+    EsperTrainingProjection,
+    Transition,
+    completed,
+    reward,
+)
+from labledger.security import KeyRing
+from labledger.testing.backends import SqliteBackend
+from labledger.testing.projection_contract import fresh_ledger
+
+SPEC = collect.EpisodeSpec(epochs=5, window=2)
+
+
+@pytest.fixture
+def store(sqlite_backend: SqliteBackend) -> Iterator[EventStore]:
+    with fresh_ledger(sqlite_backend, KeyRing({"lab": b"k" * 32})) as s:
+        yield s
+
+
+def items(store: EventStore, run_id: str) -> list[Typed[Event]]:
+    return list(typed(store.read_stream(ESPER_RUNS.stream(run_id))))
+
+
+def accuracies(store: EventStore, run_id: str) -> dict[int, float]:
+    return {
+        e.metrics.epoch: e.metrics.accuracy
+        for e in (i.event for i in items(store, run_id))
+        if isinstance(e, SystemStateReported)
+    }
+
+
+def commands(store: EventStore, run_id: str) -> list[tuple[str, str, str | None]]:
+    return [
+        (c.operation.value, c.target_slot, c.blueprint_id)
+        for c in (i.event for i in typed(store.read_stream(commands_stream(run_id))))
+        if isinstance(c, AdaptationCommand)
+    ]
+
+
+def test_the_control_branch_is_the_host_without_the_adaptation(store: EventStore) -> None:
+    """The first GERMINATE's control equals a no-op run of the same seed, epoch for epoch."""
+    run_session(store, SPEC.config(3, "noop"), run_id="noop")
+    run_session(store, SPEC.config(3, "heuristic"), run_id="grow")
+    untouched = accuracies(store, "noop")
+    reports = [i.event for i in items(store, "grow") if isinstance(i.event, FieldReport)]
+    first = reports[0]
+    assert first.extra_metrics["counterfactual"] == 1.0
+    judged = int(first.extra_metrics["decision_epoch"]) + first.delta.observation_window_epochs
+    assert first.extra_metrics["control_accuracy"] == untouched[judged]
+    grown = accuracies(store, "grow")
+    assert first.delta.accuracy_delta == pytest.approx(grown[judged] - untouched[judged])
+    assert first.extra_metrics["reward"] == reward(first)
+
+
+@pytest.mark.parametrize("policy", ["heuristic", "random", "noop"])
+def test_same_seed_and_policy_give_the_same_commands_and_accuracies(
+    store: EventStore, policy: str
+) -> None:
+    run_session(store, SPEC.config(7, policy), run_id="a")
+    run_session(store, SPEC.config(7, policy), run_id="b")
+    assert commands(store, "a") == commands(store, "b")
+    assert accuracies(store, "a") == accuracies(store, "b")
+
+
+def test_a_risky_command_puts_kasmina_into_conservative_mode(store: EventStore) -> None:
+    cfg = SessionConfig(epochs=4, seed=0, risk_threshold=0.2)  # the heuristic germinates at 0.3
+    run_session(store, cfg, run_id="risky")
+    events = [i.event for i in items(store, "risky")]
+    entered = [e for e in events if isinstance(e, ConservativeModeEntered)]
+    refused = [e for e in events if isinstance(e, GrowthRefused)]
+    assert entered and entered[0].trigger is SafetyTrigger.RISK and "0.3" in entered[0].detail
+    assert refused and refused[0].command_id == entered[0].command_id
+    assert not any(isinstance(e, SeedGerminated) for e in events)
+    report = next(e for e in events if isinstance(e, FieldReport))
+    assert (report.delta.accuracy_delta, report.extra_metrics["reward"]) == (0.0, 0.0)
+
+
+def test_rollbacks_in_a_row_halt_the_run(store: EventStore) -> None:
+    cfg = SessionConfig(epochs=5, seed=0, diverge_epoch=1, halt_after_rollbacks=1)
+    summary = run_session(store, cfg, run_id="halt")
+    events = [i.event for i in items(store, "halt")]
+    (halt,) = [e for e in events if isinstance(e, EmergencyHalt)]
+    (ended,) = [e for e in events if isinstance(e, EpisodeEnded)]
+    assert (halt.epoch, halt.rollbacks_in_a_row) == (1, 1)
+    assert ended.truncated and max(summary.accuracy) == 1
+
+
+def _rows(store: EventStore) -> list[Transition]:
+    engine = caught_up(store, EsperTrainingProjection.name, progress=False)
+    with engine.read(EsperTrainingProjection.name) as tx:
+        return list(completed(tx))
+
+
+def test_awr_learns_a_deterministic_graph_policy_and_evaluate_reproduces(
+    store: EventStore,
+) -> None:
+    done = collect.collect(store, [0, 1, 2], spec=SPEC)
+    assert (done.episodes, collect.collect(store, [0, 1, 2], spec=SPEC).skipped) == (3, 3)
+    rows = _rows(store)
+    config = simic_awr.AwrConfig(steps=30, horizon=SPEC.epochs)
+    blob, report = simic_awr.train(rows, SPEC.blueprints, config)
+    assert simic_awr.train(rows, SPEC.blueprints, config)[0] == blob
+    assert report.transitions == len(rows) == 3 * SPEC.epochs
+    sha, _ = simic_awr.record(store, blob, report, config)
+    learned = f"learned:{sha}"
+    policies = ["noop", "random", learned]
+    first = evaluate.run_all(store, policies, [100, 101], spec=SPEC, tag="e1")
+    again = evaluate.run_all(store, policies, [100, 101], spec=SPEC, tag="e2")
+    for policy in policies:
+        assert [(r.final_accuracy, r.params_added, r.reward) for r in first[policy]] == [
+            (r.final_accuracy, r.params_added, r.reward) for r in again[policy]
+        ]
+    one = evaluate.completed_event(
+        first, [100, 101], SPEC, bootstrap_seed=0, resamples=200, estimates={}
+    )
+    two = evaluate.completed_event(
+        again, [100, 101], SPEC, bootstrap_seed=0, resamples=200, estimates={}
+    )
+    assert (one.policies, one.differences) == (two.policies, two.differences)
+    assert one.evaluation_id == two.evaluation_id
+    assert {d.baseline for d in one.differences} == {"noop", "random"}
+    position = evaluate.record(store, one)
+    (stored,) = typed(store.read_stream(evaluate.EVALUATIONS_STREAM))
+    assert stored.position == position and isinstance(stored.event, EvaluationCompleted)
+    assert all(
+        c[0] != LifecycleOp.WAIT.value for r in first[learned] for c in commands(store, r.run_id)
+    )
+
+
+def test_evaluate_refuses_bad_seeds_with_exit_2(store: EventStore) -> None:
+    assert cli(["--db", store.url, "esper", "evaluate", "--seeds", "9-3"]) == 2
+    assert store.stream_version(evaluate.EVALUATIONS_STREAM) < 0  # nothing recorded
+
+
+def test_one_reward_everywhere_and_slot_counts_from_the_start_issue_16(store: EventStore) -> None:
+    """The report, the training set and audit agree on every reward; every slot is counted."""
+    from labledger.projections import audit
+
+    run_session(store, SPEC.config(5, "heuristic"), run_id="agree")
+    reports = {
+        e.command_id: e.extra_metrics["reward"]
+        for e in (i.event for i in items(store, "agree"))
+        if isinstance(e, FieldReport)
+    }
+    rows = [t for t in _rows(store) if t.run_id == "agree"]
+    assert reports and {t.command_id: t.reward for t in rows} == reports
+    engine = caught_up(store, audit.AuditProjection.name, progress=False)
+    with engine.read(audit.AuditProjection.name) as tx:
+        for command_id, value in reports.items():
+            (link,) = [x for x in audit.trail(tx, command_id) if x["step"] == "reward"]
+            assert link["value"] == value and link["reward_version"] == 2
+    first = dict(zip(FEATURE_NAMES, rows[0].obs, strict=True))
+    assert rows[0].heads["op"] == "GERMINATE"
+    assert first["slots.count.DORMANT"] == 2.0  # both slots, though no lifecycle event yet
+    assert not any("throughput" in name for name in FEATURE_NAMES)  # no clock in the input
