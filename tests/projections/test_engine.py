@@ -161,7 +161,7 @@ def test_status_reports_lag_and_stalls(backend: Backend) -> None:
 
 
 KILL_WORKER = r"""
-import sys
+import sys, time
 from labledger.ledger import open_ledger
 from labledger.projections import ProjectionEngine
 sys.path.insert(0, sys.argv[2])
@@ -169,7 +169,9 @@ from tests.projections.test_engine import BeatCounter
 store = open_ledger(sys.argv[1], strict=False)
 engine = ProjectionEngine(store, [BeatCounter()], batch_size=int(sys.argv[3]))
 print("READY", flush=True)
-engine.catch_up("beats")
+# A short pause after each committed batch keeps the run longer than the kill
+# window however fast the engine gets; kills still land inside batches too.
+engine.catch_up("beats", progress=lambda done, total: time.sleep(0.003))
 print("DONE", flush=True)
 """
 
