@@ -72,8 +72,8 @@ catalog: $(BIN)/.installed
 COMPILE = $(LOCKVENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links --no-header
 LOCKVENV ?= .venv-lock
-EXTRA_SETS = base: postgres:postgres ml:ml plot:plot api:api \
-	dev:dev,postgres,ml,plot,api bench:dev,postgres,ml,plot,api,bench
+EXTRA_SETS = base: postgres:postgres ml:ml plot:plot api:api notebook:notebook \
+	dev:dev,postgres,ml,plot,api,notebook bench:dev,postgres,ml,plot,api,notebook,bench
 lock:
 	rm -rf $(LOCKVENV)
 	$(PYTHON) -m venv $(LOCKVENV)

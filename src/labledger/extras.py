@@ -17,6 +17,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "plot": ("matplotlib",),
     "api": ("fastapi", "uvicorn", "starlette", "pyarrow", "jinja2", "plotly", "prometheus_client"),
     "postgres": ("psycopg",),
+    "notebook": ("pandas",),
 }
 _EXTRA_OF = {module: extra for extra, modules in EXTRAS.items() for module in modules}
 

@@ -54,7 +54,7 @@ def _frame(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = No
     try:
         import pandas as pd  # type: ignore[import-untyped]
     except ModuleNotFoundError:
-        raise MissingExtra("open_lab tables", "dev", ["pandas"]) from None
+        raise MissingExtra("open_lab tables", "notebook", ["pandas"]) from None
     frame = pd.DataFrame(list(rows), columns=list(columns) if columns and not rows else None)
     for column in [c for c in frame.columns if str(c).endswith("_at_us")]:
         frame[str(column)[: -len("_us")]] = pd.to_datetime(frame[column], unit="us", utc=True)
