@@ -419,7 +419,8 @@ def test_the_toolgen_pareto_chart_marks_the_front_and_links_events_issue_15(
     client: TestClient, store: EventStore
 ) -> None:
     positions = _fill_toolgen(store)
-    fig = _figure(client.get("/ui/toolgen?run=tg-1").text, "pareto-chart")
+    page = client.get("/ui/toolgen?run=tg-1").text
+    fig = _figure(page, "pareto-chart")
     assert fig["layout"]["xaxis"]["type"] == "log"
     traces = {t["name"]: t for t in fig["data"]}
     front, rest = traces[f"{tg.TD}: Pareto set"], traces[f"{tg.TD}: dominated"]
@@ -427,3 +428,5 @@ def test_the_toolgen_pareto_chart_marks_the_front_and_links_events_issue_15(
     assert front["customdata"] == [f"/ui/events/{positions[t]}" for t in ("C", "B", "A-r1")]
     assert front["marker"]["symbol"] != rest["marker"]["symbol"]
     assert (rest["x"], rest["customdata"]) == ([0.5], [f"/ui/events/{positions['A']}"])
+    memory = {t["name"]: t for t in _figure(page, "pareto-memory-chart")["data"]}
+    assert memory[f"{tg.TD}: Pareto set"]["x"] == [90.0, 100.0, 200.0]  # A-r1, B, C

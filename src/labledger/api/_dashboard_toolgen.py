@@ -121,33 +121,44 @@ def _scope(
     return chosen, selector
 
 
+AXES = {
+    "median_ms": ("median run time (ms, log)", "%{x:.4g} ms"),
+    "peak_kib": ("peak memory (KiB, log)", "%{x:.4g} KiB"),
+}
+
+
 def pareto_figure(
-    points: Sequence[ParetoPoint], positions: dict[tuple[str, str], int]
+    points: Sequence[ParetoPoint], positions: dict[tuple[str, str], int], axis: str = "median_ms"
 ) -> dict[str, Any] | None:
-    """Fitness against median_ms (log x) per spec: every measured tool, its Pareto
-    points marked (a diamond, joined by a line), each linking to its evaluation."""
+    """Fitness against ``axis`` (``median_ms`` or ``peak_kib``, log x) per spec: every
+    measured tool, its Pareto points marked (diamonds joined in x order), each linking
+    to its evaluation. The set is over all three objectives, so a dominated point may
+    sit above-left of the line here: it loses on the axis not drawn."""
+    label, at = AXES[axis]
     by_spec: dict[str, list[ParetoPoint]] = defaultdict(list)
     for p in points:
-        if p.median_ms > 0:  # a log axis has no place for 0 ms
+        if getattr(p, axis) > 0:  # a log axis has no place for 0
             by_spec[p.spec_id].append(p)
     data: list[dict[str, Any]] = []
     for i, (spec, shown) in enumerate(sorted(by_spec.items())):
         color = charts.PALETTE[i % len(charts.PALETTE)]
         for front in (False, True):
-            part = sorted((p for p in shown if p.pareto == front), key=lambda p: p.median_ms)
+            part = sorted((p for p in shown if p.pareto == front), key=lambda p: getattr(p, axis))
             if not part:
                 continue
-            links = [charts.href(positions[(p.spec_id, p.tool_id)]) for p in part]
             data.append(
                 {
                     "type": "scatter",
                     "mode": "lines+markers" if front else "markers",
                     "name": f"{spec}: Pareto set" if front else f"{spec}: dominated",
-                    "x": [p.median_ms for p in part],
+                    "x": [getattr(p, axis) for p in part],
                     "y": [charts.finite(p.fitness) for p in part],
-                    "text": [f"{p.tool_id} ({p.impl_style}, {p.peak_kib:.4g} KiB)" for p in part],
-                    "customdata": links,
-                    "hovertemplate": "%{text}: fitness %{y:.4g} at %{x:.4g} ms"
+                    "text": [
+                        f"{p.tool_id} ({p.impl_style}, {p.median_ms:.4g} ms, {p.peak_kib:.4g} KiB)"
+                        for p in part
+                    ],
+                    "customdata": [charts.href(positions[(p.spec_id, p.tool_id)]) for p in part],
+                    "hovertemplate": f"%{{text}}: fitness %{{y:.4g}} at {at}"
                     + charts.CLICK_HINT
                     + "<extra></extra>",
                     "marker": {
@@ -163,9 +174,9 @@ def pareto_figure(
     return {
         "data": data,
         "layout": {
-            "title": {"text": "Fitness against median_ms (Pareto set marked)", "x": 0.01},
-            "xaxis": {"title": {"text": "median run time (ms, log)"}, "type": "log"},
-            "yaxis": {"title": {"text": "fitness"}, "autorange": True},
+            "title": {"text": f"Fitness against {axis} (Pareto set marked)", "x": 0.01},
+            "xaxis": {"title": {"text": label}, "type": "log", "automargin": True},
+            "yaxis": {"title": {"text": "fitness"}, "autorange": True, "automargin": True},
             "hovermode": "closest",
             "margin": {"l": 60, "r": 20, "t": 40, "b": 50},
             "legend": {"orientation": "h", "y": -0.25},
@@ -240,7 +251,14 @@ def _run_sections(tx: Tx, run_id: str | None, suffix: str) -> list[dict[str, Any
         text("pareto: not dominated in (fitness, median_ms, peak_kib) among the spec's tools"),
         table(f"leaderboard{suffix}", BOARD_HEADERS, [_board_row(s, front) for s in standings]),
         heading("Pareto front"),
-        figures((f"pareto-chart{suffix}", pareto_figure(points, positions))),
+        text(
+            "The Pareto set is over fitness, median_ms and peak_kib: a dominated point above "
+            "the line in one chart loses on the other axis. Click a point for its evaluation."
+        ),
+        figures(
+            (f"pareto-chart{suffix}", pareto_figure(points, positions)),
+            (f"pareto-memory-chart{suffix}", pareto_figure(points, positions, "peak_kib")),
+        ),
         heading("Performance per epoch"),
         figures((f"epochs-chart{suffix}", epochs)),
         heading("Handoff and repair rates"),
