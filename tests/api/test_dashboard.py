@@ -4,10 +4,12 @@ health words, metrics, and the OpenAPI response schemas."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
 
+import msgspec
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import TypeAdapter
@@ -15,11 +17,23 @@ from pydantic import TypeAdapter
 from labledger.api import _routes_schemas as m
 from labledger.api._dashboard_dream import candidates, history, importance
 from labledger.api._metrics import health
+from labledger.events import Event
 from labledger.events.runs import RunStarted, Subsystem
+from labledger.events.toolgen import (
+    GenerationPlanned,
+    Genome,
+    Member,
+    RepairAttempted,
+    RepairFailed,
+    RepairFailure,
+    RepairSucceeded,
+    ToolEvaluated,
+)
 from labledger.projections.status import ProjectionStatus
 from labledger.store import EventStore
 from tests.api._lab import fill_esper, ring
 from tests.api._served import XSS, XSS_RUN, xss_run
+from tests.projections import test_toolgen as tg
 
 PAGES = ("runs", "dream", "toolgen", "esper", "audit", "events", "ops")
 
@@ -243,3 +257,176 @@ def test_the_audit_page_lists_the_latest_esper_runs_decisions(
     assert 'href="/ui/audit?command_id=esper-1-cmd-1&amp;run=esper-1"' in page
     chain = client.get("/ui/audit?command_id=esper-1-cmd-1").text
     assert '<table id="trail"' in chain and "field_report" in chain
+
+
+# -- the ToolGen page (issue #15's read models) -----------------------------------------
+
+
+def _tg_evaluated(tool: str, fitness: float, median_ms: float, peak_kib: float) -> ToolEvaluated:
+    return msgspec.structs.replace(
+        tg.evaluated(tool, tg.TD, tg.SET, 0, fitness=fitness, median_ms=median_ms),
+        peak_kib=peak_kib,
+    )
+
+
+def _repair(attempt: int, ok: bool, duration_s: float) -> list[Event]:
+    edit = f"restore_last@{attempt - 1}"  # the edit tried: a challenger's genome appends it
+    tried = RepairAttempted(handoff_id="h1", attempt=attempt, agent=edit, timeout_s=60.0)
+    done: Event = (
+        RepairSucceeded(
+            handoff_id="h1",
+            attempt=attempt,
+            repaired_code_sha256=tg.sha("A-fixed"),
+            duration_s=duration_s,
+        )
+        if ok
+        else RepairFailed(
+            handoff_id="h1",
+            attempt=attempt,
+            failure=RepairFailure.TIMEOUT,
+            exit_code=None,
+            duration_s=duration_s,
+        )
+    )
+    return [tried, done]
+
+
+def _fill_toolgen(store: EventStore) -> dict[str, int]:
+    """Run tg-1 (with run.RunStarted): B ties A on fitness and is faster at the same peak,
+    so B dominates A and ranks above it; C is slower-fitness but the fastest (Pareto);
+    A is handed off, repaired on the second attempt, and A-r1 re-enters and leads.
+    C is bred from B. Run tg-2 (no run.RunStarted, the latest): Z alone.
+    Returns each tool's evaluation position."""
+    started = RunStarted(subsystem=Subsystem.TOOLGEN, config={}, code_version="t", host="h")
+    bred = GenerationPlanned(
+        epoch=0,
+        spec_id=tg.TD,
+        members=[
+            Member(
+                tool_id="A",
+                genome=Genome(impl_style=tg.SET, anneal_gene=1.0, mutations=["drop_last@0"]),
+            ),
+            Member(tool_id="B", genome=Genome(impl_style=tg.SET, anneal_gene=0.8, mutations=[])),
+            Member(
+                tool_id="C",
+                genome=Genome(impl_style=tg.SET, anneal_gene=1.2, mutations=[]),
+                parent_tool_id="B",
+            ),
+        ],
+        parents=["B"],
+    )
+    tg1: list[tuple[str, Event]] = [
+        ("run-tg-1", started),
+        ("toolgen", bred),
+        ("toolgen", _tg_evaluated("A", 0.9, 0.5, 100.0)),
+        ("toolgen", _tg_evaluated("B", 0.9, 0.3, 100.0)),
+        ("toolgen", _tg_evaluated("C", 0.5, 0.1, 200.0)),
+        ("toolgen", tg.handoff("h1", "A", tg.SET, 0)),
+        *(("repairlab", e) for e in _repair(1, False, 10.0) + _repair(2, True, 5.0)),
+        ("toolgen", tg.challenger("A-r1", "A", "h1", 1, tg.sha("A-fixed"))),
+        ("toolgen", _tg_evaluated("A-r1", 0.95, 0.4, 90.0)),
+    ]
+    positions = {}
+    for stream, event in tg1:
+        position = store.append(stream, [event.to_new_event(run_id="tg-1")]).last_position
+        if isinstance(event, ToolEvaluated):
+            positions[event.tool_id] = position
+    z = _tg_evaluated("Z", 0.4, 2.0, 50.0).to_new_event(run_id="tg-2")
+    positions["Z"] = store.append("toolgen", [z]).last_position
+    return positions
+
+
+def _rows(html: str, table_id: str) -> list[list[str]]:
+    body = re.search(rf'<table id="{table_id}".*?<tbody>(.*?)</tbody>', html, re.S)
+    assert body is not None, table_id
+    return [
+        [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+        for row in re.findall(r"<tr>(.*?)</tr>", body.group(1), re.S)
+    ]
+
+
+def _figure(html: str, figure_id: str) -> dict[str, Any]:
+    block = re.search(
+        rf'<script type="application/json" id="{figure_id}-data">(.*?)</script>', html
+    )
+    assert block is not None, figure_id
+    found: dict[str, Any] = json.loads(block.group(1))
+    return found
+
+
+def test_the_toolgen_page_is_scoped_to_a_run_issue_15(
+    client: TestClient, store: EventStore
+) -> None:
+    positions = _fill_toolgen(store)
+    latest = client.get("/ui/toolgen").text
+    assert "Run tg-2" in latest and "Run tg-1" not in latest
+    assert [r[2] for r in _rows(latest, "leaderboard")] == ["Z"]
+    assert '<option value="tg-2" selected>' in latest  # listed though it has no run.RunStarted
+    assert "cannot be scoped" not in latest and "every ToolGen run" not in latest
+    first = client.get("/ui/toolgen?run=tg-1").text
+    assert [r[2] for r in _rows(first, "leaderboard")] == ["A-r1", "B", "A", "C"]
+    assert '<option value="tg-1" selected>' in first
+    everything = client.get("/ui/toolgen?run=all").text
+    assert "Run (all runs)" in everything
+    assert {r[2] for r in _rows(everything, "leaderboard")} == {"A-r1", "A", "B", "C", "Z"}
+    both = client.get("/ui/toolgen?run=tg-1&run=tg-2").text
+    assert [r[2] for r in _rows(both, "leaderboard-1")] == ["Z"]
+    missing = client.get("/ui/toolgen?run=nope")
+    assert missing.status_code == 404 and "nope" in missing.text
+    assert positions["Z"] > positions["A-r1"]
+
+
+def test_the_toolgen_leaderboard_prints_its_keys_pareto_and_lineage_issue_15(
+    client: TestClient, store: EventStore
+) -> None:
+    positions = _fill_toolgen(store)
+    page = client.get("/ui/toolgen?run=tg-1").text
+    keys = re.search(r'<p id="tie-break">(.*?)</p>', page)
+    assert keys is not None and keys.group(1).startswith(
+        "ranked by fitness desc, then median_ms asc (not measured last), then log position asc"
+    )
+    headers = re.findall(r"<th>(.*?)</th>", page.split('<table id="leaderboard"')[1])
+    board = {r[2]: dict(zip(headers, r, strict=False)) for r in _rows(page, "leaderboard")}
+    assert {t: board[t]["pareto"] for t in board} == {
+        "A-r1": "true",
+        "B": "true",
+        "A": "false",  # B is as fit, faster, no larger
+        "C": "true",
+    }
+    winner = board["A-r1"]
+    assert (winner["lineage"], winner["parent"], winner["generation"]) == (
+        "repairlab_fixed",
+        "A",
+        "1",
+    )
+    assert (winner["chain (root → tool)"], winner["repair attempt"]) == ("A → A-r1", "2")
+    assert winner["position (evaluation)"] == str(positions["A-r1"])
+    assert (board["A"]["genome"], board["A"]["lineage"]) == ("set x1 +drop_last@0", "original")
+    assert winner["genome"] == "set x1 +drop_last@0 +restore_last@1"  # the second attempt's edit
+    assert (board["C"]["lineage"], board["C"]["chain (root → tool)"]) == ("offspring", "B → C")
+    rates = {r[0]: r for r in _rows(page, "rates")}
+    rate_headers = re.findall(r"<th>(.*?)</th>", page.split('<table id="rates"')[1])
+    overall = dict(zip(rate_headers, rates["(all)"], strict=False))
+    assert (overall["attempts per repair"], overall["time to repair (s)"]) == ("2", "15")
+    assert (overall["repair attempts"], overall["repairs ok"], overall["repairs failed"]) == (
+        "2",
+        "1",
+        "1",
+    )
+
+
+def test_the_toolgen_pareto_chart_marks_the_front_and_links_events_issue_15(
+    client: TestClient, store: EventStore
+) -> None:
+    positions = _fill_toolgen(store)
+    page = client.get("/ui/toolgen?run=tg-1").text
+    fig = _figure(page, "pareto-chart")
+    assert fig["layout"]["xaxis"]["type"] == "log"
+    traces = {t["name"]: t for t in fig["data"]}
+    front, rest = traces[f"{tg.TD}: Pareto set"], traces[f"{tg.TD}: dominated"]
+    assert front["x"] == [0.1, 0.3, 0.4] and front["y"] == [0.5, 0.9, 0.95]  # C, B, A-r1
+    assert front["customdata"] == [f"/ui/events/{positions[t]}" for t in ("C", "B", "A-r1")]
+    assert front["marker"]["symbol"] != rest["marker"]["symbol"]
+    assert (rest["x"], rest["customdata"]) == ([0.5], [f"/ui/events/{positions['A']}"])
+    memory = {t["name"]: t for t in _figure(page, "pareto-memory-chart")["data"]}
+    assert memory[f"{tg.TD}: Pareto set"]["x"] == [90.0, 100.0, 200.0]  # A-r1, B, C
