@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 from typing import Any
 
@@ -18,6 +19,14 @@ from labledger.api import _routes_schemas as m
 from labledger.api._dashboard_dream import candidates, history, importance
 from labledger.api._metrics import health
 from labledger.events import Event
+from labledger.events.dream import (
+    GenerationCompleted,
+    Provenance,
+    Regime,
+    SensorProvenance,
+    TrialKpis,
+    TrialRecorded,
+)
 from labledger.events.runs import RunStarted, Subsystem
 from labledger.events.toolgen import (
     GenerationPlanned,
@@ -29,9 +38,12 @@ from labledger.events.toolgen import (
     RepairSucceeded,
     ToolEvaluated,
 )
+from labledger.lab.dream.promote import promote
+from labledger.projections import ProjectionEngine, all_projections
+from labledger.projections.dream import candidate_pack
 from labledger.projections.status import ProjectionStatus
 from labledger.store import EventStore
-from tests.api._lab import fill_esper, ring
+from tests.api._lab import KEY_ID, fill_esper, ring
 from tests.api._served import XSS, XSS_RUN, xss_run
 from tests.projections import test_toolgen as tg
 
@@ -430,3 +442,97 @@ def test_the_toolgen_pareto_chart_marks_the_front_and_links_events_issue_15(
     assert (rest["x"], rest["customdata"]) == ([0.5], [f"/ui/events/{positions['A']}"])
     memory = {t["name"]: t for t in _figure(page, "pareto-memory-chart")["data"]}
     assert memory[f"{tg.TD}: Pareto set"]["x"] == [90.0, 100.0, 200.0]  # A-r1, B, C
+
+
+def _dream_trials(cand: str, gen: int, perf: float, n: int, seed: int) -> list[TrialRecorded]:
+    rng = random.Random(seed)
+    return [
+        TrialRecorded(
+            domain="cpu",
+            regime=regime,
+            cand_id=cand,
+            generation=gen,
+            trial=t,
+            genome={"threads": 2, "who": cand},
+            kpis=TrialKpis(
+                perf=rng.gauss(perf, perf * 0.03),
+                p95_ms=rng.gauss(1.0, 0.03),
+                watts=None,
+                temp_peak_c=None,
+                errors=0,
+                oom=0,
+                requests=100,
+            ),
+            sensors=SensorProvenance(watts=Provenance.ABSENT, temp_peak_c=Provenance.ABSENT),
+            units={"perf": "MiB/s hashed", "p95_ms": "ms"},
+        )
+        for regime in (Regime.IDLE, Regime.NORMAL)
+        for t in range(n)
+    ]
+
+
+def _decided_run(store: EventStore) -> None:
+    """Run dr1: baseline B, G (+20 % perf, 10 trials: improves), T (+20 %, 3 trials), L (-20 %)."""
+    started = RunStarted(subsystem=Subsystem.DREAM, config={}, code_version="t", host="h")
+    events = [started, *_dream_trials("B", 0, 100.0, 10, 1)]
+    events.append(
+        GenerationCompleted(
+            domain="cpu",
+            generation=0,
+            candidates=1,
+            regimes=[Regime.IDLE, Regime.NORMAL],
+            trials_per_regime=10,
+            best_cand_id=None,
+            packs=[],
+            best_fitness=None,
+        )
+    )
+    events += _dream_trials("G", 1, 120.0, 10, 2) + _dream_trials("T", 1, 120.0, 3, 4)
+    events += _dream_trials("L", 1, 80.0, 10, 5)
+    store.append("dream-dr1", [e.to_new_event(run_id="dr1", actor="dream") for e in events])
+
+
+def _cells(html: str, table_id: str) -> list[list[str]]:
+    if f'id="{table_id}-empty"' in html:
+        return []
+    body = re.search(rf'<table[^>]*id="{table_id}"[^>]*>(.*?)</table>', html, re.S)
+    assert body is not None, table_id
+    rows = re.findall(r"<tr>(.*?)</tr>", body.group(1), re.S)
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", r, re.S) for r in rows]
+    return [[re.sub(r"<[^>]+>", "", c).strip() for c in row] for row in cells if row]
+
+
+def test_the_dream_page_shows_each_decision_and_the_promoted_configuration(
+    client: TestClient, store: EventStore
+) -> None:
+    _decided_run(store)
+    html = client.get("/ui/dream?run=dr1").text
+    assert "Ranked by score_v2_raw" in html  # the page says which score ranks which table
+    rows = {r[3]: r for r in _cells(html, "decisions")}
+    assert set(rows) == {"B", "G", "T", "L"}
+    ranked = sorted(rows.values(), key=lambda r: int(r[2]))
+    assert [r[3] for r in ranked][2:] == ["B", "L"]  # +20 % (G, T), baseline, -20 %
+    scores = [float(r[5]) for r in ranked]
+    assert scores == sorted(scores, reverse=True)  # ranked by score_v2, best first
+    g_diff, g_ci = float(rows["G"][6]), rows["G"][7]
+    lo, hi = (float(v) for v in g_ci.strip("[]").split(","))
+    assert lo <= g_diff <= hi and lo > 0.01
+    assert (rows["G"][8], rows["G"][9]) == ("10", "true")
+    assert (rows["T"][8], rows["T"][9]) == ("3", "inconclusive") and "needs 5" in rows["T"][10]
+    assert rows["L"][9] == "false" and float(rows["L"][7].strip("[]").split(",")[1]) < 0
+    assert _cells(html, "promoted") == [] and "No configuration has been promoted" in html
+
+    engine = ProjectionEngine(store, all_projections())
+    engine.catch_up("dream_candidates")
+    with engine.read("dream_candidates") as tx:
+        pack = candidate_pack(tx, "cpu", "G")
+    assert pack is not None
+    promote(store, pack, promoted_by="alice", reason="faster <b>")
+    html = client.get("/ui/dream?run=dr1").text
+    (line,) = _cells(html, "promoted")
+    genome = "{&#34;threads&#34;: 2, &#34;who&#34;: &#34;G&#34;}"
+    assert line[:5] == ["cpu", "G", genome, "alice", KEY_ID]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", line[5])
+    assert line[7] == pack["aggregate"]["improvement"]["score_formula"]
+    assert (line[8], line[9], line[10]) == (rows["G"][6], g_ci, "10") and line[11]
+    assert line[12] == "faster &lt;b&gt;"

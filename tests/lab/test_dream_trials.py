@@ -75,3 +75,38 @@ def test_a_cap_fires_from_a_real_workload_made_to_exceed_it(tmp_path: Path) -> N
     caps = load_caps(tmp_path / "caps.yaml").config.for_domain("cpu")
     fired = {b.metric for b in st.breaches(got.kpis, caps)}
     assert fired == {CapMetric.P95_MS, CapMetric.PEAK_RSS_MB}
+
+
+def memory_trial(tmp_path: Path, genome: dict[str, object]) -> measure.Measured:
+    spec = measure.TrialSpec(
+        script=workloads_dir() / "memory.py",
+        genome=genome,
+        budget_ms=100,
+        mode="steady",
+        background=0,
+        timeout_s=30.0,
+        workdir=tmp_path,
+        seed=0,
+        min_requests=1,
+    )
+    return run(spec)
+
+
+def test_the_memory_workload_serves_fixed_requests_and_its_genes_change_the_outcome(
+    tmp_path: Path,
+) -> None:
+    """One request is one 1 MiB buffer of 256 pages; a 64-buffer pool holds 64 MiB more."""
+    genes = load_regimes().config.domains["memory"].genes
+    assert set(genes) == {"alloc", "pool"}
+    fresh = memory_trial(tmp_path, {"alloc": "mmap", "pool": 0})
+    pooled = memory_trial(tmp_path, {"alloc": "mmap", "pool": 64})
+    for got in (fresh, pooled):
+        assert got.failure is None, got.failure
+        assert got.kpis.requests and got.kpis.errors == 0 and got.kpis.oom == 0
+        assert got.kpis.p95_ms is not None and got.kpis.perf is not None
+        # perf is requests x 1 MiB over the busy time, so it cannot exceed requests / budget.
+        assert got.kpis.perf <= got.kpis.requests * 1.0 / 0.1 * 1.01
+    assert fresh.kpis.peak_rss_mb is not None and pooled.kpis.peak_rss_mb is not None
+    assert pooled.kpis.peak_rss_mb - fresh.kpis.peak_rss_mb >= 32  # the pool's buffers are live
+    bad = memory_trial(tmp_path, {"alloc": "brk", "pool": 0})
+    assert bad.failure is not None  # an unknown allocator is a failed trial, not a silent default

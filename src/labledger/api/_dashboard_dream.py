@@ -24,6 +24,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from labledger.api import _dashboard_charts as charts
+from labledger.api import _dashboard_dream_decisions as decisions
 from labledger.api import _queries as q
 from labledger.api._dashboard_runs import RunParam, choose
 from labledger.api._deps import Reader, State
@@ -229,8 +230,15 @@ def dream_page(state: State, _: Reader, run: RunParam = None) -> HTMLResponse:
         ),
         heading("Genome"),
         figures(("genome", charts.parallel_figure(genes, cands, SCORE))),
+        *decisions.sections(state, [r["run_id"] for r in chosen.runs]),
         *_best_section(best, cands, lines),
         heading("Candidates"),
+        text(
+            f"Ranked by {SCORE}: the seed's raw-unit score (perf minus weighted p95 and power "
+            "in their own units), which needs no baseline; the history, genome and importance "
+            "charts use it too. Decisions above use score_v2, normalised by the baseline.",
+            text_id="candidates-score",
+        ),
         table(
             "candidates",
             ["run", "domain", "candidate", "generation", SCORE, "safe", "last trial", *genes],

@@ -24,7 +24,20 @@ def p95(values: list[float]) -> float | None:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set in MiB (``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
+    """This process's peak resident set in MiB.
+
+    ``VmHWM`` from ``/proc/self/status`` where there is one: Linux keeps
+    ``ru_maxrss`` across ``execve``, so a workload started by a large process
+    (pytest, the runner) would report its parent's peak. Elsewhere ``ru_maxrss``
+    (KiB on Linux, bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     raw = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return raw / 2**20 if sys.platform == "darwin" else raw / 1024
 

@@ -1,19 +1,43 @@
-"""D-REAM memory workload: copy blocks within a working set in a given access pattern.
+"""D-REAM memory workload: serve fixed requests — allocate and touch 256 pages of 4 KiB.
 
-Genes: ``block_kb``, ``working_set_mb``, ``pattern`` (sequential, strided,
-random). perf: MiB/s copied; p95_ms: one batch of copies (about 1 MiB);
-errors: copies whose destination differs from the source; oom: the working
-set could not be allocated (then nothing else is measured).
+A request obtains a 1 MiB buffer (``PAGES`` pages of ``PAGE`` bytes), writes a
+stamp unique to the request into every page, reads every stamp back and
+releases the buffer. The request is the same for every genome; the genes
+change only how buffers are obtained and whether they are reused:
+
+* ``alloc`` — how a new buffer is made. ``bytearray``: ``malloc`` plus a zero
+  fill, which faults every page in up front (glibc may hand back memory it
+  kept from an earlier free). ``mmap``: an anonymous mapping whose pages fault
+  in one by one on first touch and are returned to the kernel when it is
+  unmapped. ``mmap_populate``: the same with ``MAP_POPULATE``, so the kernel
+  pre-faults all pages in one call at map time.
+* ``pool`` — buffers kept for reuse (0: every request makes and releases its
+  own buffer). Request *i* uses slot *i* mod ``pool``, made on first use, so a
+  warm pool pays no allocation or page faults, but a bigger pool is a bigger
+  working set (``pool`` MiB: more cache and TLB misses, higher ``peak_rss_mb``).
+
+perf: MiB/s of buffers served (allocated or reused, touched and verified);
+p95_ms: the 95th percentile over every request of the trial; errors: pages
+whose stamp did not read back; oom: 1 when a buffer could not be allocated
+(the trial then stops serving and reports what it served).
 """
 
 from __future__ import annotations
 
 import argparse
+import array
 import json
-import random
+import mmap
 import time
+from typing import Any
 
 from _common import finish, p95  # type: ignore[import-not-found]  # run by path: its dir is on sys.path
+
+PAGE = 4096
+PAGES = 256
+SIZE = PAGE * PAGES
+WORDS_PER_PAGE = PAGE // 8
+ALLOCS = ("bytearray", "mmap", "mmap_populate")
 
 
 def args() -> argparse.Namespace:
@@ -31,51 +55,73 @@ def phases(budget_ms: float, mode: str) -> list[tuple[bool, float]]:
     return [(True, total / 4), (False, total / 4)] * 2 if mode == "alternate" else [(True, total)]
 
 
-def offsets(pattern: str, slots: int, rng: random.Random) -> list[int]:
-    if pattern == "random":
-        return [rng.randrange(slots) for _ in range(slots)]
-    if pattern == "strided":
-        return [(i * 4) % slots for i in range(slots)]
-    return list(range(slots))
+class Buffer:
+    """One 1 MiB buffer, viewed as 64-bit words; ``release`` gives its memory back."""
+
+    def __init__(self, alloc: str) -> None:
+        self.map: mmap.mmap | None = None
+        if alloc == "bytearray":
+            raw: Any = bytearray(SIZE)
+        else:
+            flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+            if alloc == "mmap_populate":
+                flags |= mmap.MAP_POPULATE
+            raw = self.map = mmap.mmap(-1, SIZE, flags=flags)
+        self.words = memoryview(raw).cast("Q")
+
+    def touch(self, request: int) -> int:
+        """Write the request's stamp into every page, read them back: pages that differ."""
+        stamp = array.array("Q", [request]) * PAGES
+        self.words[::WORDS_PER_PAGE] = memoryview(stamp)
+        seen = self.words[::WORDS_PER_PAGE]
+        if seen.tobytes() == stamp.tobytes():
+            return 0
+        return sum(a != b for a, b in zip(seen.tolist(), stamp, strict=True))
+
+    def release(self) -> None:
+        self.words.release()
+        if self.map is not None:
+            self.map.close()
 
 
 def main() -> None:
     a = args()
     genome = json.loads(a.genome)
-    block = int(genome.get("block_kb", 64)) * 1024
-    size = max(int(genome.get("working_set_mb", 32)) * 2**20, 2 * block)
-    try:
-        src, dst = bytearray(size), bytearray(size)  # zeroed lazily: pages fault in on use
-        pattern = bytes(range(256)) * 4096
-        for at in range(0, size, len(pattern)):
-            src[at : at + len(pattern)] = pattern[: size - at]
-    except MemoryError:
-        print(json.dumps({"perf": None, "p95_ms": None, "errors": 0, "oom": 1}))
-        return
-    slots = len(src) // block
-    order = offsets(str(genome.get("pattern", "sequential")), slots, random.Random(a.seed))
-    per_batch = max(1, 2**20 // block)
-    view_src, view_dst = memoryview(src), memoryview(dst)
+    alloc = str(genome.get("alloc", "bytearray"))
+    if alloc not in ALLOCS:
+        raise SystemExit(f"memory workload: alloc must be one of {ALLOCS}, not {alloc!r}")
+    pool: list[Buffer | None] = [None] * int(genome.get("pool", 0))
     latencies: list[float] = []
-    copied = errors = 0
+    errors = oom = 0
     busy = 0.0
-    i = 0
     for is_busy, seconds in phases(a.budget_ms, a.mode):
-        if not is_busy:
+        if not is_busy or oom:
             time.sleep(seconds)
             continue
         start = time.perf_counter()
         while time.perf_counter() < start + seconds:
+            request = len(latencies)
             t0 = time.perf_counter()
-            for _ in range(per_batch):
-                at = order[i % slots] * block
-                view_dst[at : at + block] = view_src[at : at + block]
-                i += 1
+            slot = request % len(pool) if pool else None
+            try:
+                buf = pool[slot] if slot is not None else None
+                if buf is None:
+                    buf = Buffer(alloc)
+            except (MemoryError, OSError):
+                oom = 1
+                break
+            errors += buf.touch(request)
+            if slot is None:
+                buf.release()
+            else:
+                pool[slot] = buf
             latencies.append((time.perf_counter() - t0) * 1000)
-            copied += per_batch * block
-            errors += view_dst[at : at + block] != view_src[at : at + block]
         busy += time.perf_counter() - start
-    kpis = {"perf": copied / 2**20 / busy, "p95_ms": p95(latencies), "errors": errors, "oom": 0}
+    for kept in pool:
+        if kept is not None:
+            kept.release()
+    perf = len(latencies) * SIZE / 2**20 / busy if busy else None
+    kpis = {"perf": perf, "p95_ms": p95(latencies), "errors": errors, "oom": oom}
     finish(kpis, len(latencies))
 
 
