@@ -42,6 +42,7 @@ from labledger.errors import CommandRefused, UsageError
 from labledger.events import Event
 from labledger.events.esper import (
     EpisodeEnded,
+    FieldReport,
     KernelRegistered,
 )
 from labledger.events.runs import Heartbeat, RunStarted, Subsystem
@@ -271,6 +272,14 @@ def _restore(run: Run, items: list[Typed[Event]]) -> tuple[int, str | None, int]
         return registered[-1].position, None, 0
     meta = msgspec.json.decode(beats[-1].record.metadata)
     run.restore(run.store.get_blob(meta["checkpoint_sha256"]))
+    # A report written after the checkpoint (the kill came between the two) is in
+    # the log already: judging its command again would report it twice.
+    reported = {
+        i.event.command_id
+        for i in items
+        if isinstance(i.event, FieldReport) and i.position > beats[-1].position
+    }
+    run.state.pending = [p for p in run.state.pending if p.command_id not in reported]
     return beats[-1].position, meta["checkpoint_sha256"], run.state.epoch_done + 1
 
 
