@@ -35,7 +35,6 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-import sniffio
 
 from labledger.store.base import EventStore, RecordedEvent
 
@@ -174,12 +173,13 @@ class Follower:
 
 def _threadsafe_setter(event: anyio.Event) -> Callable[[], None]:
     """A callable that sets ``event`` from any thread, without blocking, on its own loop."""
-    if sniffio.current_async_library() == "trio":
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio: anyio's other backend, trio (no sniffio in the base)
         import trio
 
         token = trio.lowlevel.current_trio_token()
         return lambda: token.run_sync_soon(event.set)
-    loop = asyncio.get_running_loop()
 
     def wake() -> None:
         loop.call_soon_threadsafe(event.set)
