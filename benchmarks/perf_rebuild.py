@@ -81,7 +81,8 @@ def lab_chunks(template: Template, n: int, seed: int = 29) -> Iterator[Template]
     rng = random.Random(seed)
     chunk: Template = []
     for i in range(n):
-        k, (stream, event) = divmod(i, len(template))[0], template[i % len(template)]
+        k, j = divmod(i, len(template))
+        stream, event = template[j]
         fresh = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         run_id = None if event.run_id is None else f"{event.run_id}~r{k}"
         renamed = msgspec.structs.replace(event, id=fresh, run_id=run_id)
