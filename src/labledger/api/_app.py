@@ -7,9 +7,16 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
 
-from labledger.api import _dashboard, _dashboard_ops, _errors, _live, _routes_log, _routes_models
+from labledger.api import (
+    _dashboard,
+    _dashboard_ops,
+    _docs_page,
+    _errors,
+    _live,
+    _routes_log,
+    _routes_models,
+)
 from labledger.api._auth import Authenticator, is_loopback
 from labledger.api._deps import Reader, json_response
 from labledger.api._guard import LOOPBACK_NAMES, Guard
@@ -86,16 +93,17 @@ def create_app(
         if owned:
             state.close()
 
-    # Off loopback the docs need the token like every read (only /healthz is open).
-    docs, spec = ("/docs", "/openapi.json") if loopback else (None, None)
+    # Off loopback the spec needs the token like every read (only /healthz is open);
+    # /docs is a dashboard page (``_docs_page``), behind the same Reader check.
+    spec = "/openapi.json" if loopback else None
     app = FastAPI(
         title="labledger",
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url=docs,
+        docs_url=None,
         openapi_url=spec,
-        redoc_url="/redoc" if loopback else None,
+        redoc_url=None,
     )
     app.state.ledger = state
     app.state.tails = _live.TailSlots(max_tail_clients)
@@ -108,16 +116,13 @@ def create_app(
     app.add_middleware(_routes_models.HttpMetrics)  # outermost: every status is counted
     app.include_router(_dashboard.router)
     app.include_router(_dashboard_ops.router)
+    app.include_router(_docs_page.router)
     if not loopback:
-        _docs_behind_token(app)
+        _spec_behind_token(app)
     return app
 
 
-def _docs_behind_token(app: FastAPI) -> None:
+def _spec_behind_token(app: FastAPI) -> None:
     @app.get("/openapi.json", include_in_schema=False)
     def openapi(_: Reader) -> Any:
         return json_response(app.openapi())
-
-    @app.get("/docs", include_in_schema=False)
-    def docs(_: Reader) -> Any:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="labledger API")
