@@ -19,7 +19,7 @@ class Fixed:
             if v == "HOLDING": return baselines.decision(actions.Action(LifecycleOp.FOSSILIZE, s), "fixed", risk=0.1, reason="x")
         return None
 session.load_policy = lambda spec, *a: Fixed() if spec == "fixed" else __import__("labledger.lab.esper.tamiyo", fromlist=["x"]).load_policy(spec, *a)
-spec = collect.EpisodeSpec()
+spec = collect.EpisodeSpec(task=os.environ.get('TASK','spirals'), epochs=int(os.environ.get('EPOCHS','12')))
 res = {"noop": [], "fixed": []}
 for seed in range(100, 100+int(sys.argv[4])):
     for pol in res:

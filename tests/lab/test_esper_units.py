@@ -221,3 +221,16 @@ def test_a_counterfactual_report_judges_against_the_control_branch_issue_16() ->
     same = field_reports.report(unchanged, metrics(3, 0.5, 0.60))
     assert (same.delta.accuracy_delta, same.delta.loss_delta) == (0.0, 0.0)
     assert same.outcome is FieldOutcome.NEUTRAL
+
+
+def test_sweep_tasks_are_made_from_the_seed_with_their_own_shape() -> None:
+    a = tolaria.load_data(3, task_name="rings_w2")
+    b = tolaria.load_data(3, task_name="rings_w2")
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_val, b.y_val)
+    assert not torch.equal(a.x_train, tolaria.load_data(4, task_name="rings_w2").x_train)
+    radius = a.x_train.norm(dim=1)
+    for cls, r in enumerate((0.3, 0.6, 0.9)):
+        assert abs(float(radius[a.y_train == cls].mean()) - r) < 0.02
+    twisted = tolaria.load_data(3, task_name="spirals_t2_w4").x_train
+    assert not torch.equal(twisted, tolaria.load_data(3, task_name="spirals").x_train)
+    assert tolaria.Host(0, tolaria.task("rings_w2")).host_parameter_count() == 21

@@ -4,7 +4,9 @@ Two tasks (:data:`TASKS`): ``digits`` (the 8×8 digits of scikit-learn, the
 default: a host of width 32 solves it alone, so growth hardly matters) and
 ``spirals`` (three interleaved spiral arms in the plane, generated from the
 seed: the host of width 6 is too small to separate them in a short
-episode, so *growth decides the outcome* — issue #16).
+episode — but growth adds only +0.05…+0.10 accuracy there, issue #16).
+:data:`SWEEP_TASKS` are harder variants (narrower hosts, more half-turns,
+concentric rings) measured and found no better for growth.
 
 The host is an MLP ``in → H → [slot r0] → H → [slot r1] → classes``. One epoch is
 mini-batch SGD over a shuffle drawn from ``(seed, epoch)`` alone, so an epoch
@@ -55,12 +57,31 @@ class Task:
     in_dim: int
     hidden: int
     classes: int
+    turns: float = 1.25
+    """Spiral tasks only: half-turns of each arm."""
 
 
 TASKS = {
     "digits": Task("digits", 64, HIDDEN, 10),
     "spirals": Task("spirals", 2, 6, 3),
 }
+SWEEP_TASKS = {
+    t.name: t
+    for t in (
+        Task("spirals_w3", 2, 3, 3),
+        Task("spirals_t15_w4", 2, 4, 3, 1.5),
+        Task("spirals_t2_w4", 2, 4, 3, 2.0),
+        Task("spirals_t2_w6", 2, 6, 3, 2.0),
+        Task("spirals_t25_w8", 2, 8, 3, 2.5),
+        Task("rings_w2", 2, 2, 3),
+        Task("rings_w3", 2, 3, 3),
+    )
+}
+"""Harder variants measured with ``scripts/analysis/esper_fixed.py`` (issue #16,
+``docs/results/2026-12-02-esper3-s2.md``): on none of them did one early
+germination pay its rent within 12 epochs. ``spirals_*`` narrow the host
+(``_wN``) or add half-turns (``_tN``); ``rings_*`` are three concentric rings."""
+TASKS.update(SWEEP_TASKS)
 
 
 def task(name: str) -> Task:
@@ -91,8 +112,10 @@ def load_data(seed: int, val_fraction: float = 0.2, task_name: str = "digits") -
     their CSV is read straight from the installed package: importing
     scikit-learn itself (and scipy behind it) would cost seconds per process.
     """
-    if task_name == "spirals":
-        x, y = spirals(seed)
+    if task_name.startswith("rings"):
+        return _split(*rings(seed), seed, val_fraction)
+    if task_name.startswith("spirals"):
+        x, y = spirals(seed, turns=task(task_name).turns)
         return _split(x, y, seed, val_fraction)
     spec = importlib.util.find_spec("sklearn")
     if spec is None or spec.origin is None:
@@ -117,6 +140,18 @@ def spirals(
     x = torch.stack([r * torch.cos(theta), r * torch.sin(theta)], dim=-1).reshape(-1, 2)
     x = x + noise * torch.randn(x.shape, generator=g)
     y = arm.expand(3, per_class).reshape(-1).long()
+    return x.float(), y
+
+
+def rings(
+    seed: int, per_class: int = 300, noise: float = 0.05
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three concentric rings (radii 0.3, 0.6, 0.9) in [-1, 1]², Gaussian noise; from ``seed``."""
+    g = torch.Generator().manual_seed(20_011 + seed)
+    theta = torch.rand(3, per_class, generator=g) * (2 * math.pi)
+    r = torch.tensor([0.3, 0.6, 0.9]).unsqueeze(1) + noise * torch.randn(3, per_class, generator=g)
+    x = torch.stack([r * torch.cos(theta), r * torch.sin(theta)], dim=-1).reshape(-1, 2)
+    y = torch.arange(3).unsqueeze(1).expand(3, per_class).reshape(-1)
     return x.float(), y
 
 
