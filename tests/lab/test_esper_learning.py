@@ -10,6 +10,7 @@ import pytest
 from labledger import EventStore
 from labledger.cli._engine import caught_up
 from labledger.cli.main import run as cli
+from labledger.errors import UsageError
 from labledger.events import Event
 from labledger.events.esper import (
     AdaptationCommand,
@@ -28,6 +29,7 @@ from labledger.events.typed import Typed, typed
 from labledger.lab.esper import collect, evaluate, simic_awr
 from labledger.lab.esper._run import ESPER_RUNS, commands_stream
 from labledger.lab.esper.session import SessionConfig, run_session
+from labledger.lab.esper.tamiyo import load_policy
 from labledger.projections.esper_training import (
     FEATURE_NAMES,
     EsperTrainingProjection,
@@ -83,7 +85,7 @@ def test_the_control_branch_is_the_host_without_the_adaptation(store: EventStore
     assert first.extra_metrics["reward"] == reward(first)
 
 
-@pytest.mark.parametrize("policy", ["heuristic", "random", "noop"])
+@pytest.mark.parametrize("policy", ["heuristic", "random", "noop", "fixed:wide_mlp:r0"])
 def test_same_seed_and_policy_give_the_same_commands_and_accuracies(
     store: EventStore, policy: str
 ) -> None:
@@ -91,6 +93,19 @@ def test_same_seed_and_policy_give_the_same_commands_and_accuracies(
     run_session(store, SPEC.config(7, policy), run_id="b")
     assert commands(store, "a") == commands(store, "b")
     assert accuracies(store, "a") == accuracies(store, "b")
+
+
+def test_the_fixed_reference_grows_once_at_epoch_0_and_keeps_it(store: EventStore) -> None:
+    spec = collect.EpisodeSpec(epochs=5, window=2)
+    run_session(store, spec.config(0, "fixed:wide_mlp:r0"), run_id="fixed")
+    assert commands(store, "fixed") == [
+        ("GERMINATE", "r0", "wide_mlp"),
+        ("FOSSILIZE", "r0", None),
+    ]
+    with pytest.raises(UsageError):
+        load_policy("fixed:no_such:r0", store, spec.blueprints)
+    with pytest.raises(UsageError):
+        load_policy("fixed:wide_mlp:r9", store, spec.blueprints)
 
 
 def test_a_risky_command_puts_kasmina_into_conservative_mode(store: EventStore) -> None:
@@ -156,6 +171,25 @@ def test_awr_learns_a_deterministic_graph_policy_and_evaluate_reproduces(
     assert all(
         c[0] != LifecycleOp.WAIT.value for r in first[learned] for c in commands(store, r.run_id)
     )
+
+
+def test_a_fixed_reference_is_compared_without_a_checkpoint_and_lengths_get_own_ids() -> None:
+    def score(policy: str, seed: int, accuracy: float) -> evaluate.RunScore:
+        return evaluate.RunScore(policy, seed, f"{policy}-{seed}", accuracy, 0, 81, 0.0)
+
+    scores = {
+        p: [score(p, s, a + s / 100) for s in (100, 101, 102)]
+        for p, a in (("noop", 0.7), ("fixed:wide_mlp:r0", 0.8))
+    }
+    event = evaluate.completed_event(
+        scores, [100, 101, 102], SPEC, bootstrap_seed=0, resamples=200, estimates={}
+    )
+    assert [p.checkpoint_sha256 for p in event.policies] == [None, None]
+    (diff,) = event.differences
+    assert (diff.policy, diff.baseline, diff.mean) == ("fixed:wide_mlp:r0", "noop", 0.1)
+    assert collect.run_id(collect.EpisodeSpec(), "eval", "noop", 3) == "eval-spirals-noop-s3"
+    longer = collect.EpisodeSpec(epochs=20)
+    assert collect.run_id(longer, "eval", "noop", 3) == "eval-spirals-e20-noop-s3"
 
 
 def test_evaluate_refuses_bad_seeds_with_exit_2(store: EventStore) -> None:

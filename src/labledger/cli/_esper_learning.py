@@ -121,7 +121,7 @@ def cmd_evaluate(args: argparse.Namespace, store: EventStore) -> int:
     extras.require("ml", "esper evaluate")
     from labledger.lab.esper import collect, evaluate
 
-    spec = collect.EpisodeSpec()
+    spec = collect.EpisodeSpec() if args.epochs is None else collect.EpisodeSpec(epochs=args.epochs)
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     bar = ProgressLine("esper evaluate", unit="episodes")
     scores = evaluate.run_all(store, policies, args.seeds, spec=spec, tag=args.tag, progress=bar)
@@ -221,7 +221,13 @@ def add_verbs(verbs: argparse._SubParsersAction[Any]) -> None:
     p.add_argument(
         "--policies",
         default="heuristic,noop,random",
-        help="comma separated: heuristic, noop, random, learned:SHA256",
+        help="comma separated: heuristic, noop, random, fixed:BLUEPRINT:SLOT, learned:SHA256",
+    )
+    p.add_argument(
+        "--epochs",
+        type=positive,
+        default=None,
+        help="epochs per episode (default 12; other lengths get their own run ids)",
     )
     p.add_argument("--seeds", type=seed_list, default=seed_list("100-129"), help="held-out seeds")
     p.add_argument("--tag", default="eval", help="run id prefix (finished runs are read back)")

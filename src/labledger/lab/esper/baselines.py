@@ -1,10 +1,13 @@
-"""The baseline Tamiyos an evaluation compares against: do nothing, and act at random.
+"""The baseline Tamiyos an evaluation compares against: do nothing, act at random, grow once.
 
 ``noop`` never issues a command (the host trains alone). ``random`` issues
 one command every epoch, drawn from :mod:`labledger.lab.esper.actions` with a
 generator seeded by the run's seed, so a random run replays exactly; waiting
 is an explicit ``WAIT`` command, which makes it the behaviour policy of
 ``esper collect`` too (its decisions, waits included, become transitions).
+``fixed:BLUEPRINT:SLOT`` is a hand-written reference (issue #16): germinate
+``BLUEPRINT`` in ``SLOT`` at the first decision, fossilize it once HOLDING,
+nothing else — what a learned policy has to match at least.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from labledger.lab.esper.policy import Decision, LiveState
 
 NOOP_VERSION = "tamiyo-noop-1"
 RANDOM_VERSION = "tamiyo-random-1"
+FIXED_VERSION = "tamiyo-fixed-1"
 
 
 @dataclass
@@ -86,3 +90,26 @@ class RandomPolicy:
         probs = actions.random_probabilities(legal)
         pick = rng.choices(range(len(legal)), weights=probs)[0]
         return decision(legal[pick], self.version, risk=0.5, reason=f"random: p={probs[pick]:.4f}")
+
+
+@dataclass
+class FixedPolicy:
+    """Germinates ``blueprint`` in ``slot`` at epoch 0, fossilizes what is HOLDING, else waits."""
+
+    blueprint: str
+    slot: str
+    version: str = FIXED_VERSION
+
+    def decide(self, state: LiveState, slots: list[str]) -> Decision | None:
+        """The one germination at epoch 0; a FOSSILIZE for a HOLDING seed; otherwise nothing."""
+        if state.metrics is None:
+            return None
+        stages = stages_of(state, slots)
+        if state.metrics.epoch == 0 and stages.get(self.slot) == SeedStage.DORMANT.value:
+            grow = actions.Action(LifecycleOp.GERMINATE, self.slot, self.blueprint)
+            return decision(grow, self.version, risk=0.1, reason="fixed: grow once")
+        for slot, stage in stages.items():
+            if stage == SeedStage.HOLDING.value:
+                keep = actions.Action(LifecycleOp.FOSSILIZE, slot)
+                return decision(keep, self.version, risk=0.1, reason="fixed: keep it")
+        return None

@@ -62,8 +62,13 @@ class Collected:
 
 
 def run_id(spec: EpisodeSpec, tag: str, policy: str, seed: int) -> str:
-    """The deterministic run id of one episode (``:`` of a spec becomes ``-``)."""
-    return f"{tag}-{spec.task}-{policy.replace(':', '-')[:40]}-s{seed}"
+    """The deterministic run id of one episode (``:`` of a spec becomes ``-``).
+
+    Episodes of another length than :data:`EPISODE_EPOCHS` carry ``-e<epochs>``,
+    so they are never read back as the default length's.
+    """
+    task = spec.task if spec.epochs == EPISODE_EPOCHS else f"{spec.task}-e{spec.epochs}"
+    return f"{tag}-{task}-{policy.replace(':', '-')[:40]}-s{seed}"
 
 
 def state_of(store: EventStore, run: str) -> str:

@@ -151,7 +151,9 @@ def summarise(
         evaluations.append(
             PolicyEvaluation(
                 policy=policy,
-                checkpoint_sha256=policy.split(":", 1)[1] if ":" in policy else None,
+                checkpoint_sha256=(
+                    policy.split(":", 1)[1] if policy.startswith(("learned:", "ckpt:")) else None
+                ),
                 runs=len(runs),
                 final_accuracy=ci([r.final_accuracy for r in runs]),
                 params_added=ci([float(r.params_added) for r in runs]),

@@ -131,11 +131,15 @@ def to_command(
     return signed
 
 
-POLICY_SPECS = "'heuristic', 'noop', 'random', 'learned:SHA256' (graph policy) or 'ckpt:SHA256'"
+POLICY_SPECS = (
+    "'heuristic', 'noop', 'random', 'fixed:BLUEPRINT:SLOT', 'learned:SHA256' (graph policy)"
+    " or 'ckpt:SHA256'"
+)
 
 
 def load_policy(spec: str, store: EventStore, blueprints: tuple[str, ...], seed: int = 0) -> Policy:
     """A policy by spec: ``heuristic``, ``noop``, ``random`` (seeded by the run's ``seed``),
+    ``fixed:BLUEPRINT:SLOT`` (grow once at epoch 0, a hand-written reference),
     ``learned:SHA`` (a graph policy checkpoint blob) or ``ckpt:SHA`` (the older MLP policy).
 
     Raises:
@@ -149,6 +153,12 @@ def load_policy(spec: str, store: EventStore, blueprints: tuple[str, ...], seed:
         if spec == "noop":
             return baselines.NoopPolicy()
         return baselines.RandomPolicy(seed=seed, blueprints=blueprints)
+    if spec.startswith("fixed:") and spec.count(":") == 2:
+        from labledger.lab.esper import baselines, tolaria
+
+        _, blueprint, slot = spec.split(":")
+        if blueprint in blueprints and slot in tolaria.SLOT_NAMES:
+            return baselines.FixedPolicy(blueprint=blueprint, slot=slot)
     if spec.startswith("learned:") and len(spec) > 8:
         from labledger.lab.esper import tamiyo_graph
 
