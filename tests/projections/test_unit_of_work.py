@@ -142,3 +142,65 @@ def test_a_batch_sends_a_bulk_statement_per_table(db: tuple[sa.Engine, TableSet]
     assert len(writes) <= 2, writes  # one INSERT and one UPDATE, each for many rows
     counts = dict((r[0], r[1]) for r in _rows(engine, tables["counts"]))
     assert len(counts) == 100 and counts["k0"] == 2 and counts["k50"] == 2
+
+
+def test_a_fresh_tx_reads_nothing_for_new_keys_but_checks_the_table(
+    db: tuple[sa.Engine, TableSet],
+) -> None:
+    """Issue #19: a fresh (empty) table answers a miss without a SELECT; a non-empty one
+    that was expected empty is still read, so a stored row is never taken as absent."""
+    engine, tables = db
+    counts = tables["counts"]
+    with engine.begin() as conn:
+        seeded = Tx(conn, tables)
+        seeded.insert("pairs", a="old", b=1, note="stored")
+        seeded.flush()
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    with engine.begin() as conn:
+        tx = Tx(conn, tables, fresh=True)  # one emptiness probe per table
+        probes = len(statements)
+        for i in range(30):
+            row = tx.get("counts", k=f"k{i % 10}")
+            tx.upsert("counts", {"k": f"k{i % 10}"}, n=(row.n if row else 0) + 1)
+        assert len(statements) == probes  # counts was empty: no read per key
+        old = tx.get("pairs", a="old", b=1)  # pairs was not: read
+        assert old is not None and old.note == "stored"
+        assert tx.delete_where("counts", counts.c.k == "k3") == 1  # flushes first
+        assert tx.get("counts", k="k3") is None  # deleted after being written: read, absent
+        row = tx.get("counts", k="k4")
+        assert row is not None and row.n == 3  # written, dropped from the map, read back
+        tx.upsert("counts", {"k": "k3"}, n=100)  # a key inserted, deleted and inserted again
+        tx.flush()
+    assert probes == 2
+    assert [(r[0], r[1]) for r in _rows(engine, counts)] == [
+        *[(f"k{i}", 3) for i in range(3)],
+        ("k3", 100),
+        *[(f"k{i}", 3) for i in range(4, 10)],
+    ]
+
+
+def test_a_raw_statement_ends_the_fresh_answers(db: tuple[sa.Engine, TableSet]) -> None:
+    """A statement through ``tx.conn`` may insert rows the map never saw: read again."""
+    engine, tables = db
+    counts = tables["counts"]
+    with engine.begin() as conn:
+        tx = Tx(conn, tables, fresh=True)
+        tx.conn.execute(sa.insert(counts).values(k="raw", n=5))
+        row = tx.get("counts", k="raw")
+        assert row is not None and row.n == 5
+        tx.upsert("counts", {"k": "raw"}, n=6)
+        tx.flush()
+    assert _rows(engine, counts) == [("raw", 6, None, 0)]
+
+
+def test_update_where_refuses_a_key_column(db: tuple[sa.Engine, TableSet]) -> None:
+    engine, tables = db
+    with engine.begin() as conn:
+        tx = Tx(conn, tables, fresh=True)
+        with pytest.raises(ValueError, match="non-key"):
+            tx.update_where("counts", tables["counts"].c.n > 0, k="other")
+        tx.insert("counts", k="a", n=1)
+        assert tx.update_where("counts", tables["counts"].c.n > 0, refreshes=2) == 1
+        row = tx.get("counts", k="a")
+        assert row is not None and row.refreshes == 2

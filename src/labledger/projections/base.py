@@ -157,18 +157,25 @@ class TableShape:
     def key_of(self, key: Mapping[str, Any], *, partial: bool = False) -> tuple[Any, ...] | None:
         """The primary-key tuple when ``key`` names exactly (or, partial: at least) the key."""
         names = key.keys()
-        if names >= self.key_set if partial else names == self.key_set:
-            return tuple([key[c] for c in self.key])
-        return None
+        if partial:
+            if not names >= self.key_set:
+                return None
+        elif len(key) != len(self.key) or not names >= self.key_set:
+            return None
+        return tuple(map(key.__getitem__, self.key))
 
     def coerced(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Values as the database will hand them back (an int in a float column is a float)."""
-        out = dict(values)
-        for name, kind in self.coerce.items():
-            value = out.get(name)
-            if type(value) is int:
-                out[name] = kind(value)
-        return out
+        return self.coerce_owned(dict(values))
+
+    def coerce_owned(self, values: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`coerced` in place, for a dict the caller owns (e.g. its ``**values``)."""
+        coerce = self.coerce
+        if coerce:
+            for name, value in values.items():
+                if type(value) is int and name in coerce:
+                    values[name] = coerce[name](value)
+        return values
 
     def full_row(self, values: Mapping[str, Any]) -> dict[str, Any] | None:
         """Every column of a new row, defaults filled in; None where only SQL can say."""
@@ -176,8 +183,8 @@ class TableShape:
         if not names <= self.columns or not self.sql_only <= names:
             return None
         row = {k: v for k, v in self.defaults.items() if k not in names}
-        row.update(self.coerced(values))
-        return row
+        row.update(values)
+        return self.coerce_owned(row)
 
 
 class RowView:
@@ -219,6 +226,9 @@ class _Cached:
 MAX_CACHED_ROWS = 100_000
 """Past this many rows held, :meth:`Tx.carry` starts the next batch with an empty map."""
 
+MAX_KNOWN_KEYS = 2_000_000
+"""Past this many keys tracked in fresh tables, :meth:`Tx.carry` goes back to asking SQL."""
+
 
 class Tx:
     """A projection's unit of work: an identity map, flushed in bulk once per batch.
@@ -235,21 +245,61 @@ class Tx:
     The engine carries one Tx from batch to batch of a pass (:meth:`carry`):
     only it writes these tables while it holds the checkpoint, so rows it
     flushed and committed are still what the database holds.
+
+    ``fresh``: the caller expects the tables empty (a shadow generation, or a
+    first build at position 0). Each is asked once (``SELECT 1 … LIMIT 1``:
+    the expectation is checked, not trusted — a runner that broke the
+    rows-with-checkpoint rule, or one that committed meanwhile, left rows).
+    In a table found empty, a key the map does not hold needs no SELECT
+    when no row with it was ever written: each such table keeps
+    the hashes of the keys written to it (a key whose hash is there but whose
+    row is not mapped is read; a collision only costs that read). A DELETE or
+    an UPDATE of non-key columns (:meth:`delete_where`, :meth:`update_where`)
+    only removes or changes rows, so the hashes stay a superset and the
+    answer stays right; a raw statement through :attr:`conn` could insert,
+    so it ends this for every table. Issue #19: on an empty shadow, the first
+    read of every new key was one query, a round trip on PostgreSQL.
     """
 
-    def __init__(self, conn: Connection, tables: TableSet) -> None:
+    def __init__(self, conn: Connection, tables: TableSet, *, fresh: bool = False) -> None:
         self._conn = conn
         self.tables = tables
         self._rows: dict[str, dict[tuple[Any, ...], _Cached]] = {}
         self._dirty: list[tuple[str, _Cached]] = []
         self._held = 0
+        # fresh tables: table name -> hashes of every key ever written to it
+        self._written: dict[str, set[int]] | None = None
+        self._shape = tables.shape
+        if fresh:
+            self._written = {name: set() for name in tables.by_name if self._empty(name)}
+
+    def _empty(self, name: str) -> bool:
+        one_row = sa.select(sa.literal(1)).select_from(self.tables[name]).limit(1)
+        return self._conn.execute(one_row).first() is None
 
     @property
     def conn(self) -> Connection:
         """The batch's connection, with every pending write flushed and the map dropped."""
         self.flush()
         self._forget()
+        self._written = None  # a raw statement may insert rows the map never saw
         return self._conn
+
+    def delete_where(self, name: str, *where: sa.ColumnElement[bool]) -> int:
+        """DELETE the rows of ``name`` matching ``where``; how many there were."""
+        self.flush()
+        self._forget()
+        return int(self._conn.execute(sa.delete(self.tables[name]).where(*where)).rowcount)
+
+    def update_where(self, name: str, *where: sa.ColumnElement[bool], **values: Any) -> int:
+        """UPDATE non-key ``values`` of the rows of ``name`` matching ``where``; how many."""
+        shape = self._shape(name)
+        if not values.keys() <= shape.settable:
+            raise ValueError(f"update_where sets non-key columns only: {name!r} {sorted(values)}")
+        self.flush()
+        self._forget()
+        statement = sa.update(shape.table).where(*where).values(**values)
+        return int(self._conn.execute(statement).rowcount)
 
     @overload
     def query(self, statement: TypedReturnsRows[*_Ts]) -> sa.CursorResult[*_Ts]: ...
@@ -269,13 +319,15 @@ class Tx:
         self._conn = conn
         if self._held > MAX_CACHED_ROWS:
             self._forget()
+        if self._written is not None and sum(map(len, self._written.values())) > MAX_KNOWN_KEYS:
+            self._written = None
         return self
 
     def table(self, name: str) -> sa.Table:
         return self.tables[name]
 
     def get(self, name: str, **key: Any) -> RowLike | None:
-        shape = self.tables.shape(name)
+        shape = self._shape(name)
         pk = shape.key_of(key)
         if pk is None:
             table = shape.table
@@ -285,7 +337,7 @@ class Tx:
         return None if values is None else RowView(values)
 
     def insert(self, name: str, **values: Any) -> None:
-        shape = self.tables.shape(name)
+        shape = self._shape(name)
         pk = shape.key_of(values, partial=True)
         entry = None if pk is None else self._rows.get(name, {}).get(pk)
         row = shape.full_row(values)
@@ -296,11 +348,12 @@ class Tx:
         if entry is None:  # unknown: written as an insert; a stored duplicate fails at flush
             entry = self._remember(name, pk, _Cached(None, stored=False))
         entry.values = row
+        self._new_key(name, pk)
         self._touch(name, entry)
 
     def upsert(self, name: str, key: Mapping[str, Any], **values: Any) -> None:
         """Update the row with ``key``, or insert it."""
-        shape = self.tables.shape(name)
+        shape = self._shape(name)
         pk = shape.key_of(key)
         if pk is None or not values.keys() <= shape.settable:
             self._upsert_now(name, key, values)
@@ -312,13 +365,14 @@ class Tx:
                 self._upsert_now(name, key, values)
                 return
             entry.values = row
+            self._new_key(name, pk)
         else:
-            entry.values.update(shape.coerced(values))
+            entry.values.update(shape.coerce_owned(values))
         self._touch(name, entry)
 
     def update(self, name: str, key: Mapping[str, Any], **values: Any) -> int:
         """Update the row(s) with ``key``; how many there were."""
-        shape = self.tables.shape(name)
+        shape = self._shape(name)
         pk = shape.key_of(key)
         if pk is None or not values.keys() <= shape.settable:
             table = shape.table
@@ -327,7 +381,7 @@ class Tx:
         entry = self._load(shape, name, pk)
         if entry.values is None:
             return 0
-        entry.values.update(shape.coerced(values))
+        entry.values.update(shape.coerce_owned(values))
         self._touch(name, entry)
         return 1
 
@@ -344,7 +398,7 @@ class Tx:
             entry.stored, entry.dirty = True, False
         self._dirty = []
         for name, (new, changed) in by_table.items():
-            shape = self.tables.shape(name)
+            shape = self._shape(name)
             if new:
                 shape.write_many(self._conn, "insert", new)
             if changed:
@@ -356,6 +410,11 @@ class Tx:
         if not entry.dirty:
             entry.dirty = True
             self._dirty.append((name, entry))
+
+    def _new_key(self, name: str, pk: tuple[Any, ...]) -> None:
+        written = None if self._written is None else self._written.get(name)
+        if written is not None:
+            written.add(hash(pk))
 
     def _remember(self, name: str, pk: tuple[Any, ...], entry: _Cached) -> _Cached:
         rows = self._rows.get(name)
@@ -370,8 +429,12 @@ class Tx:
         self._held = 0
 
     def _load(self, shape: TableShape, name: str, pk: tuple[Any, ...]) -> _Cached:
-        entry = self._rows.get(name, {}).get(pk)
+        rows = self._rows.get(name)
+        entry = None if rows is None else rows.get(pk)
         if entry is None:
+            written = None if self._written is None else self._written.get(name)
+            if written is not None and hash(pk) not in written:
+                return self._remember(name, pk, _Cached(None, stored=False))
             found = self._conn.execute(shape.by_key, shape.key_params(pk)).first()
             values = None if found is None else dict(found._mapping)
             entry = self._remember(name, pk, _Cached(values, stored=found is not None))

@@ -204,15 +204,13 @@ class _DreamFold(Projection):
     def _resumed(self, tx: Tx, run_id: str, after: int) -> None:
         for name in ("trials", "caps"):
             table = tx.table(name)
-            tx.conn.execute(
-                sa.delete(table).where(table.c.run_id == run_id, table.c.position > after)
-            )
+            tx.delete_where(name, table.c.run_id == run_id, table.c.position > after)
         if self.tracks_candidates:
             regimes, trials = tx.table("cand_regimes"), tx.table("trials")
             orphan = ~sa.exists().where(
                 *(trials.c[k] == regimes.c[k] for k in ("domain", "cand_id", "regime"))
             )
-            tx.conn.execute(sa.delete(regimes).where(orphan))
+            tx.delete_where("cand_regimes", orphan)
 
 
 class DreamBaselinesProjection(_DreamFold):

@@ -19,9 +19,9 @@ import msgspec
 from sqlalchemy import Connection
 
 from labledger.errors import ProjectionError
-from labledger.events import Event
-from labledger.events.typed import Typed, decode_record
+from labledger.events.typed import decode_record
 from labledger.projections import checkpoint as cps
+from labledger.projections._pass import Fold, OnePass
 from labledger.projections.base import Projection, TableSet, Tx
 from labledger.projections.checkpoint import Checkpoint, CheckpointMoved
 from labledger.projections.state_hash import state_hash
@@ -145,14 +145,22 @@ class ProjectionEngine:
         """
         chosen = self._chosen(names)
         points = {p.name: self.ensure(p, progress) for p in chosen}
+        folds = {p.name: self._fold_of(p, points[p.name]) for p in chosen}
+        one = OnePass(list(folds.values()))
         start = min((cp.position for cp in points.values()), default=0)
         total, done = max(0, self.source.head() - start), 0
-        txs: dict[str, Tx] = {}
-        for batch in self._batches(start + 1):
+        for records in self._batches(start + 1):
+            last = records[-1].position
             with self._write() as conn:
-                for proj in chosen:
-                    points[proj.name] = self._advance(conn, proj, points[proj.name], batch, txs)
-            done += len(batch.records)
+                for name, fold in folds.items():
+                    cp = points[name]
+                    fold.begin(conn, cp.position, fresh=cp.position == 0)
+                one.fold(records, decode_record)
+                for name, fold in folds.items():
+                    cp = points[name]
+                    if last > cp.position:  # the batch had events past this checkpoint
+                        points[name] = self._commit(conn, fold, cp, last)
+            done += len(records)
             if progress:
                 progress(done, max(total, done))
         return points
@@ -160,17 +168,15 @@ class ProjectionEngine:
     def _chosen(self, names: Sequence[str] | None) -> list[Projection]:
         return [self.get(n) for n in (names or sorted(self.projections))]
 
-    def _advance(
-        self, conn: Connection, proj: Projection, cp: Checkpoint, batch: _Batch, txs: dict[str, Tx]
-    ) -> Checkpoint:
-        """Fold the part of ``batch`` after ``cp`` into ``proj`` and move its checkpoint."""
-        todo = batch.after(cp.position)
-        if not todo:
-            return cp
-        tx = self._tx(txs, conn, proj, cp)
-        applied = self._fold(tx, proj, todo, batch)
-        tx.flush()
-        new = _advanced(cp, todo[-1].position, applied)
+    def _fold_of(self, proj: Projection, cp: Checkpoint) -> Fold:
+        return Fold(proj, self.tables(proj, cp.version, cp.generation))
+
+    @staticmethod
+    def _commit(conn: Connection, fold: Fold, cp: Checkpoint, last: int) -> Checkpoint:
+        """Flush ``fold``'s batch and move its checkpoint to ``last``, in ``conn``'s transaction."""
+        assert fold.tx is not None
+        fold.tx.flush()
+        new = _advanced(cp, last, fold.applied)
         cps.advance(conn, cp, new)
         return new
 
@@ -178,7 +184,8 @@ class ProjectionEngine:
         """The pass's unit of work for ``proj``, carried into this batch's transaction."""
         tx = txs.get(proj.name)
         if tx is None:
-            tx = txs[proj.name] = Tx(conn, self.tables(proj, cp.version, cp.generation))
+            tables = self.tables(proj, cp.version, cp.generation)
+            tx = txs[proj.name] = Tx(conn, tables, fresh=cp.position == 0)
             return tx
         return tx.carry(conn)
 
@@ -188,16 +195,16 @@ class ProjectionEngine:
         total = max(0, (self.source.head() if until is None else until) - cp.position)
         done = 0
         txs: dict[str, Tx] = {}
-        for batch in self._batches(cp.position + 1, until):
-            cp = self._apply_batch(proj, cp, batch.records, txs)
-            done += len(batch.records)
+        for records in self._batches(cp.position + 1, until):
+            cp = self._apply_batch(proj, cp, records, txs)
+            done += len(records)
             if progress:
                 progress(done, max(total, done))
         if progress:
             progress(done, max(total, done))
         return cp
 
-    def _batches(self, start: int, until: int | None = None) -> Iterator[_Batch]:
+    def _batches(self, start: int, until: int | None = None) -> Iterator[list[RecordedEvent]]:
         """The log from ``start`` (up to ``until``) in batches of ``batch_size``."""
         records: list[RecordedEvent] = []
         for record in self.source.read_all(start, batch_size=self.batch_size):
@@ -205,21 +212,18 @@ class ProjectionEngine:
                 break
             records.append(record)
             if len(records) >= self.batch_size:
-                yield _Batch(records)
+                yield records
                 records = []
         if records:
-            yield _Batch(records)
+            yield records
 
     @staticmethod
-    def _fold(
-        tx: Tx, proj: Projection, records: Sequence[RecordedEvent], batch: _Batch | None = None
-    ) -> int:
+    def _fold(tx: Tx, proj: Projection, records: Sequence[RecordedEvent]) -> int:
         """Apply the records ``proj`` handles; how many it applied."""
-        wanted, applied = proj.type_names(), 0
-        decode = decode_record if batch is None else batch.typed
+        wanted, apply, applied = proj.type_names(), proj.apply, 0
         for record in records:
             if record.type in wanted:
-                proj.apply(tx, decode(record))
+                apply(tx, decode_record(record))
                 applied += 1
         return applied
 
@@ -273,24 +277,28 @@ class ProjectionEngine:
         chosen = self._chosen(names)
         olds = {p.name: self._built(p) for p in chosen}
         shadows = {p.name: self._shadow(p, olds[p.name]) for p in chosen}
+        folds = {p.name: self._fold_of(p, shadows[p.name]) for p in chosen}
+        one = OnePass(list(folds.values()))
         head, done = self.source.head(), 0
-        txs: dict[str, Tx] = {}
         # The shadows are not in ll_projections yet: batches carry no checkpoint
         # row, and an interrupted rebuild starts again from zero.
-        for batch in self._batches(1):
+        for records in self._batches(1):
             with self._write() as conn:
-                for proj in chosen:
-                    shadow = shadows[proj.name]
-                    tx = self._tx(txs, conn, proj, shadow)
-                    applied = self._fold(tx, proj, batch.records, batch)
-                    tx.flush()
-                    shadows[proj.name] = _advanced(shadow, batch.records[-1].position, applied)
-            done += len(batch.records)
+                for name, fold in folds.items():
+                    fold.begin(conn, shadows[name].position, fresh=True)  # just created
+                one.fold(records, decode_record)
+                for name, fold in folds.items():
+                    assert fold.tx is not None
+                    fold.tx.flush()
+                    shadows[name] = _advanced(shadows[name], records[-1].position, fold.applied)
+            done += len(records)
             if progress:
                 progress(done, max(head, done))
         for proj in chosen:
             with self._write() as conn:
-                shadows[proj.name] = self._swap(conn, proj, olds[proj.name], shadows[proj.name])
+                fold = folds[proj.name]
+                shadow = shadows[proj.name]
+                shadows[proj.name] = self._swap(conn, fold, olds[proj.name], shadow)
             self._drop_generations_before(proj, olds[proj.name].generation)
         return shadows
 
@@ -317,12 +325,14 @@ class ProjectionEngine:
         return shadow
 
     def _swap(
-        self, conn: Connection, proj: Projection, old: Checkpoint, shadow: Checkpoint
+        self, conn: Connection, fold: Fold, old: Checkpoint, shadow: Checkpoint
     ) -> Checkpoint:
-        tx = Tx(conn, self.tables(proj, shadow.version, shadow.generation))
-        for batch in self._batches(shadow.position + 1):
-            applied = self._fold(tx, proj, batch.records, batch)
-            shadow = _advanced(shadow, batch.records[-1].position, applied)
+        """Catch the shadow up to the head and make it the projection's generation."""
+        proj = fold.proj
+        tx = fold.begin(conn, shadow.position)
+        for records in self._batches(shadow.position + 1):
+            applied = self._fold(tx, proj, records)
+            shadow = _advanced(shadow, records[-1].position, applied)
         tx.flush()
         current = cps.load(conn, proj.name)
         if current is None or current.generation != old.generation:
@@ -368,25 +378,3 @@ def _advanced(cp: Checkpoint, position: int, applied: int) -> Checkpoint:
 
 def _now_us() -> int:
     return time.time_ns() // 1000
-
-
-class _Batch:
-    """Consecutive records of the log, each decoded at most once whoever asks."""
-
-    __slots__ = ("_typed", "records")
-
-    def __init__(self, records: list[RecordedEvent]) -> None:
-        self.records = records
-        self._typed: dict[int, Typed[Event]] = {}
-
-    def after(self, position: int) -> Sequence[RecordedEvent]:
-        """The records past ``position`` (all of them when the batch starts later)."""
-        if self.records[0].position > position:
-            return self.records
-        return [r for r in self.records if r.position > position]
-
-    def typed(self, record: RecordedEvent) -> Typed[Event]:
-        found = self._typed.get(record.position)
-        if found is None:
-            found = self._typed[record.position] = decode_record(record)
-        return found

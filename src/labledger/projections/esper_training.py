@@ -397,7 +397,7 @@ def _end_window(tx: Tx, run_id: str, flag: str, position: int) -> None:
             done_position=position,
             **_next_state(tx, run_id, slot),
         )
-    tx.conn.execute(sa.update(table).where(*open_).values({flag: True}))
+    tx.update_where("transitions", *open_, **{flag: True})
 
 
 def completed(tx: Tx, as_of: int | None = None) -> list[Transition]:
