@@ -232,10 +232,12 @@ def test_sigkill_midway_then_resume_loses_and_repeats_no_trial(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    run_id = wait_for_trials(store, proc, 9)
-    eng = engine(store)  # the read models follow the live run part of the way
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
+    try:
+        run_id = wait_for_trials(store, proc, 9)
+        eng = engine(store)  # the read models follow the live run part of the way
+    finally:  # a failure above must not leave the run going into the next test
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
     before = [i for i in stream(store, run_id) if isinstance(i.event, TrialRecorded)]
     assert not of(stream(store, run_id), RunFinished)
     assert cli(["--db", store.url, "dream", "run", "--resume", run_id]) == 0

@@ -98,6 +98,36 @@ def test_a_second_runner_cannot_apply_a_batch_twice(backend: Backend) -> None:
         assert _totals(second) == _fold(6)
 
 
+def test_runners_that_start_together_build_each_projection_once(backend: Backend) -> None:
+    # Four processes' runners finding the same projection unbuilt must not all
+    # CREATE its tables: the losers would fail (PostgreSQL: a pg_type unique violation).
+    with fresh_ledger(backend) as store:
+        _beats(store, 6)
+        errors: list[BaseException] = []
+        for n in range(5):
+            proj = type(f"Beats{n}", (BeatCounter,), {"name": f"beats{n}"})()
+            start = threading.Barrier(4)
+
+            def runner(proj: Projection = proj, start: threading.Barrier = start) -> None:
+                engine = ProjectionEngine(store, [proj])
+                start.wait()
+                try:
+                    engine.catch_up(proj.name)
+                except BaseException as exc:  # reported below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=runner) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert not errors, errors
+            engine = ProjectionEngine(store, [proj])
+            with engine.read(proj.name) as tx:
+                rows = tx.conn.execute(sa.select(tx.table("totals")))
+                assert {r.stream: (r.beats, r.seq_sum) for r in rows} == _fold(6)
+
+
 def test_version_bump_rebuilds_into_new_tables(backend: Backend) -> None:
     with fresh_ledger(backend) as store:
         _beats(store, 9)

@@ -43,6 +43,10 @@ Progress = Callable[[int, int], None]
 """Called with (events done, events to do) as a long operation advances."""
 
 DEFAULT_BATCH = 500
+# A catch-up that loses a batch to another runner starts again from that runner's
+# checkpoint. Each loss follows someone else's commit, so this bound is only hit
+# by a checkpoint that is moved without end (a rebuild loop, say).
+_RETRIES = 100
 
 
 class ProjectionEngine:
@@ -131,8 +135,13 @@ class ProjectionEngine:
     ) -> Checkpoint:
         """Apply every event after the checkpoint (up to ``until``), batch by batch."""
         proj = self.get(name)
-        cp = self.ensure(proj, progress)
-        return self._fill(proj, cp, until=until, progress=progress)
+        for _ in range(_RETRIES):
+            cp = self.ensure(proj, progress)
+            try:
+                return self._fill(proj, cp, until=until, progress=progress)
+            except CheckpointMoved:
+                continue  # another runner got there first: go on from where it stands
+        raise CheckpointMoved(f"projection {name!r} kept moving under {_RETRIES} catch-ups")
 
     def run(
         self, names: Sequence[str] | None = None, progress: Progress | None = None
@@ -144,6 +153,16 @@ class ProjectionEngine:
         transaction, so a crash anywhere still leaves an exactly-once state.
         """
         chosen = self._chosen(names)
+        for _ in range(_RETRIES):
+            try:
+                return self._run(chosen, progress)
+            except CheckpointMoved:
+                continue  # another runner got there first: go on from where it stands
+        raise CheckpointMoved(f"projections kept moving under {_RETRIES} catch-ups")
+
+    def _run(
+        self, chosen: Sequence[Projection], progress: Progress | None
+    ) -> dict[str, Checkpoint]:
         points = {p.name: self.ensure(p, progress) for p in chosen}
         folds = {p.name: self._fold_of(p, points[p.name]) for p in chosen}
         one = OnePass(list(folds.values()))

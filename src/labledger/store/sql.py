@@ -127,6 +127,7 @@ class SqlEventStore(EventStore):
         with self._errors(), self.engine.connect() as conn:
             conn = conn.execution_options(**{WRITE_OPTION: True})
             with conn.begin():
+                self.dialect.serialize_side_write(conn)
                 yield conn
 
     def _read(self, fn: Callable[[Connection], T]) -> T:

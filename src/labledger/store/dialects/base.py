@@ -117,6 +117,10 @@ class Dialect(abc.ABC):
         return {}
 
     @abc.abstractmethod
+    def serialize_side_write(self, conn: Connection) -> None:
+        """Queue this write transaction (read models, checkpoints) behind the others."""
+
+    @abc.abstractmethod
     def backup(self, engine: Engine, tmp: Path) -> dict[str, Any]:
         """Copy the live database consistently into ``tmp``; the copy's facts
         (``backup.facts``: head, hash, counts, revision) as the copy holds them."""

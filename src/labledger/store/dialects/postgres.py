@@ -43,6 +43,7 @@ CHANNEL_SQL = "'labledger_' || current_schema()"
 
 APPEND_LOCK = 0x11ED6E  # first half of the advisory key: "labledger appends"
 MIGRATE_LOCK = 0x11ED6F  # "labledger migrations"
+SIDE_WRITE_LOCK = 0x11ED70  # "labledger read models and checkpoints"
 
 
 def advisory(function: str) -> str:
@@ -140,6 +141,12 @@ class PostgresDialect(Dialect):
             conn.rollback()
             conn.exec_driver_sql(_pg(advisory("pg_advisory_unlock")), (MIGRATE_LOCK,))
             conn.commit()
+
+    def serialize_side_write(self, conn: Connection) -> None:
+        # READ COMMITTED lets two transactions both find a projection unbuilt and
+        # both CREATE its tables (a unique violation in pg_type); SQLite's BEGIN
+        # IMMEDIATE queues them, and this lock does the same here until commit.
+        conn.exec_driver_sql(_pg(advisory("pg_advisory_xact_lock")), (SIDE_WRITE_LOCK,))
 
     def snapshot_options(self) -> dict[str, Any]:
         # READ COMMITTED gives each statement its own snapshot: a scan of the log and

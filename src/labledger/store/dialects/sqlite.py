@@ -120,6 +120,9 @@ class SqliteDialect(Dialect):
     def is_duplicate_id(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.IntegrityError) and "ll_events.event_id" in str(exc)
 
+    def serialize_side_write(self, conn: Connection) -> None:
+        pass  # write transactions begin IMMEDIATE: they already queue (see module doc)
+
     @contextmanager
     def migration_lock(self, conn: Connection) -> Iterator[None]:
         # Migrations run in one BEGIN IMMEDIATE transaction (transactional DDL),
