@@ -128,6 +128,31 @@ def test_runners_that_start_together_build_each_projection_once(backend: Backend
                 assert {r.stream: (r.beats, r.seq_sum) for r in rows} == _fold(6)
 
 
+def test_a_runner_overtaken_between_batches_goes_on_from_the_other(backend: Backend) -> None:
+    # A's unit of work is carried from batch to batch; B catching up in between makes
+    # what A holds stale (rows B inserted, rows B changed). A must neither fail on a
+    # duplicate key nor count an event twice.
+    with fresh_ledger(backend) as store:
+        _beats(store, 30, streams=10)
+        first = ProjectionEngine(store, [BeatCounter()], batch_size=3)
+        second = ProjectionEngine(store, [BeatCounter()], batch_size=3)
+        overtaken: list[int] = []
+
+        def after_each_batch(done: int, total: int) -> None:
+            if not overtaken:
+                overtaken.append(done)
+                _beats(store, 6, streams=10)  # more log, so B's head is past A's
+                second.catch_up("beats")
+
+        cp = first.catch_up("beats", progress=after_each_batch)
+        assert overtaken and cp.position == 36
+        expected = _fold(30, streams=10)
+        for i in range(6):
+            beats, total = expected[f"s{i % 10}"]
+            expected[f"s{i % 10}"] = (beats + 1, total + i)
+        assert _totals(first) == expected
+
+
 def test_version_bump_rebuilds_into_new_tables(backend: Backend) -> None:
     with fresh_ledger(backend) as store:
         _beats(store, 9)

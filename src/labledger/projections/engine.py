@@ -173,6 +173,7 @@ class ProjectionEngine:
             with self._write() as conn:
                 for name, fold in folds.items():
                     cp = points[name]
+                    _still_at(conn, cp)
                     fold.begin(conn, cp.position, fresh=cp.position == 0)
                 one.fold(records, decode_record)
                 for name, fold in folds.items():
@@ -254,6 +255,7 @@ class ProjectionEngine:
         txs: dict[str, Tx] | None = None,
     ) -> Checkpoint:
         with self._write() as conn:
+            _still_at(conn, cp)
             tx = self._tx({} if txs is None else txs, conn, proj, cp)
             applied = self._fold(tx, proj, records)
             tx.flush()  # the batch's rows, then its checkpoint, in one transaction
@@ -397,3 +399,18 @@ def _advanced(cp: Checkpoint, position: int, applied: int) -> Checkpoint:
 
 def _now_us() -> int:
     return time.time_ns() // 1000
+
+
+def _still_at(conn: Connection, cp: Checkpoint) -> None:
+    """Raise CheckpointMoved unless ``cp`` is still the recorded checkpoint.
+
+    Checked first in each batch's transaction, under the write lock: what a
+    runner carries from its last batch (the unit of work's rows, its fresh
+    tables' key sets) holds only while nobody else moved the checkpoint.
+    """
+    now = cps.load(conn, cp.name)
+    if now is None or (now.generation, now.position) != (cp.generation, cp.position):
+        raise CheckpointMoved(
+            f"projection {cp.name!r} moved past position {cp.position} / generation "
+            f"{cp.generation} before this batch began"
+        )
