@@ -25,6 +25,7 @@ from sqlalchemy.sql.selectable import TypedReturnsRows
 
 from labledger.events import Event
 from labledger.events.typed import Typed
+from labledger.projections._shape import TableShape
 
 _Ts = TypeVarTuple("_Ts")
 
@@ -62,150 +63,26 @@ class TableSet:
         return found
 
 
-_PLAIN_TYPES = (sa.String, sa.Integer, sa.Float, sa.Boolean, sa.LargeBinary)
-
-
-class TableShape:
-    """A table's key, its columns and the values that need coercing, as plain sets."""
-
-    __slots__ = (
-        "_driver_sql",
-        "by_key",
-        "coerce",
-        "columns",
-        "defaults",
-        "insert",
-        "key",
-        "key_set",
-        "plain",
-        "settable",
-        "sql_only",
-        "table",
-        "update",
-    )
-
-    def __init__(self, table: sa.Table) -> None:
-        self.table = table
-        self.key: tuple[str, ...] = tuple(table.primary_key.columns.keys())
-        self.key_set = frozenset(self.key)
-        self.columns = frozenset(table.c.keys())
-        self.settable = self.columns - self.key_set
-        self.coerce: dict[str, type] = {}
-        for column in table.columns:
-            if isinstance(column.type, sa.Float):
-                self.coerce[column.key] = float
-            elif isinstance(column.type, sa.Boolean):
-                self.coerce[column.key] = bool
-        # A new row's defaults, and the columns only SQL can fill (server or callable default).
-        self.defaults: dict[str, Any] = {}
-        sql_only: set[str] = set()
-        for column in table.columns:
-            default = column.default
-            if column.server_default is not None or (default is not None and not default.is_scalar):
-                sql_only.add(column.key)
-            else:
-                arg = None if default is None else getattr(default, "arg", None)
-                self.defaults[column.key] = arg
-        self.sql_only = frozenset(sql_only)
-        # Statements built once; SQLAlchemy caches their compiled form.
-        key_columns = list(table.primary_key.columns)
-        self.by_key = sa.select(table).where(
-            *[c == sa.bindparam(f"k_{c.key}") for c in key_columns]
-        )
-        self.insert = sa.insert(table)
-        self.update = (
-            sa.update(table)
-            .where(*[c == sa.bindparam(f"k_{c.key}") for c in key_columns])
-            .values({c.key: sa.bindparam(f"v_{c.key}") for c in table.columns if not c.primary_key})
-        )
-
-        # Columns whose values go to the driver as they are (no bind processing):
-        # their bulk writes can skip SQLAlchemy's per-row parameter handling.
-        self.plain = all(isinstance(c.type, _PLAIN_TYPES) for c in table.columns)
-        self._driver_sql: dict[tuple[str, str], tuple[str, list[str] | None]] = {}
-
-    def write_many(self, conn: Connection, kind: str, params: list[dict[str, Any]]) -> None:
-        """One executemany of :attr:`insert` or :attr:`update` (``kind``) for ``params``."""
-        statement = self.insert if kind == "insert" else self.update
-        if not self.plain:
-            conn.execute(statement, params)
-            return
-        sql, order = self._compiled(conn, kind, statement)
-        if order is None:  # a named paramstyle (psycopg): the dicts as they are
-            conn.exec_driver_sql(sql, params)
-        else:
-            conn.exec_driver_sql(sql, [tuple([p[n] for n in order]) for p in params])
-
-    def _compiled(
-        self, conn: Connection, kind: str, statement: sa.Executable
-    ) -> tuple[str, list[str] | None]:
-        key = (conn.dialect.name, kind)
-        found = self._driver_sql.get(key)
-        if found is None:
-            compiled = statement.compile(dialect=conn.dialect)  # type: ignore[attr-defined]
-            order = None if compiled.positiontup is None else list(compiled.positiontup)
-            found = self._driver_sql[key] = (compiled.string, order)
-        return found
-
-    def key_params(self, pk: tuple[Any, ...]) -> dict[str, Any]:
-        return {f"k_{name}": value for name, value in zip(self.key, pk, strict=True)}
-
-    def update_params(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """Bind values of :attr:`update` (bind names must not be column names)."""
-        return {(f"k_{k}" if k in self.key_set else f"v_{k}"): v for k, v in row.items()}
-
-    def key_of(self, key: Mapping[str, Any], *, partial: bool = False) -> tuple[Any, ...] | None:
-        """The primary-key tuple when ``key`` names exactly (or, partial: at least) the key."""
-        names = key.keys()
-        if partial:
-            if not names >= self.key_set:
-                return None
-        elif len(key) != len(self.key) or not names >= self.key_set:
-            return None
-        return tuple(map(key.__getitem__, self.key))
-
-    def coerced(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """Values as the database will hand them back (an int in a float column is a float)."""
-        return self.coerce_owned(dict(values))
-
-    def coerce_owned(self, values: dict[str, Any]) -> dict[str, Any]:
-        """:meth:`coerced` in place, for a dict the caller owns (e.g. its ``**values``)."""
-        coerce = self.coerce
-        if coerce:
-            for name, value in values.items():
-                if type(value) is int and name in coerce:
-                    values[name] = coerce[name](value)
-        return values
-
-    def full_row(self, values: Mapping[str, Any]) -> dict[str, Any] | None:
-        """Every column of a new row, defaults filled in; None where only SQL can say."""
-        names = values.keys()
-        if not names <= self.columns or not self.sql_only <= names:
-            return None
-        row = {k: v for k, v in self.defaults.items() if k not in names}
-        row.update(values)
-        return self.coerce_owned(row)
-
-
 class RowView:
     """A row read through :class:`Tx`: attribute access like ``sa.Row``, and ``_mapping``.
 
     A snapshot: later writes in the batch do not change a view already handed out.
+    The values are the instance's own ``__dict__``, so ``row.column`` is a plain
+    attribute read (a ``__getattr__`` lookup costs an exception per access).
     """
 
-    __slots__ = ("_mapping",)
-
     def __init__(self, values: Mapping[str, Any]) -> None:
-        self._mapping: dict[str, Any] = dict(values)
+        self.__dict__ = dict(values)
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._mapping[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    @property
+    def _mapping(self) -> dict[str, Any]:
+        return self.__dict__
+
+    def __getattr__(self, name: str) -> Any:  # only reached for a column the row lacks
+        raise AttributeError(name)
 
     def __repr__(self) -> str:
-        return f"RowView({self._mapping!r})"
+        return f"RowView({self.__dict__!r})"
 
 
 RowLike = RowView | sa.Row[Any]
@@ -221,6 +98,19 @@ class _Cached:
         self.values = values
         self.stored = stored  # a row with this key is in the database (as of the last flush)
         self.dirty = False
+
+
+class _Open:
+    """One table as a :class:`Tx` holds it: its shape, its mapped rows, and (fresh
+    tables only) the hashes of every key written to it. One dict probe per call
+    finds all three."""
+
+    __slots__ = ("rows", "shape", "written")
+
+    def __init__(self, shape: TableShape, written: set[int] | None) -> None:
+        self.shape = shape
+        self.rows: dict[tuple[Any, ...], _Cached] = {}
+        self.written = written
 
 
 MAX_CACHED_ROWS = 100_000
@@ -259,17 +149,20 @@ class Tx:
     answer stays right; a raw statement through :attr:`conn` could insert,
     so it ends this for every table. Issue #19: on an empty shadow, the first
     read of every new key was one query, a round trip on PostgreSQL.
+
+    The by-key calls are the per-event path of every rebuild (a few per
+    event, hundreds of thousands per pass), so they are written flat: one dict
+    probe for the table, one for the row, no helper calls on a hit.
     """
 
     def __init__(self, conn: Connection, tables: TableSet, *, fresh: bool = False) -> None:
         self._conn = conn
         self.tables = tables
-        self._rows: dict[str, dict[tuple[Any, ...], _Cached]] = {}
-        self._dirty: list[tuple[str, _Cached]] = []
+        self._open: dict[str, _Open] = {}
+        self._dirty: list[tuple[_Open, _Cached]] = []
         self._held = 0
         # fresh tables: table name -> hashes of every key ever written to it
         self._written: dict[str, set[int]] | None = None
-        self._shape = tables.shape
         if fresh:
             self._written = {name: set() for name in tables.by_name if self._empty(name)}
 
@@ -277,12 +170,19 @@ class Tx:
         one_row = sa.select(sa.literal(1)).select_from(self.tables[name]).limit(1)
         return self._conn.execute(one_row).first() is None
 
+    def _table(self, name: str) -> _Open:
+        found = self._open.get(name)
+        if found is None:
+            written = None if self._written is None else self._written.get(name)
+            found = self._open[name] = _Open(self.tables.shape(name), written)
+        return found
+
     @property
     def conn(self) -> Connection:
         """The batch's connection, with every pending write flushed and the map dropped."""
         self.flush()
         self._forget()
-        self._written = None  # a raw statement may insert rows the map never saw
+        self._stop_fresh()  # a raw statement may insert rows the map never saw
         return self._conn
 
     def delete_where(self, name: str, *where: sa.ColumnElement[bool]) -> int:
@@ -293,7 +193,7 @@ class Tx:
 
     def update_where(self, name: str, *where: sa.ColumnElement[bool], **values: Any) -> int:
         """UPDATE non-key ``values`` of the rows of ``name`` matching ``where``; how many."""
-        shape = self._shape(name)
+        shape = self._table(name).shape
         if not values.keys() <= shape.settable:
             raise ValueError(f"update_where sets non-key columns only: {name!r} {sorted(values)}")
         self.flush()
@@ -320,85 +220,99 @@ class Tx:
         if self._held > MAX_CACHED_ROWS:
             self._forget()
         if self._written is not None and sum(map(len, self._written.values())) > MAX_KNOWN_KEYS:
-            self._written = None
+            self._stop_fresh()
         return self
 
     def table(self, name: str) -> sa.Table:
         return self.tables[name]
 
     def get(self, name: str, **key: Any) -> RowLike | None:
-        shape = self._shape(name)
-        pk = shape.key_of(key)
+        table = self._open.get(name) or self._table(name)
+        pk = table.shape.key_of(key)
         if pk is None:
-            table = shape.table
-            where = [table.c[k] == v for k, v in key.items()]
-            return self.query(sa.select(table).where(*where)).first()
-        values = self._load(shape, name, pk).values
+            sa_table = table.shape.table
+            where = [sa_table.c[k] == v for k, v in key.items()]
+            return self.query(sa.select(sa_table).where(*where)).first()
+        values = (table.rows.get(pk) or self._load(table, pk)).values
         return None if values is None else RowView(values)
 
     def insert(self, name: str, **values: Any) -> None:
-        shape = self._shape(name)
+        table = self._open.get(name) or self._table(name)
+        shape = table.shape
         pk = shape.key_of(values, partial=True)
-        entry = None if pk is None else self._rows.get(name, {}).get(pk)
+        entry = None if pk is None else table.rows.get(pk)
         row = shape.full_row(values)
         if pk is None or row is None or (entry is not None and entry.values is not None):
             # Not mappable, or a duplicate key: let the database say what it thinks.
             self.conn.execute(sa.insert(shape.table).values(**values))
             return
         if entry is None:  # unknown: written as an insert; a stored duplicate fails at flush
-            entry = self._remember(name, pk, _Cached(None, stored=False))
+            entry = self._remember(table, pk, _Cached(None, stored=False))
         entry.values = row
-        self._new_key(name, pk)
-        self._touch(name, entry)
+        if table.written is not None:
+            table.written.add(hash(pk))
+        if not entry.dirty:
+            entry.dirty = True
+            self._dirty.append((table, entry))
 
     def upsert(self, name: str, key: Mapping[str, Any], **values: Any) -> None:
         """Update the row with ``key``, or insert it."""
-        shape = self._shape(name)
+        table = self._open.get(name) or self._table(name)
+        shape = table.shape
         pk = shape.key_of(key)
         if pk is None or not values.keys() <= shape.settable:
             self._upsert_now(name, key, values)
             return
-        entry = self._load(shape, name, pk)
-        if entry.values is None:
+        entry = table.rows.get(pk) or self._load(table, pk)
+        current = entry.values
+        if current is None:
             row = shape.full_row({**key, **values})
             if row is None:
                 self._upsert_now(name, key, values)
                 return
             entry.values = row
-            self._new_key(name, pk)
+            if table.written is not None:
+                table.written.add(hash(pk))
         else:
-            entry.values.update(shape.coerce_owned(values))
-        self._touch(name, entry)
+            current.update(shape.coerce_owned(values) if shape.coerce else values)
+        if not entry.dirty:
+            entry.dirty = True
+            self._dirty.append((table, entry))
 
     def update(self, name: str, key: Mapping[str, Any], **values: Any) -> int:
         """Update the row(s) with ``key``; how many there were."""
-        shape = self._shape(name)
+        table = self._open.get(name) or self._table(name)
+        shape = table.shape
         pk = shape.key_of(key)
         if pk is None or not values.keys() <= shape.settable:
-            table = shape.table
-            where = [table.c[k] == v for k, v in key.items()]
-            return int(self.conn.execute(sa.update(table).where(*where).values(**values)).rowcount)
-        entry = self._load(shape, name, pk)
-        if entry.values is None:
+            sa_table = shape.table
+            where = [sa_table.c[k] == v for k, v in key.items()]
+            statement = sa.update(sa_table).where(*where).values(**values)
+            return int(self.conn.execute(statement).rowcount)
+        entry = table.rows.get(pk) or self._load(table, pk)
+        current = entry.values
+        if current is None:
             return 0
-        entry.values.update(shape.coerce_owned(values))
-        self._touch(name, entry)
+        current.update(shape.coerce_owned(values) if shape.coerce else values)
+        if not entry.dirty:
+            entry.dirty = True
+            self._dirty.append((table, entry))
         return 1
 
     def flush(self) -> None:
         """Write every changed row: per table one bulk INSERT and one bulk UPDATE."""
         if not self._dirty:
             return
-        by_table: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
-        for name, entry in self._dirty:
+        by_table: dict[_Open, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+        for table, entry in self._dirty:
             if entry.values is None:
                 continue
-            new, changed = by_table.setdefault(name, ([], []))
+            new, changed = by_table.get(table) or by_table.setdefault(table, ([], []))
             (changed if entry.stored else new).append(entry.values)
             entry.stored, entry.dirty = True, False
         self._dirty = []
-        for name, (new, changed) in by_table.items():
-            shape = self._shape(name)
+        for table, (new, changed) in by_table.items():
+            shape = table.shape
             if new:
                 shape.write_many(self._conn, "insert", new)
             if changed:
@@ -406,39 +320,30 @@ class Tx:
 
     # -- the identity map ------------------------------------------------------
 
-    def _touch(self, name: str, entry: _Cached) -> None:
-        if not entry.dirty:
-            entry.dirty = True
-            self._dirty.append((name, entry))
-
-    def _new_key(self, name: str, pk: tuple[Any, ...]) -> None:
-        written = None if self._written is None else self._written.get(name)
-        if written is not None:
-            written.add(hash(pk))
-
-    def _remember(self, name: str, pk: tuple[Any, ...], entry: _Cached) -> _Cached:
-        rows = self._rows.get(name)
-        if rows is None:
-            rows = self._rows[name] = {}
-        rows[pk] = entry
+    def _remember(self, table: _Open, pk: tuple[Any, ...], entry: _Cached) -> _Cached:
+        table.rows[pk] = entry
         self._held += 1
         return entry
 
     def _forget(self) -> None:
-        self._rows.clear()
+        for table in self._open.values():
+            table.rows = {}
         self._held = 0
 
-    def _load(self, shape: TableShape, name: str, pk: tuple[Any, ...]) -> _Cached:
-        rows = self._rows.get(name)
-        entry = None if rows is None else rows.get(pk)
-        if entry is None:
-            written = None if self._written is None else self._written.get(name)
-            if written is not None and hash(pk) not in written:
-                return self._remember(name, pk, _Cached(None, stored=False))
-            found = self._conn.execute(shape.by_key, shape.key_params(pk)).first()
-            values = None if found is None else dict(found._mapping)
-            entry = self._remember(name, pk, _Cached(values, stored=found is not None))
-        return entry
+    def _stop_fresh(self) -> None:
+        self._written = None
+        for table in self._open.values():
+            table.written = None
+
+    def _load(self, table: _Open, pk: tuple[Any, ...]) -> _Cached:
+        """A key the map does not hold: absent without asking (fresh), else read once."""
+        written = table.written
+        if written is not None and hash(pk) not in written:
+            return self._remember(table, pk, _Cached(None, stored=False))
+        shape = table.shape
+        found = self._conn.execute(shape.by_key, shape.key_params(pk)).first()
+        values = None if found is None else dict(found._mapping)
+        return self._remember(table, pk, _Cached(values, stored=found is not None))
 
     def _upsert_now(self, name: str, key: Mapping[str, Any], values: Mapping[str, Any]) -> None:
         conn = self.conn

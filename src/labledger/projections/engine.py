@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import islice
 from typing import Protocol
 
 import anyio
@@ -43,6 +44,7 @@ Progress = Callable[[int, int], None]
 """Called with (events done, events to do) as a long operation advances."""
 
 DEFAULT_BATCH = 500
+READ_PAGE = 1000  # the store's own default page
 # A catch-up that loses a batch to another runner starts again from that runner's
 # checkpoint. Each loss follows someone else's commit, so this bound is only hit
 # by a checkpoint that is moved without end (a rebuild loop, say).
@@ -225,17 +227,22 @@ class ProjectionEngine:
         return cp
 
     def _batches(self, start: int, until: int | None = None) -> Iterator[list[RecordedEvent]]:
-        """The log from ``start`` (up to ``until``) in batches of ``batch_size``."""
-        records: list[RecordedEvent] = []
-        for record in self.source.read_all(start, batch_size=self.batch_size):
-            if until is not None and record.position > until:
-                break
-            records.append(record)
-            if len(records) >= self.batch_size:
-                yield records
-                records = []
-        if records:
-            yield records
+        """The log from ``start`` (up to ``until``) in batches of ``batch_size``.
+
+        Pages are read at least READ_PAGE long whatever the batch: a page is a
+        query (two round trips on PostgreSQL), a batch only a commit. ``until``
+        bounds the read too, so the last page stops there, not a page past it.
+        """
+        limit = None if until is None else max(0, until - start + 1)
+        page = max(self.batch_size, READ_PAGE)
+        records = iter(self.source.read_all(start, batch_size=page, limit=limit))
+        while batch := list(islice(records, self.batch_size)):
+            if until is not None and batch[-1].position > until:  # a source with gaps
+                batch = [r for r in batch if r.position <= until]
+                if batch:
+                    yield batch
+                return
+            yield batch
 
     @staticmethod
     def _fold(tx: Tx, proj: Projection, records: Sequence[RecordedEvent]) -> int:
