@@ -22,6 +22,8 @@ class TableShape:
 
     __slots__ = (
         "_driver_sql",
+        "_key_binds",
+        "_update_binds",
         "by_key",
         "coerce",
         "columns",
@@ -79,36 +81,50 @@ class TableShape:
         # their bulk writes can skip SQLAlchemy's per-row parameter handling.
         self.plain = all(isinstance(c.type, _PLAIN_TYPES) for c in table.columns)
         self._driver_sql: dict[tuple[str, str], tuple[str, list[str] | None]] = {}
+        self._key_binds = tuple(f"k_{k}" for k in self.key)
+        self._update_binds = {
+            c: (f"k_{c}" if c in self.key_set else f"v_{c}") for c in self.columns
+        }
 
-    def write_many(self, conn: Connection, kind: str, params: list[dict[str, Any]]) -> None:
-        """One executemany of :attr:`insert` or :attr:`update` (``kind``) for ``params``."""
+    def write_many(self, conn: Connection, kind: str, rows: list[dict[str, Any]]) -> None:
+        """One executemany of :attr:`insert` or :attr:`update` (``kind``) for ``rows``
+        (whole rows, by column name)."""
         statement = self.insert if kind == "insert" else self.update
         if not self.plain:
-            conn.execute(statement, params)
+            conn.execute(statement, self._named(kind, rows))
             return
-        sql, order = self._compiled(conn, kind, statement)
-        if order is None:  # a named paramstyle (psycopg): the dicts as they are
-            conn.exec_driver_sql(sql, params)
-        else:
-            conn.exec_driver_sql(sql, [tuple([p[n] for n in order]) for p in params])
+        sql, columns = self._compiled(conn, kind, statement)
+        if columns is None:  # a named paramstyle (psycopg): dicts by bind name
+            conn.exec_driver_sql(sql, self._named(kind, rows))
+        else:  # a positional one (sqlite3): tuples straight from the rows
+            conn.exec_driver_sql(sql, [tuple([r[c] for c in columns]) for r in rows])
+
+    def _named(self, kind: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return rows if kind == "insert" else [self.update_params(r) for r in rows]
 
     def _compiled(
         self, conn: Connection, kind: str, statement: sa.Executable
     ) -> tuple[str, list[str] | None]:
+        """The driver's SQL of ``statement`` and, for a positional paramstyle, the column
+        each placeholder takes (an UPDATE's binds are ``k_``/``v_`` + the column)."""
         key = (conn.dialect.name, kind)
         found = self._driver_sql.get(key)
         if found is None:
             compiled = statement.compile(dialect=conn.dialect)  # type: ignore[attr-defined]
-            order = None if compiled.positiontup is None else list(compiled.positiontup)
-            found = self._driver_sql[key] = (compiled.string, order)
+            columns = None
+            if compiled.positiontup is not None:
+                binds = list(compiled.positiontup)
+                columns = binds if kind == "insert" else [b[2:] for b in binds]
+            found = self._driver_sql[key] = (compiled.string, columns)
         return found
 
     def key_params(self, pk: tuple[Any, ...]) -> dict[str, Any]:
-        return {f"k_{name}": value for name, value in zip(self.key, pk, strict=True)}
+        return dict(zip(self._key_binds, pk, strict=True))
 
     def update_params(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """Bind values of :attr:`update` (bind names must not be column names)."""
-        return {(f"k_{k}" if k in self.key_set else f"v_{k}"): v for k, v in row.items()}
+        binds = self._update_binds
+        return {binds[k]: v for k, v in row.items()}
 
     def key_of(self, key: Mapping[str, Any], *, partial: bool = False) -> tuple[Any, ...] | None:
         """The primary-key tuple when ``key`` names exactly (or, partial: at least) the key."""
@@ -131,7 +147,11 @@ class TableShape:
     def coerce_owned(self, values: dict[str, Any]) -> dict[str, Any]:
         """:meth:`coerced` in place, for a dict the caller owns (e.g. its ``**values``)."""
         coerce = self.coerce
-        if coerce:
+        if len(values) > len(coerce):  # a wide row: look at the few columns that coerce
+            for name, kind in coerce.items():
+                if type(values.get(name)) is int:
+                    values[name] = kind(values[name])
+        else:
             for name, value in values.items():
                 if type(value) is int and name in coerce:
                     values[name] = coerce[name](value)

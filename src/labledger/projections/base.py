@@ -316,7 +316,7 @@ class Tx:
             if new:
                 shape.write_many(self._conn, "insert", new)
             if changed:
-                shape.write_many(self._conn, "update", [shape.update_params(r) for r in changed])
+                shape.write_many(self._conn, "update", changed)
 
     # -- the identity map ------------------------------------------------------
 
