@@ -2,6 +2,7 @@
 
     python benchmarks/profile_rebuild.py rebuild [--events 50000] [--pg-url URL] [--top 30]
     python benchmarks/profile_rebuild.py projection [--events 10000] [--pg-url URL]
+    python benchmarks/profile_rebuild.py rebuild --db URL      # an existing log, not rebuilt
 
 Builds the log untimed in a scratch store (a SQLite file, or a scratch
 PostgreSQL database with ``--pg-url``), then profiles one ``rebuild_many``
@@ -21,7 +22,7 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -84,15 +85,19 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=None)
     parser.add_argument("--pg-url", default=None)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--db", default=None, help="profile this store's log as it is")
     args = parser.parse_args()
     n = args.events or (50_000 if args.case == "rebuild" else 10_000)
-    with scratch(args.pg_url) as url:
-        labledger.init_store(url)
-        if args.case == "rebuild":
-            build(url, lab_template(), n, print)
-        else:
-            build_packets(url, n)
+    with scratch(args.pg_url) if args.db is None else nullcontext(args.db) as url:
+        if args.db is None:
+            labledger.init_store(url)
+            if args.case == "rebuild":
+                build(url, lab_template(), n, print)
+            else:
+                build_packets(url, n)
         store = open_ledger(url)
+        if args.db is not None:
+            n = min(n, store.head()) if args.case == "projection" else store.head()
         try:
             counts = count_statements(store)
             if args.case == "rebuild":

@@ -16,11 +16,12 @@ checkpoint row, so tables are rebuilt, never migrated.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVarTuple, overload
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
+from sqlalchemy.sql import visitors
 from sqlalchemy.sql.selectable import TypedReturnsRows
 
 from labledger.events import Event
@@ -42,6 +43,7 @@ class TableSet:
         self.metadata = sa.MetaData()
         self.by_name: dict[str, sa.Table] = {}
         self._shapes: dict[str, TableShape] = {}
+        self._prepared: dict[str, Prepared] = {}
 
     def add(self, name: str, *columns: sa.Column[Any] | sa.Constraint) -> sa.Table:
         physical = physical_name(self.projection, name, self.version, self.generation)
@@ -61,6 +63,46 @@ class TableSet:
         if found is None:
             found = self._shapes[name] = TableShape(self.by_name[name])
         return found
+
+    def prepare(self, key: str, build: Callable[[TableSet], sa.Executable]) -> Prepared:
+        """The statement ``build`` makes of these tables, built once (``key`` names it)."""
+        found = self._prepared.get(key)
+        if found is None:
+            statement = build(self)
+            found = self._prepared[key] = Prepared(statement, self.reads(statement))
+        return found
+
+    def reads(self, *clauses: object) -> frozenset[str]:
+        """The tables of this set that ``clauses`` read; all of them if one is SQL text."""
+        logical = {table.name: name for name, table in self.by_name.items()}
+        reads = set()
+        for clause in clauses:
+            if not isinstance(clause, visitors.ExternallyTraversible):
+                return frozenset(self.by_name)
+            for element in visitors.iterate(clause):  # every clause, subqueries included
+                if isinstance(element, sa.TextClause):
+                    return frozenset(self.by_name)
+                if isinstance(element, sa.Table) and element.name in logical:
+                    reads.add(logical[element.name])
+        return frozenset(reads)
+
+
+class Prepared:
+    """A statement a projection runs per event, built once per table set, and the
+    tables it reads.
+
+    SQLAlchemy takes tens of µs to build a SELECT, and :meth:`Tx.query` has to
+    flush pending writes before running one. A prepared statement is built
+    once (values go in as bound parameters), and a query with it flushes only
+    the tables it reads, worked out once from the statement, instead of every
+    table of the projection (issue #19: esper_training queries its transitions
+    and slots a few times per command; each query flushed its runs as well).
+    """
+
+    __slots__ = ("reads", "statement")
+
+    def __init__(self, statement: sa.Executable, reads: frozenset[str]) -> None:
+        self.statement, self.reads = statement, reads
 
 
 class RowView:
@@ -105,11 +147,12 @@ class _Open:
     tables only) the hashes of every key written to it. One dict probe per call
     finds all three."""
 
-    __slots__ = ("rows", "shape", "written")
+    __slots__ = ("dirty", "name", "rows", "shape", "written")
 
-    def __init__(self, shape: TableShape, written: set[int] | None) -> None:
-        self.shape = shape
+    def __init__(self, name: str, shape: TableShape, written: set[int] | None) -> None:
+        self.name, self.shape = name, shape
         self.rows: dict[tuple[Any, ...], _Cached] = {}
+        self.dirty: list[_Cached] = []  # rows written since the last flush, in order
         self.written = written
 
 
@@ -159,7 +202,7 @@ class Tx:
         self._conn = conn
         self.tables = tables
         self._open: dict[str, _Open] = {}
-        self._dirty: list[tuple[_Open, _Cached]] = []
+        self._pending: list[_Open] = []  # tables with rows to flush, in order
         self._held = 0
         # fresh tables: table name -> hashes of every key ever written to it
         self._written: dict[str, set[int]] | None = None
@@ -174,7 +217,7 @@ class Tx:
         found = self._open.get(name)
         if found is None:
             written = None if self._written is None else self._written.get(name)
-            found = self._open[name] = _Open(self.tables.shape(name), written)
+            found = self._open[name] = _Open(name, self.tables.shape(name), written)
         return found
 
     @property
@@ -186,9 +229,13 @@ class Tx:
         return self._conn
 
     def delete_where(self, name: str, *where: sa.ColumnElement[bool]) -> int:
-        """DELETE the rows of ``name`` matching ``where``; how many there were."""
-        self.flush()
-        self._forget()
+        """DELETE the rows of ``name`` matching ``where``; how many there were.
+
+        Flushes the tables the statement reads and drops only ``name``'s mapped rows:
+        it changes no other table (projection tables have no triggers or cascades).
+        """
+        self.flush(self.tables.reads(*where) | {name})
+        self._forget(name)
         return int(self._conn.execute(sa.delete(self.tables[name]).where(*where)).rowcount)
 
     def update_where(self, name: str, *where: sa.ColumnElement[bool], **values: Any) -> int:
@@ -196,8 +243,8 @@ class Tx:
         shape = self._table(name).shape
         if not values.keys() <= shape.settable:
             raise ValueError(f"update_where sets non-key columns only: {name!r} {sorted(values)}")
-        self.flush()
-        self._forget()
+        self.flush(self.tables.reads(*where) | {name})
+        self._forget(name)  # as in delete_where
         statement = sa.update(shape.table).where(*where).values(**values)
         return int(self._conn.execute(statement).rowcount)
 
@@ -205,16 +252,26 @@ class Tx:
     def query(self, statement: TypedReturnsRows[*_Ts]) -> sa.CursorResult[*_Ts]: ...
 
     @overload
-    def query(self, statement: sa.Executable) -> sa.CursorResult[*tuple[Any, ...]]: ...
+    def query(
+        self, statement: sa.Executable | Prepared, params: Mapping[str, Any] | None = None
+    ) -> sa.CursorResult[*tuple[Any, ...]]: ...
 
-    def query(self, statement: sa.Executable) -> sa.CursorResult[*tuple[Any, ...]]:
-        """Run a read-only statement (a SELECT) on the flushed tables; the map stays."""
+    def query(
+        self, statement: sa.Executable | Prepared, params: Mapping[str, Any] | None = None
+    ) -> sa.CursorResult[*tuple[Any, ...]]:
+        """Run a read-only statement (a SELECT) on the flushed tables; the map stays.
+
+        A :class:`Prepared` statement flushes only the tables it reads.
+        """
+        if isinstance(statement, Prepared):
+            self.flush(statement.reads)
+            return self._conn.execute(statement.statement, params)
         self.flush()
-        return self._conn.execute(statement)
+        return self._conn.execute(statement, params)
 
     def carry(self, conn: Connection) -> Tx:
         """Go on in the next batch's transaction, keeping the flushed rows (up to a bound)."""
-        if self._dirty:
+        if self._pending:
             raise RuntimeError("carry() before flush(): the batch's writes would be lost")
         self._conn = conn
         if self._held > MAX_CACHED_ROWS:
@@ -252,8 +309,7 @@ class Tx:
         if table.written is not None:
             table.written.add(hash(pk))
         if not entry.dirty:
-            entry.dirty = True
-            self._dirty.append((table, entry))
+            self._touch(table, entry)
 
     def upsert(self, name: str, key: Mapping[str, Any], **values: Any) -> None:
         """Update the row with ``key``, or insert it."""
@@ -276,8 +332,7 @@ class Tx:
         else:
             current.update(shape.coerce_owned(values) if shape.coerce else values)
         if not entry.dirty:
-            entry.dirty = True
-            self._dirty.append((table, entry))
+            self._touch(table, entry)
 
     def update(self, name: str, key: Mapping[str, Any], **values: Any) -> int:
         """Update the row(s) with ``key``; how many there were."""
@@ -295,40 +350,53 @@ class Tx:
             return 0
         current.update(shape.coerce_owned(values) if shape.coerce else values)
         if not entry.dirty:
-            entry.dirty = True
-            self._dirty.append((table, entry))
+            self._touch(table, entry)
         return 1
 
-    def flush(self) -> None:
-        """Write every changed row: per table one bulk INSERT and one bulk UPDATE."""
-        if not self._dirty:
+    def flush(self, only: frozenset[str] | None = None) -> None:
+        """Write every changed row (of the tables in ``only``): per table one bulk
+        INSERT and one bulk UPDATE."""
+        pending = self._pending
+        if not pending:
             return
-        by_table: dict[_Open, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
-        for table, entry in self._dirty:
-            if entry.values is None:
-                continue
-            new, changed = by_table.get(table) or by_table.setdefault(table, ([], []))
-            (changed if entry.stored else new).append(entry.values)
-            entry.stored, entry.dirty = True, False
-        self._dirty = []
-        for table, (new, changed) in by_table.items():
-            shape = table.shape
+        if only is None:
+            self._pending = []
+        else:
+            self._pending = [t for t in pending if t.name not in only]
+            pending = [t for t in pending if t.name in only]
+        for table in pending:
+            new: list[dict[str, Any]] = []
+            changed: list[dict[str, Any]] = []
+            for entry in table.dirty:
+                entry.dirty = False
+                if entry.values is not None:
+                    (changed if entry.stored else new).append(entry.values)
+                    entry.stored = True
+            table.dirty = []
             if new:
-                shape.write_many(self._conn, "insert", new)
+                table.shape.write_many(self._conn, "insert", new)
             if changed:
-                shape.write_many(self._conn, "update", changed)
+                table.shape.write_many(self._conn, "update", changed)
 
     # -- the identity map ------------------------------------------------------
+
+    def _touch(self, table: _Open, entry: _Cached) -> None:
+        entry.dirty = True
+        if not table.dirty:
+            self._pending.append(table)
+        table.dirty.append(entry)
 
     def _remember(self, table: _Open, pk: tuple[Any, ...], entry: _Cached) -> _Cached:
         table.rows[pk] = entry
         self._held += 1
         return entry
 
-    def _forget(self) -> None:
+    def _forget(self, name: str | None = None) -> None:
+        """Drop the mapped rows (of table ``name`` only)."""
         for table in self._open.values():
-            table.rows = {}
-        self._held = 0
+            if name is None or table.name == name:
+                self._held -= len(table.rows)
+                table.rows = {}
 
     def _stop_fresh(self) -> None:
         self._written = None

@@ -309,11 +309,43 @@ class EsperTrainingProjection(Projection):
                 apply_seed_event(tx, run_id, event, position)
 
 
+# Per-event statements, built once per table set (TableSet.prepare).
+
+
+def _slots_of_run(tables: TableSet) -> sa.Select[Any]:
+    slots = tables["slots"]
+    return sa.select(slots).where(slots.c.run_id == sa.bindparam("run_id"))
+
+
+def _pending_command(tables: TableSet) -> sa.Select[Any]:
+    """The earliest pending transition of a command id."""
+    table = tables["transitions"]
+    return (
+        sa.select(table)
+        .where(table.c.command_id == sa.bindparam("command_id"), table.c.status == "pending")
+        .order_by(table.c.command_position)
+        .limit(1)
+    )
+
+
+def _open_windows(tables: TableSet) -> sa.Select[Any]:
+    """The pending transitions of a run whose window is still open, in command order."""
+    table = tables["transitions"]
+    return (
+        sa.select(table.c.command_position, table.c.slot)
+        .where(
+            table.c.run_id == sa.bindparam("run_id"),
+            table.c.status == "pending",
+            table.c.done_position.is_(None),
+        )
+        .order_by(table.c.command_position)
+    )
+
+
 def _state(tx: Tx, run_id: str, slot: str) -> dict[str, Any]:
     """The features of ``slot`` now, with the positions of the events they came from."""
     run = tx.get("runs", run_id=run_id)
-    table = tx.table("slots")
-    slots = list(tx.query(sa.select(table).where(table.c.run_id == run_id)))
+    slots = list(tx.query(tx.tables.prepare("slots_of_run", _slots_of_run), {"run_id": run_id}))
     return {
         "obs": _encode(observation(run, slots, slot)).decode(),
         "slots": _encode(slot_states(run, slots)).decode(),
@@ -350,13 +382,8 @@ def _open(tx: Tx, run_id: str, cmd: AdaptationCommand, position: int) -> None:
 
 
 def _complete(tx: Tx, report: FieldReport, position: int) -> None:
-    table = tx.table("transitions")
-    row = tx.query(
-        sa.select(table)
-        .where(table.c.command_id == report.command_id, table.c.status == "pending")
-        .order_by(table.c.command_position)
-        .limit(1)
-    ).first()
+    pending = tx.tables.prepare("pending_command", _pending_command)
+    row = tx.query(pending, {"command_id": report.command_id}).first()
     if row is None:
         return  # unknown command, or already reported: the first report counts
     aborted = report.outcome is FieldOutcome.ABORTED
@@ -385,11 +412,7 @@ def _end_window(tx: Tx, run_id: str, flag: str, position: int) -> None:
     """
     table = tx.table("transitions")
     open_ = (table.c.run_id == run_id, table.c.status == "pending")
-    fresh = tx.query(
-        sa.select(table.c.command_position, table.c.slot)
-        .where(*open_, table.c.done_position.is_(None))
-        .order_by(table.c.command_position)
-    ).all()
+    fresh = tx.query(tx.tables.prepare("open_windows", _open_windows), {"run_id": run_id}).all()
     for command_position, slot in fresh:
         tx.update(
             "transitions",
