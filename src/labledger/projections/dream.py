@@ -177,20 +177,8 @@ class _DreamFold(Projection):
                 pass
 
     def _trial(self, tx: Tx, record: RecordedEvent, event: TrialRecorded) -> None:
-        key = {"domain": event.domain, "cand_id": event.cand_id, "regime": event.regime.value}
-        tx.upsert(
-            "trials",
-            {**key, "trial": event.trial},
-            generation=event.generation,
-            run_id=record.run_id,
-            position=record.position,
-            genome=_canon(event.genome).decode(),
-            **{m: getattr(event.kpis, m) for m in ds.METRICS},
-            failure=event.failure,
-            output_sha256=event.output_sha256,
-            units=_canon(event.units).decode(),
-            sensors=_canon(event.sensors).decode(),
-        )
+        key, values = _trial_row(record, event)
+        tx.upsert("trials", {**key, "trial": event.trial}, **values)
         if self.tracks_candidates and tx.get("cand_regimes", **key) is None:
             current = tx.get("current", domain=event.domain, regime=event.regime.value)
             tx.insert(
@@ -211,6 +199,39 @@ class _DreamFold(Projection):
                 *(trials.c[k] == regimes.c[k] for k in ("domain", "cand_id", "regime"))
             )
             tx.delete_where("cand_regimes", orphan)
+
+
+_last_trial: tuple[RecordedEvent, TrialRecorded, dict[str, str], dict[str, Any]] | None = None
+
+
+def _trial_row(
+    record: RecordedEvent, event: TrialRecorded
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """The (domain, cand_id, regime) of a trial and its row's other values.
+
+    Both dream projections fold every trial into the same row, one right after
+    the other in a pass: the row (three canonical encodes) is worked out for
+    the first and handed to the second (the last trial's row is kept, and only
+    the same record and event objects get it back). Issue #19.
+    """
+    global _last_trial
+    last = _last_trial  # one read: another thread may swap it meanwhile
+    if last is not None and last[0] is record and last[1] is event:
+        return last[2], last[3]
+    key = {"domain": event.domain, "cand_id": event.cand_id, "regime": event.regime.value}
+    values = {
+        "generation": event.generation,
+        "run_id": record.run_id,
+        "position": record.position,
+        "genome": _canon(event.genome).decode(),
+        **{m: getattr(event.kpis, m) for m in ds.METRICS},
+        "failure": event.failure,
+        "output_sha256": event.output_sha256,
+        "units": _canon(event.units).decode(),
+        "sensors": _canon(event.sensors).decode(),
+    }
+    _last_trial = (record, event, key, values)
+    return key, values
 
 
 class DreamBaselinesProjection(_DreamFold):
