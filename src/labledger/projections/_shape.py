@@ -1,9 +1,9 @@
 """What :class:`~labledger.projections.base.Tx` knows of a table, worked out once.
 
 SQLAlchemy's column collections are slow to ask per event, and a bulk write
-through SQLAlchemy's parameter handling costs more than the driver's own
-executemany: a table's key, columns, defaults, coercions and compiled
-statements are taken apart here once per table and kept.
+through SQLAlchemy's parameter handling costs more than handing the driver
+one multi-row statement: a table's key, columns, defaults, coercions and the
+SQL of its bulk writes are worked out here once per table and kept.
 """
 
 from __future__ import annotations

@@ -168,8 +168,10 @@ class Tx:
 
     ``get``/``insert``/``upsert``/``update`` by primary key work on rows held in
     memory: a key is read from the database once, and what the batch wrote
-    goes out at :meth:`flush` as one ``INSERT`` and one ``UPDATE``
-    (executemany) per table, in the batch's transaction, before its checkpoint.
+    goes out at :meth:`flush` as multi-row statements, per table one for the new
+    rows and one for the changed ones (see ``TableShape.write_many``), in the
+    batch's transaction, before its checkpoint. A :class:`Prepared` query
+    flushes only the tables it reads.
     :meth:`query` runs a read-only statement after flushing and keeps the map.
     Anything else (a delete, a statement that writes) goes through
     :attr:`conn`, which flushes first and forgets the cached rows, since such
@@ -354,8 +356,8 @@ class Tx:
         return 1
 
     def flush(self, only: frozenset[str] | None = None) -> None:
-        """Write every changed row (of the tables in ``only``): per table one bulk
-        INSERT and one bulk UPDATE."""
+        """Write every changed row (of the tables in ``only``): per table its new rows,
+        then its changed ones, each in bulk."""
         pending = self._pending
         if not pending:
             return
