@@ -1,6 +1,7 @@
 """perf_bench's two read-side cases on their own, with CPU time beside wall time (issue #19).
 
     python benchmarks/read_side.py replay [--pg-url URL] [--log 20000] [--events 10000] [--rounds 7]
+    python benchmarks/read_side.py replay-split [--pg-url URL] [--log 20000] [--events 10000]
     python benchmarks/read_side.py lab-log URL [--events 30000]
     python benchmarks/read_side.py rebuild URL [--rounds 3]
 
@@ -9,6 +10,11 @@
 prints per subject the median wall and CPU rate, and labledger / raw and
 labledger / peer pair by pair within each round (median, min, max). Under
 load, the CPU ratios say more than the wall ones: this machine is shared.
+
+``replay-split`` takes labledger's side of it apart, in CPU µs per event: the
+store's scan alone, scan + decode, a catch-up of a projection whose apply does
+nothing (the engine: batches, checkpoints, the fold loop), and the count
+projection itself; the raw twin's whole fold beside them.
 
 ``lab-log`` appends perf_bench's lab-shaped log (``perf_rebuild``, seed 29)
 to an empty store; ``rebuild`` times ``rebuild_many`` of every shipped
@@ -29,7 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import labledger
+from labledger.events.typed import Typed, decode_record
 from labledger.ledger import open_ledger
+from labledger.projections.base import Tx
 from labledger.projections.engine import ProjectionEngine
 from labledger.projections.registry import all_projections
 
@@ -37,10 +45,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from perf_payload import PacketFactory
 from perf_rebuild import build, lab_template, raw_postgres_rate, raw_sqlite_rate
 from perf_subjects import (
+    CHECKPOINT_EVERY,
     LabledgerSubject,
     PeerSubject,
     RawPostgresSubject,
     RawSqliteSubject,
+    StreamCounts,
     Subject,
     peer_env_postgres,
     peer_env_sqlite,
@@ -103,6 +113,57 @@ def replay(args: argparse.Namespace) -> None:
             )
 
 
+class _Nothing(StreamCounts):
+    """The count projection's types and tables, with an apply that does nothing."""
+
+    name = "bench_nothing"
+
+    def apply(self, tx: Tx, item: Typed[Any]) -> None:
+        pass
+
+
+def replay_split(args: argparse.Namespace) -> None:
+    with ExitStack() as stack:
+        lab, raw, _peer = subs = subjects(stack, args.pg_url)
+        for s in subs:
+            stack.callback(s.close)
+        factory = PacketFactory(seed=23, v1_every=10)
+        for i in range(0, args.log, 1000):
+            packets = factory.packets(min(1000, args.log - i))
+            stream = f"rig-{(i // 1000) % 100:02d}"
+            for s in (lab, raw):
+                s.append(stream, s.native(packets, stream), 1000)
+        assert isinstance(lab, LabledgerSubject)
+        store, n = lab.store, args.events
+
+        def scan(decode: bool) -> None:
+            for record in store.read_all(1, batch_size=1000, limit=n):
+                if decode:
+                    decode_record(record)
+
+        def nothing(tag: str) -> None:
+            cls = type(f"Nothing_{tag}", (_Nothing,), {"name": f"bench_nothing_{tag}"})
+            ProjectionEngine(store, [cls()], batch_size=CHECKPOINT_EVERY).catch_up(
+                cls.name, until=n
+            )
+
+        cases: dict[str, Callable[[str], object]] = {
+            "scan": lambda tag: scan(False),
+            "scan + decode_record": lambda tag: scan(True),
+            "catch-up, apply does nothing": nothing,
+            "catch-up, count projection": partial(lab.replay_projection, n),
+            "raw twin's whole fold": partial(raw.replay_projection, n),
+        }
+        cpu: dict[str, list[float]] = {k: [] for k in cases}
+        for r in range(args.rounds):
+            for name, work in cases.items():
+                cpu[name].append(timed(partial(work, f"s{r}"))[1] * 1e6 / n)
+    backend = "postgresql" if args.pg_url else "sqlite"
+    print(f"replay_projection {backend}, labledger's side: CPU µs per event, n={args.rounds}")
+    for name, values in cpu.items():
+        print(f"  {name:<30} {statistics.median(values):6.2f}")
+
+
 def lab_log(args: argparse.Namespace) -> None:
     labledger.init_store(args.url)
     build(args.url, lab_template(), args.events, print)
@@ -144,6 +205,11 @@ def main(argv: Iterator[str] | None = None) -> int:
     p.add_argument("--log", type=int, default=20_000)
     p.add_argument("--events", type=int, default=10_000)
     p.add_argument("--rounds", type=int, default=7)
+    p = sub.add_parser("replay-split")
+    p.add_argument("--pg-url", default=None, help="PostgreSQL server (default: SQLite files)")
+    p.add_argument("--log", type=int, default=20_000)
+    p.add_argument("--events", type=int, default=10_000)
+    p.add_argument("--rounds", type=int, default=5)
     p = sub.add_parser("lab-log")
     p.add_argument("url")
     p.add_argument("--events", type=int, default=30_000)
@@ -151,7 +217,9 @@ def main(argv: Iterator[str] | None = None) -> int:
     p.add_argument("url")
     p.add_argument("--rounds", type=int, default=3)
     args: Any = parser.parse_args(None if argv is None else list(argv))
-    {"replay": replay, "lab-log": lab_log, "rebuild": rebuild}[args.case](args)
+    {"replay": replay, "replay-split": replay_split, "lab-log": lab_log, "rebuild": rebuild}[
+        args.case
+    ](args)
     return 0
 
 
