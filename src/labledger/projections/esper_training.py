@@ -328,16 +328,12 @@ def _pending_command(tables: TableSet) -> sa.Select[Any]:
     )
 
 
-def _open_windows(tables: TableSet) -> sa.Select[Any]:
-    """The pending transitions of a run whose window is still open, in command order."""
+def _pending_of_run(tables: TableSet) -> sa.Select[Any]:
+    """The pending transitions of a run (and whether their window already ended), in order."""
     table = tables["transitions"]
     return (
-        sa.select(table.c.command_position, table.c.slot)
-        .where(
-            table.c.run_id == sa.bindparam("run_id"),
-            table.c.status == "pending",
-            table.c.done_position.is_(None),
-        )
+        sa.select(table.c.command_position, table.c.slot, table.c.done_position)
+        .where(table.c.run_id == sa.bindparam("run_id"), table.c.status == "pending")
         .order_by(table.c.command_position)
     )
 
@@ -410,17 +406,14 @@ def _end_window(tx: Tx, run_id: str, flag: str, position: int) -> None:
     a truncated transition bootstraps from the state it was cut at, not from
     a state of the following episode.
     """
-    table = tx.table("transitions")
-    open_ = (table.c.run_id == run_id, table.c.status == "pending")
-    fresh = tx.query(tx.tables.prepare("open_windows", _open_windows), {"run_id": run_id}).all()
-    for command_position, slot in fresh:
-        tx.update(
-            "transitions",
-            {"command_position": command_position},
-            done_position=position,
-            **_next_state(tx, run_id, slot),
-        )
-    tx.update_where("transitions", *open_, **{flag: True})
+    # Each open transition is updated through the unit of work (one UPDATE WHERE per
+    # window end was a statement, and it dropped the mapped transitions; issue #19).
+    pending = tx.tables.prepare("pending_of_run", _pending_of_run)
+    for command_position, slot, done_position in tx.query(pending, {"run_id": run_id}).all():
+        changes: dict[str, Any] = {flag: True}
+        if done_position is None:
+            changes |= {"done_position": position, **_next_state(tx, run_id, slot)}
+        tx.update("transitions", {"command_position": command_position}, **changes)
 
 
 def completed(tx: Tx, as_of: int | None = None) -> list[Transition]:
