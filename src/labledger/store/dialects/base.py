@@ -215,13 +215,16 @@ class RawTxn(abc.ABC):
         wanted = [
             c.nonce for r in requests for p in r for c in p.claims if c is not None and c.nonce
         ]
-        queries: list[tuple[str, Params]] = [
-            (schema.HEAD, ()),
-            (
+        versions: tuple[str, Params] = (
+            # One stream (most appends) is a plain index lookup, no list to encode.
+            ("SELECT stream, version FROM ll_streams WHERE stream = ?", (streams[0],))
+            if len(streams) == 1
+            else (
                 f"SELECT stream, version FROM ll_streams WHERE {self.any_of('stream')}",
                 (self.list_param(streams),),
-            ),
-        ]
+            )
+        )
+        queries: list[tuple[str, Params]] = [(schema.HEAD, ()), versions]
         if wanted:
             queries += [nonces.seen_query(self, wanted), (nonces.HORIZON, ())]
         results = self.fetch(queries)
