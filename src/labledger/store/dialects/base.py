@@ -83,10 +83,16 @@ class Dialect(abc.ABC):
         """
 
     @contextmanager
-    def append_txn(self, engine: Engine) -> Iterator[RawTxn]:
+    def append_txn(self, engine: Engine, raw: Any = None) -> Iterator[RawTxn]:
         """A durable write transaction on a driver connection, holding the append
-        lock before anything is read; commits on success, rolls back on any exception."""
-        raw = engine.raw_connection()
+        lock before anything is read; commits on success, rolls back on any exception.
+
+        ``raw``: a pooled connection the caller keeps (and returns to the pool);
+        otherwise one is checked out for this transaction only.
+        """
+        own = raw is None
+        if own:
+            raw = engine.raw_connection()
         try:
             txn = self.begin(raw.driver_connection)
             try:
@@ -97,7 +103,8 @@ class Dialect(abc.ABC):
                 txn.rollback()
                 raise
         finally:
-            raw.close()
+            if own:
+                raw.close()
 
     @abc.abstractmethod
     def read_rows(self, engine: Engine, sql: str, params: Params) -> list[tuple[Any, ...]]:
