@@ -188,6 +188,31 @@ class GroupCommitContract(BackendFixtures):
         assert store.head() == 4 and store.stream_version("poisoned") == -1
         assert store.verify().ok
 
+    def test_a_leader_hands_over_after_its_own_flush(self, store: SqlEventStore) -> None:
+        """The next flush is led by a queued writer's thread: a leader's caller is not
+        kept flushing for the others for as long as they keep writing."""
+        held = _HeldLeader(store, total=3)
+        real, leaders = held.real, []
+
+        def recording(requests: Sequence[Request]) -> list[Outcome]:
+            leaders.append(threading.get_ident())
+            return real(requests)
+
+        held.real = recording
+        calls: list[Callable[[], Any]] = [
+            lambda: store.append("lead", [ev(0)]),
+            lambda: store.append("a", [ev(1)]),
+            lambda: store.append("b", [ev(2)]),
+        ]
+        waiter = threading.Thread(target=held.wait_for_queue)
+        waiter.start()
+        results = _run_all(calls, held)
+        waiter.join()
+        assert not any(isinstance(r, Exception) for r in results), results
+        assert held.batches == [1, 2]
+        assert leaders[0] != leaders[1]
+        assert store.head() == 3 and store.verify().ok
+
     def test_async_appends_share_commits(self, store: SqlEventStore) -> None:
         aio = AsyncEventStore(store)
 
