@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from labledger.errors import EventDecodeError, InvalidEvent, UnknownEventType
+from labledger.events._patterns import FastDecoder
 from labledger.store.base import NewEvent
 
 TYPE_NAME_PATTERN = r"^[a-z][a-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$"
@@ -88,6 +89,7 @@ _ENCODER = msgspec.json.Encoder(order="sorted")
 _BY_KEY: dict[tuple[str, int], type[Event]] = {}
 _CURRENT: dict[str, type[Event]] = {}
 _DECODERS: dict[type[Event], msgspec.json.Decoder[Any]] = {}
+_FAST: dict[type[Event], FastDecoder] = {}
 _UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 
 
@@ -133,6 +135,14 @@ def _decoder(cls: type[Event]) -> msgspec.json.Decoder[Any]:
     if decoder is None:
         decoder = _DECODERS[cls] = msgspec.json.Decoder(cls)
     return decoder
+
+
+def _fast(cls: type[Event]) -> FastDecoder:
+    """The pattern-remembering twin decoder of ``cls`` (``_patterns``), built on first use."""
+    fast = _FAST.get(cls)
+    if fast is None:
+        fast = _FAST[cls] = FastDecoder(cls)
+    return fast
 
 
 def register_upcaster(type_name: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
@@ -225,13 +235,15 @@ def canonical_bytes(event: Event) -> bytes:
     cls = type(event)
     if not _is_registered(cls):
         raise InvalidEvent(f"{cls.__qualname__} is not a registered event class")
-    decoder = _decoder(cls)
     try:
         raw = _ENCODER.encode(event)
     except (TypeError, ValueError, msgspec.EncodeError) as exc:
         raise InvalidEvent(f"{cls.TYPE} v{cls.VERSION} cannot be encoded: {exc}") from exc
+    valid = _fast(cls).decode(raw)
+    if valid is not None:
+        return _ENCODER.encode(valid)
     try:
-        validated = decoder.decode(raw)
+        validated = _decoder(cls).decode(raw)
     except msgspec.ValidationError as exc:
         hint = " (NaN and infinity are refused)" if "got `null`" in str(exc) else ""
         raise InvalidEvent(f"{cls.TYPE} v{cls.VERSION} is invalid: {exc}{hint}") from exc
@@ -340,6 +352,14 @@ def validate_payload(type_name: str, data: bytes) -> bytes:
         InvalidEvent: ``type_name`` is malformed or not a known typed event.
         EventDecodeError: the payload does not match the current schema.
     """
+    current = _CURRENT.get(type_name)
+    if current is not None:
+        # A registered name passed check_type_name at registration. A payload the
+        # twin accepts is valid; anything else is decoded again below, so every
+        # refusal is the strict decoder's own.
+        valid = _fast(current).decode(data)
+        if valid is not None:
+            return _ENCODER.encode(valid)
     check_type_name(type_name)
     if not is_known(type_name):
         raise InvalidEvent(

@@ -108,7 +108,8 @@ class LabGate:
         try:
             if event.schema_version == current:
                 data = registry.validate_payload(event.type, event.data)
-                return msgspec.structs.replace(event, data=data)
+                # Already canonical (the common case): the same event, no copy.
+                return event if data == event.data else msgspec.structs.replace(event, data=data)
             registry.decode(event.type, event.schema_version, event.data)  # old shapes: as stored
         except EventDecodeError as exc:
             raise InvalidEvent(f"{event.type} v{event.schema_version}: {exc}") from exc

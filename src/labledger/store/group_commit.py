@@ -17,7 +17,14 @@ Why a leader lingers: measured with 32 writers, flushes alternated 1, 31,
 committed alone while the other 31 were still preparing their next request.
 So a leader waits (at most the last flush's duration, capped at
 ``MAX_LINGER_S``) until as many requests are queued as the last flush held.
-A lone writer's last flush held one request: it never waits.
+A lone writer's last flush held one request: it never waits. Arrivals wake
+the lingering leader only once that target is reached: waking it for each
+of 32 arrivals cost a thread switch apiece under the GIL.
+
+A leader flushes once, then hands leadership to the oldest queued request's
+thread and returns to its caller: its own events are committed, and a
+leader that kept flushing until the queue ran dry would hold its caller
+(and that writer's next request) for as long as the others kept writing.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
     outcome: Outcome | None = None
     error: BaseException | None = None
+    lead: bool = False
+    """Set (with ``done``) when this request's thread is to lead the next flush."""
 
 
 class GroupCommitter:
@@ -68,36 +77,46 @@ class GroupCommitter:
         pending = _Pending(request, sum(len(p.events) for p in request))
         with self._lock:
             self._queue.append(pending)
-            self._arrived.notify()
             lead = not self._leading
             if lead:
                 self._leading = True
-        if lead:
-            self._lead()
-        pending.done.wait()
+            elif len(self._queue) >= self._last_size:
+                self._arrived.notify()  # the lingering leader's target is reached
+        while True:
+            if lead:
+                self._lead()
+            pending.done.wait()
+            if not pending.lead:
+                break
+            pending.lead, lead = False, True  # handed leadership: not committed yet
+            pending.done.clear()
         if pending.error is not None:
             raise pending.error
         assert pending.outcome is not None
         return pending.outcome
 
     def _lead(self) -> None:
-        while True:
-            with self._lock:
-                self._gather()
-                batch = self._take()
-                if not batch:
-                    self._leading = False
-                    return
-            self.flush_sizes[len(batch)] += 1
-            started = time.perf_counter()
-            try:
-                self._flush(batch)
-            except BaseException as exc:  # never leave followers waiting on a dead leader
-                for p in batch:
-                    if not p.done.is_set():
-                        p.error = exc
-                        p.done.set()
+        """Flush once (this thread's request is first in the queue), then hand over."""
+        with self._lock:
+            self._gather()
+            batch = self._take()
+        self.flush_sizes[len(batch)] += 1
+        started = time.perf_counter()
+        try:
+            self._flush(batch)
+        except BaseException as exc:  # never leave followers waiting on a dead leader
+            for p in batch:
+                if not p.done.is_set():
+                    p.error = exc
+                    p.done.set()
+        with self._lock:
             self._last_size, self._last_flush_s = len(batch), time.perf_counter() - started
+            if self._queue:
+                successor = self._queue[0]
+                successor.lead = True
+                successor.done.set()
+            else:
+                self._leading = False
 
     def _gather(self) -> None:
         """Wait (briefly, lock held) for the writers of the last flush to queue again."""

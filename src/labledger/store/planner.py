@@ -221,20 +221,22 @@ class _Staged:
     nonce_values: set[str] = field(default_factory=set)
     results: list[AppendResult] = field(default_factory=list)
     framer: integrity.RowFramer = field(default_factory=integrity.RowFramer)
+    """Shared by every request of a plan: a flush's rows repeat their type and actor."""
 
 
 def plan(requests: Sequence[Request], state: LogState, gate: Gate | None = None) -> Plan:
     """Plan every request in order; failed requests leave ``state`` untouched."""
     result = Plan()
     head, link = state.head, state.chain
+    framer = integrity.RowFramer()
     for request in requests:
-        staged = _Staged(head, link)
+        staged = _Staged(head, link, framer=framer)
         try:
             for part in request:
                 _plan_part(part, state, result, staged)
         except _Refused as refused:
             assert gate is not None  # claims only come from a gate
-            staged = _Staged(head, link)
+            staged = _Staged(head, link, framer=framer)
             outcome: Outcome = _plan_rejections(refused, state, result, staged, gate)
         except LabledgerError as exc:
             result.outcomes.append(exc)

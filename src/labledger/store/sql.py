@@ -17,6 +17,7 @@ recognised.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -95,6 +96,11 @@ class SqlEventStore(EventStore):
         self.engine = self.dialect.create_engine(read_only=read_only)
         self._check_schema()
         self.group = GroupCommitter(self.commit_requests)
+        # Group commit has one leader at a time: it keeps one pooled connection for
+        # its transactions instead of a checkout and a reset-on-return per flush
+        # (~20 us each). Whoever finds it taken (commit_requests is public) uses the pool.
+        self._append_lock = threading.Lock()
+        self._append_raw: Any = None
         default = self.dialect.anchor_path()
         self.anchor = integrity.open_anchor(anchor, default, read_only=read_only)
         self.anchor_problem = self._check_anchor()
@@ -147,6 +153,8 @@ class SqlEventStore(EventStore):
     def close(self) -> None:
         # The change watcher's thread holds a connection of this engine: end it first.
         subscribe.stop_watching(self)
+        with self._append_lock:
+            self._release_append_raw()
         self.engine.dispose()
         if self.anchor is not None:
             self.anchor.close()
@@ -237,10 +245,35 @@ class SqlEventStore(EventStore):
             self.anchor.advance(last[schema.POSITION], last[schema.CHAIN])
         return planned.outcomes
 
+    def _release_append_raw(self) -> None:
+        raw, self._append_raw = self._append_raw, None
+        if raw is not None:
+            raw.close()  # back to the pool, whose reset (or invalidation) deals with it
+
+    @contextmanager
+    def _append_connection(self) -> Iterator[Any]:
+        """The kept connection (None: it is in use; ``append_txn`` checks one out)."""
+        if not self._append_lock.acquire(blocking=False):
+            yield None
+            return
+        try:
+            if self._append_raw is None:
+                self._append_raw = self.engine.raw_connection()
+            try:
+                yield self._append_raw
+            except BaseException:
+                self._release_append_raw()  # a failed transaction may have broken it
+                raise
+        finally:
+            self._append_lock.release()
+
     def _commit(self, requests: Sequence[Request], *, check_ids: bool) -> Plan:
         now_us = self.clock() // 1000
         try:
-            with self.dialect.append_txn(self.engine) as txn:
+            with (
+                self._append_connection() as raw,
+                self.dialect.append_txn(self.engine, raw) as txn,
+            ):
                 planned = self._plan(txn, requests, now_us, check_ids=check_ids)
                 txn.write(planned, now_us, self.max_nonces)
         except Exception as exc:

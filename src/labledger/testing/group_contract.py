@@ -34,6 +34,8 @@ class _HeldLeader:
     def __init__(self, store: SqlEventStore, total: int) -> None:
         self.real = store.commit_requests
         self.release = threading.Event()
+        self.leading = threading.Event()
+        """Set once the first flush is held (its leader's request is calls[0])."""
         self.first_size = 0
         self.batches: list[int] = []
         self.total = total
@@ -43,6 +45,7 @@ class _HeldLeader:
     def __call__(self, requests: Sequence[Request]) -> list[Outcome]:
         if not self.first_size:
             self.first_size = len(requests)
+            self.leading.set()
             assert self.release.wait(30), "the other appenders never queued"
         self.batches.append(len(requests))
         return self.real(requests)
@@ -56,7 +59,9 @@ class _HeldLeader:
         self.release.set()
 
 
-def _run_all(calls: list[Callable[[], Any]]) -> list[Any]:
+def _run_all(calls: list[Callable[[], Any]], held: _HeldLeader | None = None) -> list[Any]:
+    """Run every call in its own thread; with ``held``, calls[0] is the held leader
+    (the others start only once it holds the first flush, so none can lead before it)."""
     results: list[Any] = [None] * len(calls)
 
     def run(i: int) -> None:
@@ -66,8 +71,10 @@ def _run_all(calls: list[Callable[[], Any]]) -> list[Any]:
             results[i] = exc
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
+    for i, t in enumerate(threads):
         t.start()
+        if i == 0 and held is not None:
+            assert held.leading.wait(30), "the first call never led a flush"
     for t in threads:
         t.join()
     return results
@@ -102,7 +109,7 @@ class GroupCommitContract(BackendFixtures):
         ]
         waiter = threading.Thread(target=held.wait_for_queue)
         waiter.start()
-        results = _run_all(calls)
+        results = _run_all(calls, held)
         waiter.join()
         assert len(held.batches) < len(calls), f"no commit was shared: {held.batches}"
         assert isinstance(results[2], WrongExpectedVersion) and results[2].actual == 0
@@ -124,7 +131,7 @@ class GroupCommitContract(BackendFixtures):
         calls += [lambda: store.append("r", batch, NO_STREAM) for _ in range(3)]
         waiter = threading.Thread(target=held.wait_for_queue)
         waiter.start()
-        results = _run_all(calls)
+        results = _run_all(calls, held)
         waiter.join()
         assert held.batches[1:] == [3], f"the three appends did not share a flush: {held.batches}"
         assert not any(isinstance(r, Exception) for r in results), results
@@ -147,7 +154,7 @@ class GroupCommitContract(BackendFixtures):
         ]
         waiter = threading.Thread(target=held.wait_for_queue)
         waiter.start()
-        results = _run_all(calls)
+        results = _run_all(calls, held)
         waiter.join()
         assert held.batches[1:] == [2], held.batches
         assert not isinstance(results[1], Exception)
@@ -174,12 +181,37 @@ class GroupCommitContract(BackendFixtures):
         ]
         waiter = threading.Thread(target=held.wait_for_queue)
         waiter.start()
-        results = _run_all(calls)
+        results = _run_all(calls, held)
         waiter.join()
         assert isinstance(results[2], InvalidEvent)
         assert all(not isinstance(r, Exception) for i, r in enumerate(results) if i != 2)
         assert store.head() == 4 and store.stream_version("poisoned") == -1
         assert store.verify().ok
+
+    def test_a_leader_hands_over_after_its_own_flush(self, store: SqlEventStore) -> None:
+        """The next flush is led by a queued writer's thread: a leader's caller is not
+        kept flushing for the others for as long as they keep writing."""
+        held = _HeldLeader(store, total=3)
+        real, leaders = held.real, []
+
+        def recording(requests: Sequence[Request]) -> list[Outcome]:
+            leaders.append(threading.get_ident())
+            return real(requests)
+
+        held.real = recording
+        calls: list[Callable[[], Any]] = [
+            lambda: store.append("lead", [ev(0)]),
+            lambda: store.append("a", [ev(1)]),
+            lambda: store.append("b", [ev(2)]),
+        ]
+        waiter = threading.Thread(target=held.wait_for_queue)
+        waiter.start()
+        results = _run_all(calls, held)
+        waiter.join()
+        assert not any(isinstance(r, Exception) for r in results), results
+        assert held.batches == [1, 2]
+        assert leaders[0] != leaders[1]
+        assert store.head() == 3 and store.verify().ok
 
     def test_async_appends_share_commits(self, store: SqlEventStore) -> None:
         aio = AsyncEventStore(store)

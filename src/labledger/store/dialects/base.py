@@ -83,10 +83,16 @@ class Dialect(abc.ABC):
         """
 
     @contextmanager
-    def append_txn(self, engine: Engine) -> Iterator[RawTxn]:
+    def append_txn(self, engine: Engine, raw: Any = None) -> Iterator[RawTxn]:
         """A durable write transaction on a driver connection, holding the append
-        lock before anything is read; commits on success, rolls back on any exception."""
-        raw = engine.raw_connection()
+        lock before anything is read; commits on success, rolls back on any exception.
+
+        ``raw``: a pooled connection the caller keeps (and returns to the pool);
+        otherwise one is checked out for this transaction only.
+        """
+        own = raw is None
+        if own:
+            raw = engine.raw_connection()
         try:
             txn = self.begin(raw.driver_connection)
             try:
@@ -97,7 +103,8 @@ class Dialect(abc.ABC):
                 txn.rollback()
                 raise
         finally:
-            raw.close()
+            if own:
+                raw.close()
 
     @abc.abstractmethod
     def read_rows(self, engine: Engine, sql: str, params: Params) -> list[tuple[Any, ...]]:
@@ -167,6 +174,12 @@ def dialect_for(url: str) -> Dialect:
 
 Params = Sequence[Any]
 ID_CHUNK = 2000
+HEAD_AND_VERSION = (
+    "SELECT h.position, h.chain, s.version FROM (SELECT 1 AS one) AS o "
+    f"LEFT JOIN ({schema.HEAD}) AS h ON 1 = 1 "
+    "LEFT JOIN ll_streams AS s ON s.stream = ?"
+)
+"""The head and one stream's version in one row (NULLs: empty log, new stream)."""
 
 
 class RawTxn(abc.ABC):
@@ -215,28 +228,37 @@ class RawTxn(abc.ABC):
         wanted = [
             c.nonce for r in requests for p in r for c in p.claims if c is not None and c.nonce
         ]
-        queries: list[tuple[str, Params]] = [
-            (schema.HEAD, ()),
-            (
-                f"SELECT stream, version FROM ll_streams WHERE {self.any_of('stream')}",
-                (self.list_param(streams),),
-            ),
-        ]
+        if len(streams) == 1:
+            # Most appends touch one stream: its version rides on the head's query
+            # (one statement, always one row, even on an empty log).
+            queries: list[tuple[str, Params]] = [(HEAD_AND_VERSION, (streams[0],))]
+        else:
+            versions = f"SELECT stream, version FROM ll_streams WHERE {self.any_of('stream')}"
+            queries = [(schema.HEAD, ()), (versions, (self.list_param(streams),))]
         if wanted:
             queries += [nonces.seen_query(self, wanted), (nonces.HORIZON, ())]
         results = self.fetch(queries)
-        head_rows, version_rows = results[0], results[1]
+        # A stream without a row is at -1: say so, or LogState.version would look it up again.
+        found = dict.fromkeys(streams, -1)
+        if len(streams) == 1:
+            ((position, chain, version),) = results.pop(0)
+            head_rows = [] if position is None else [(position, chain)]
+            if version is not None:
+                found[streams[0]] = version
+        else:
+            head_rows = results.pop(0)
+            found.update((r[0], r[1]) for r in results.pop(0))
         state = LogState(
             head=head_rows[0][0] if head_rows else 0,
             chain=bytes(head_rows[0][1]) if head_rows else bytes(32),
-            versions={r[0]: r[1] for r in version_rows},
+            versions=found,
             existing={},
             recorded_at_us=now_us,
             lookup=self._stream_version,
         )
         if wanted:
-            state.nonces_seen = {r[0] for r in results[2]}
-            state.nonce_horizon_us = int(results[3][0][0])
+            state.nonces_seen = {r[0] for r in results[0]}
+            state.nonce_horizon_us = int(results[1][0][0])
         return state
 
     def existing(self, requests: Sequence[Request]) -> dict[str, RecordedEvent]:

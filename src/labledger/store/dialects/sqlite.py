@@ -262,7 +262,10 @@ class SqliteTxn(RawTxn):
         return self.db.execute(sql, params).rowcount
 
     def executemany(self, sql: str, rows: Sequence[Params]) -> None:
-        self.db.executemany(sql, rows)
+        if len(rows) == 1:  # a lone append: execute skips executemany's iterator set-up
+            self.db.execute(sql, rows[0])
+        else:
+            self.db.executemany(sql, rows)
 
     def any_of(self, column: str) -> str:
         return f"{column} IN (SELECT value FROM json_each(?))"
