@@ -32,6 +32,7 @@ from labledger.lab.esper.session import SessionConfig, run_session
 from labledger.lab.esper.tamiyo import load_policy
 from labledger.projections.esper_training import (
     FEATURE_NAMES,
+    REWARD_VERSION,
     EsperTrainingProjection,
     Transition,
     completed,
@@ -213,7 +214,7 @@ def test_one_reward_everywhere_and_slot_counts_from_the_start_issue_16(store: Ev
     with engine.read(audit.AuditProjection.name) as tx:
         for command_id, value in reports.items():
             (link,) = [x for x in audit.trail(tx, command_id) if x["step"] == "reward"]
-            assert link["value"] == value and link["reward_version"] == 2
+            assert link["value"] == value and link["reward_version"] == REWARD_VERSION == 3
     first = dict(zip(FEATURE_NAMES, rows[0].obs, strict=True))
     assert rows[0].heads["op"] == "GERMINATE"
     assert first["slots.count.DORMANT"] == 2.0  # both slots, though no lifecycle event yet
@@ -277,7 +278,8 @@ def test_the_once_behaviour_grows_once_is_judged_at_the_end_and_q_stays_in_its_s
     for seed in seeds:
         if baselines.once_plan(seed, 2, ["r0", "r1"], spec.blueprints) == (at, grow):
             rid = collect.run_id(spec, "collect", "once:2", seed)
-            returns[rid] = sum(t.reward for t in rows if t.run_id == rid)
+            grown = [t for t in rows if t.run_id == rid and t.heads["op"] == "GERMINATE"]
+            returns[rid] = sum(t.reward for t in grown)
     estimate = ope.episode_wis(rows, replay, spec.blueprints)
     assert estimate is not None and estimate.matched == len(returns)
     assert estimate.per_episode == pytest.approx(sum(returns.values()) / len(returns))

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from labledger.events.esper import LifecycleOp
 from labledger.lab.esper import actions
 from labledger.lab.esper.tamiyo_graph import GraphState
 from labledger.projections.esper_training import Transition
@@ -88,8 +89,11 @@ def episode_wis(
     """Per-episode weighted importance sampling: ``ρ = Π_t 1[π(s_t) = a_t] / μ(a_t | s_t)``.
 
     The estimate of an episode's reward is ``Σ ρ G / Σ ρ`` over the recorded
-    episodes (``G`` = the sum of their rewards). Unlike :func:`wis` the states
-    are the target's own until it departs from the episode, so it is not
+    episodes, ``G`` the sum of their GERMINATE rewards: judged at the episode's
+    end against a control forked before it, a germination's reward already
+    holds what followed it (a FOSSILIZE's own report would count it twice).
+    Unlike :func:`wis` the states are the target's own until it departs from
+    the episode, so it is not
     biased by the behaviour's state distribution; with the ``once`` behaviour
     an episode matches a grow-once target exactly when it grew the same seed
     in the same slot at the same epoch. None: no episode matches.
@@ -112,7 +116,8 @@ def episode_wis(
             if mu <= 0.0 or choose(state).key != taken.key:
                 rho = 0.0
                 break
-            rho, ret = rho / mu, ret + t.reward
+            rho = rho / mu
+            ret += t.reward if taken.op is LifecycleOp.GERMINATE else 0.0
         if rho > 0.0:
             num, den, sq = num + rho * ret, den + rho, sq + rho * rho
             matched += 1
