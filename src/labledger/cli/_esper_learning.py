@@ -250,7 +250,13 @@ def _print_evaluation(event: Any, found: dict[str, Any]) -> None:
 def add_verbs(verbs: argparse._SubParsersAction[Any]) -> None:
     """Add ``collect``, ``learn`` and ``evaluate`` to ``esper``."""
     p = verbs.add_parser("collect", help="many short episodes of a behaviour policy (spirals)")
-    p.add_argument("--seeds", type=seed_list, default=seed_list("0-249"), help="e.g. 0-249")
+    # 0-249 overlapped evaluate's held-out 100-129: the default is disjoint from it now
+    p.add_argument(
+        "--seeds",
+        type=seed_list,
+        default=seed_list("200-449"),
+        help="e.g. 200-449 (keep them apart from the held-out 100-129)",
+    )
     p.add_argument(
         "--policy", default="random", help="behaviour policy: random (default) or once[:LAST]"
     )
