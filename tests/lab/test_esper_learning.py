@@ -32,6 +32,7 @@ from labledger.lab.esper.session import SessionConfig, run_session
 from labledger.lab.esper.tamiyo import load_policy
 from labledger.projections.esper_training import (
     FEATURE_NAMES,
+    REWARD_VERSION,
     EsperTrainingProjection,
     Transition,
     completed,
@@ -213,8 +214,77 @@ def test_one_reward_everywhere_and_slot_counts_from_the_start_issue_16(store: Ev
     with engine.read(audit.AuditProjection.name) as tx:
         for command_id, value in reports.items():
             (link,) = [x for x in audit.trail(tx, command_id) if x["step"] == "reward"]
-            assert link["value"] == value and link["reward_version"] == 2
+            assert link["value"] == value and link["reward_version"] == REWARD_VERSION == 3
     first = dict(zip(FEATURE_NAMES, rows[0].obs, strict=True))
     assert rows[0].heads["op"] == "GERMINATE"
     assert first["slots.count.DORMANT"] == 2.0  # both slots, though no lifecycle event yet
     assert not any("throughput" in name for name in FEATURE_NAMES)  # no clock in the input
+
+
+def test_the_once_behaviour_grows_once_is_judged_at_the_end_and_q_stays_in_its_support(
+    store: EventStore,
+) -> None:
+    """A clean collect (issue #16, round 4): one germination per episode at a random
+    (epoch, slot, blueprint), each report judged at the episode's last epoch, a fitted-Q
+    graph policy that never acts where the behaviour could not, and a per-episode OPE."""
+    from labledger.lab.esper import actions, baselines, ope
+    from labledger.lab.esper.tamiyo_graph import GraphState
+
+    spec = collect.EpisodeSpec(epochs=5, window=5)
+    seeds = [0, 1, 2, 3]
+    collect.collect(store, seeds, policy="once:2", spec=spec)
+    for seed in seeds:
+        rid = collect.run_id(spec, "collect", "once:2", seed)
+        assert rid == f"collect-spirals-e5-w5-once-2-s{seed}"
+        at, grow = baselines.once_plan(seed, 2, ["r0", "r1"], spec.blueprints)
+        done = commands(store, rid)
+        assert len(done) == spec.epochs  # every epoch is a transition, waits included
+        assert [c for c in done if c[0] == "GERMINATE"] == [
+            ("GERMINATE", grow.slot, grow.blueprint)
+        ]
+        assert done.index(("GERMINATE", grow.slot, grow.blueprint)) == at
+        germination = next(
+            e
+            for e in (i.event for i in items(store, rid))
+            if isinstance(e, FieldReport) and e.extra_metrics["added_params"] > 0
+        )
+        judged = germination.extra_metrics["decision_epoch"]
+        assert judged + germination.delta.observation_window_epochs == spec.epochs - 1
+    rows = _rows(store)
+    for t in rows:
+        state = GraphState.from_transition(t)
+        legal = actions.exploring(actions.legal(state.stages(), spec.blueprints))
+        mu = ope.behaviour_probabilities(t, state, legal)
+        assert sum(mu) == pytest.approx(1.0)
+        taken = actions.as_action(t.heads["op"], t.slot, t.blueprint)
+        assert mu[[a.key for a in legal].index(taken.key)] > 0.0
+    config = simic_awr.AwrConfig(
+        steps=30, horizon=spec.epochs, method="q", temperature=0.01, support="once:2"
+    )
+    blob, report = simic_awr.train(rows, spec.blueprints, config)
+    assert simic_awr.train(rows, spec.blueprints, config)[0] == blob
+    sha, _ = simic_awr.record(store, blob, report, config)
+    scores = evaluate.run_all(store, [f"learned:{sha}"], [100, 101], spec=spec, tag="q")
+    for r in scores[f"learned:{sha}"]:
+        grows = [c for c in commands(store, r.run_id) if c[0] == "GERMINATE"]
+        assert len(grows) <= 1 and not any(c[0] == "PRUNE" for c in commands(store, r.run_id))
+    # the per-episode estimate of a policy that replays seed 0's plan: its matching episodes
+    at, grow = baselines.once_plan(0, 2, ["r0", "r1"], spec.blueprints)
+
+    def replay(state: GraphState) -> actions.Action:
+        return actions.once_action(state.stages(), state.epoch, at, grow)
+
+    returns: dict[str, float] = {}
+    for seed in seeds:
+        if baselines.once_plan(seed, 2, ["r0", "r1"], spec.blueprints) == (at, grow):
+            rid = collect.run_id(spec, "collect", "once:2", seed)
+            grown = [t for t in rows if t.run_id == rid and t.heads["op"] == "GERMINATE"]
+            returns[rid] = sum(t.reward for t in grown)
+    estimate = ope.episode_wis(rows, replay, spec.blueprints)
+    assert estimate is not None and estimate.matched == len(returns)
+    assert estimate.per_episode == pytest.approx(sum(returns.values()) / len(returns))
+    never = ope.episode_wis(rows, lambda s: actions.Action(LifecycleOp.WAIT, None), spec.blueprints)
+    assert never is None  # the behaviour always grows: no episode of it waits throughout
+    with pytest.raises(UsageError):
+        simic_awr.train(rows, spec.blueprints, simic_awr.AwrConfig(method="q", support="x"))
+    assert collect.EpisodeSpec(batch=16, window=12).label == "spirals-b16-w12"

@@ -60,9 +60,9 @@ def test_reward_rule_is_the_one_reward_definition_with_the_rent() -> None:
     assert d.loss_delta == pytest.approx(-0.3)
     rent = 0.01 * 1000 / 5000
     assert report.extra_metrics["param_rent"] == pytest.approx(rent)
-    assert report.extra_metrics["reward"] == pytest.approx(0.10 + 0.15 - rent)
+    assert report.extra_metrics["reward"] == pytest.approx(0.10 - rent)  # v3: no loss term
     assert report.extra_metrics["reward"] == projection_reward(report)
-    assert report.extra_metrics["reward_version"] == 2.0
+    assert report.extra_metrics["reward_version"] == 3.0
     assert report.outcome is FieldOutcome.SUCCESS
     worse = field_reports.report(pending, metrics(2, 0.9, 0.69))
     assert worse.outcome is FieldOutcome.REGRESSION

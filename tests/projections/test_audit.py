@@ -179,7 +179,7 @@ def test_accepted_and_reported_command(lab: str, capsys: pytest.CaptureFixture[s
         KEY_ID,
     )
     assert effect["kind"] == "esper.SeedGerminated" and effect["actor"] == "kasmina"
-    assert (report["outcome"], reward["value"]) == ("SUCCESS", pytest.approx(0.2))
+    assert (report["outcome"], reward["value"]) == ("SUCCESS", pytest.approx(0.1))  # reward v3
     assert (chain[-1]["verdict"], chain[-1]["reason"]) == ("rejected", "replayed_nonce")
 
     code, text, _ = cli(lab, "audit", "good", "--text", capsys=capsys)

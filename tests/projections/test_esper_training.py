@@ -238,7 +238,7 @@ def expected_transitions(store: EventStore) -> tuple[list[dict[str, Any]], int]:
                 "op": cmd.operation.value,
                 "obs": obs,
                 "next_obs": next_obs,
-                "reward": delta.accuracy_delta - 0.5 * delta.loss_delta,
+                "reward": delta.accuracy_delta - rep.event.extra_metrics.get("param_rent", 0.0),
                 "terminated": any(not cut for cut in ends),
                 "truncated": any(ends) or aborted,
                 "positions": [
@@ -411,7 +411,7 @@ def test_scenario_by_hand(backend: Backend) -> None:
     after = dict(zip(FEATURE_NAMES, good.next_obs, strict=True))
     assert after["metrics.epoch"] == 2.0 and after["slot.stage.GERMINATED"] == 1.0
     assert after["slots.count.GERMINATED"] == 1.0 and after["slots.count.DORMANT"] == 0.0
-    assert good.reward == pytest.approx(0.1 + 0.5 * 0.2)
+    assert good.reward == pytest.approx(0.1)  # reward v3: accuracy minus rent, no loss term
     assert (good.terminated, good.truncated, good.positions) == (
         False,
         False,
@@ -421,7 +421,7 @@ def test_scenario_by_hand(backend: Backend) -> None:
     # abandoned mid-window: truncated, next state frozen at the abandonment (epoch 5, not 6)
     assert (cut.terminated, cut.truncated, cut.positions) == (False, True, [8, 0, 0, 13, 9, 0, 10])
     assert dict(zip(FEATURE_NAMES, cut.next_obs, strict=True))["metrics.epoch"] == 5.0
-    assert cut.reward == pytest.approx(-0.05 - 0.05)
+    assert cut.reward == pytest.approx(-0.05)  # v3: the loss delta no longer counts
 
 
 def test_episode_end_terminates_and_aborted_report_truncates(backend: Backend) -> None:

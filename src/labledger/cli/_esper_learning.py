@@ -42,13 +42,51 @@ def seed_list(value: str) -> list[int]:
     return seeds
 
 
+def _spec(args: argparse.Namespace) -> Any:
+    """The episode settings of ``--epochs/--batch/--window`` (defaults: collect.EpisodeSpec's).
+
+    ``--window end`` judges every decision at the episode's last epoch: a
+    germination's reward is then its share of the final accuracy, rent included.
+    """
+    from labledger.lab.esper import collect
+
+    spec = collect.EpisodeSpec()
+    epochs = spec.epochs if args.epochs is None else args.epochs
+    window = spec.window if args.window is None else args.window
+    window = epochs if window == "end" else int(window)
+    return collect.EpisodeSpec(epochs=epochs, batch=args.batch, window=window)
+
+
+def _window(value: str) -> str:
+    """``end`` or a positive number of epochs (argparse exits 2 otherwise)."""
+    if value == "end" or (value.isdigit() and int(value) > 0):
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r}: a positive number of epochs, or 'end'")
+
+
+def _episode_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--epochs",
+        type=positive,
+        default=None,
+        help="epochs per episode (default 12; other settings get their own run ids)",
+    )
+    p.add_argument("--batch", type=positive, default=32, help="SGD batch size (default 32)")
+    p.add_argument(
+        "--window",
+        type=_window,
+        default=None,
+        help="field-report window in epochs, or 'end': judge at the last epoch (default 6)",
+    )
+
+
 def cmd_collect(args: argparse.Namespace, store: EventStore) -> int:
     """Run many short episodes of a behaviour policy (transitions for Simic)."""
     extras.require("ml", "esper collect")
     from labledger.lab.esper import collect
 
     bar = ProgressLine("esper collect", unit="episodes")
-    done = collect.collect(store, args.seeds, policy=args.policy, progress=bar)
+    done = collect.collect(store, args.seeds, policy=args.policy, spec=_spec(args), progress=bar)
     bar.close()
     output.json_line(
         {
@@ -75,9 +113,16 @@ def cmd_learn(args: argparse.Namespace, store: EventStore) -> int:
     with engine.read(name) as tx:
         rows = completed(tx, as_of=report.head)
     config = simic_awr.AwrConfig(
-        steps=args.steps, seed=args.seed, beta=args.beta, clean_window=args.clean_window
+        steps=args.steps,
+        seed=args.seed,
+        beta=args.beta,
+        clean_window=args.clean_window,
+        horizon=args.horizon,
+        method=args.method,
+        temperature=args.temperature,
+        support=args.support,
     )
-    bar = ProgressLine("esper learn (AWR)", unit="steps")
+    bar = ProgressLine(f"esper learn ({args.method})", unit="steps")
     checkpoint, trained = simic_awr.train(rows, collect.SPIRALS_BLUEPRINTS, config, progress=bar)
     bar.close()
     if args.dry_run:
@@ -94,7 +139,7 @@ def cmd_learn(args: argparse.Namespace, store: EventStore) -> int:
 def _estimates(store: EventStore, policies: list[str], epochs: int) -> dict[str, Any]:
     """Off-policy estimates of each policy the recorded transitions can judge (ope module)."""
     from labledger.events.esper import LifecycleOp
-    from labledger.lab.esper import actions, collect, ope, simic_awr, tamiyo_graph
+    from labledger.lab.esper import actions, baselines, collect, ope, simic_awr, tamiyo_graph
 
     name = EsperTrainingProjection.name
     engine = caught_up(store, name)
@@ -109,9 +154,13 @@ def _estimates(store: EventStore, policies: list[str], epochs: int) -> dict[str,
         if policy.startswith("learned:"):
             graph = tamiyo_graph.load_policy(store, policy.removeprefix("learned:"))
             choosers[policy] = graph.action
+    # a once-behaviour log supports the per-episode estimate (the target's own states)
+    once = bool(rows) and all(baselines.once_last_epoch(t.policy_version) for t in rows)
     out: dict[str, Any] = {}
     for policy in policies:
-        if policy in choosers:
+        if policy in choosers and once:
+            out[policy] = ope.episode_wis(rows, choosers[policy], collect.SPIRALS_BLUEPRINTS)
+        elif policy in choosers:
             out[policy] = ope.wis(rows, choosers[policy], collect.SPIRALS_BLUEPRINTS, epochs)
     return out
 
@@ -119,9 +168,9 @@ def _estimates(store: EventStore, policies: list[str], epochs: int) -> dict[str,
 def cmd_evaluate(args: argparse.Namespace, store: EventStore) -> int:
     """Run policies on held-out seeds; print the table; plot; record EvaluationCompleted."""
     extras.require("ml", "esper evaluate")
-    from labledger.lab.esper import collect, evaluate
+    from labledger.lab.esper import evaluate
 
-    spec = collect.EpisodeSpec() if args.epochs is None else collect.EpisodeSpec(epochs=args.epochs)
+    spec = _spec(args)
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     bar = ProgressLine("esper evaluate", unit="episodes")
     scores = evaluate.run_all(store, policies, args.seeds, spec=spec, tag=args.tag, progress=bar)
@@ -201,10 +250,19 @@ def _print_evaluation(event: Any, found: dict[str, Any]) -> None:
 def add_verbs(verbs: argparse._SubParsersAction[Any]) -> None:
     """Add ``collect``, ``learn`` and ``evaluate`` to ``esper``."""
     p = verbs.add_parser("collect", help="many short episodes of a behaviour policy (spirals)")
-    p.add_argument("--seeds", type=seed_list, default=seed_list("0-249"), help="e.g. 0-249")
-    p.add_argument("--policy", default="random", help="behaviour policy (default random)")
+    # 0-249 overlapped evaluate's held-out 100-129: the default is disjoint from it now
+    p.add_argument(
+        "--seeds",
+        type=seed_list,
+        default=seed_list("200-449"),
+        help="e.g. 200-449 (keep them apart from the held-out 100-129)",
+    )
+    p.add_argument(
+        "--policy", default="random", help="behaviour policy: random (default) or once[:LAST]"
+    )
+    _episode_options(p)
     p.set_defaults(store_handler=cmd_collect)
-    p = verbs.add_parser("learn", help="train the graph Tamiyo by AWR from the training set")
+    p = verbs.add_parser("learn", help="train the graph Tamiyo (AWR or fitted Q) from the log")
     p.add_argument("--steps", type=positive, default=400, help="gradient steps (full batch)")
     p.add_argument("--seed", type=int, default=0, help="initialisation seed")
     p.add_argument("--beta", type=float, default=0.02, help="AWR temperature (reward units)")
@@ -215,6 +273,21 @@ def add_verbs(verbs: argparse._SubParsersAction[Any]) -> None:
         metavar="EPOCHS",
         help="drop germinations followed by another within EPOCHS (their reward is mixed)",
     )
+    p.add_argument(
+        "--method", choices=("awr", "q"), default="awr", help="AWR (default) or fitted Q"
+    )
+    p.add_argument(
+        "--temperature", type=float, default=1.0, help="q: p = softmax(Q / T), the risk's source"
+    )
+    p.add_argument(
+        "--support",
+        default="",
+        metavar="once:LAST",
+        help="q: act only where the once behaviour could have (e.g. once:5)",
+    )
+    p.add_argument(
+        "--horizon", type=positive, default=12, help="episode length the policy sees (epochs)"
+    )
     p.add_argument("--dry-run", action="store_true", help="store the blob, record no event")
     p.set_defaults(store_handler=cmd_learn)
     p = verbs.add_parser("evaluate", help="policies on held-out seeds; table, plot, recorded")
@@ -223,12 +296,7 @@ def add_verbs(verbs: argparse._SubParsersAction[Any]) -> None:
         default="heuristic,noop,random",
         help="comma separated: heuristic, noop, random, fixed:BLUEPRINT:SLOT, learned:SHA256",
     )
-    p.add_argument(
-        "--epochs",
-        type=positive,
-        default=None,
-        help="epochs per episode (default 12; other lengths get their own run ids)",
-    )
+    _episode_options(p)
     p.add_argument("--seeds", type=seed_list, default=seed_list("100-129"), help="held-out seeds")
     p.add_argument("--tag", default="eval", help="run id prefix (finished runs are read back)")
     p.add_argument("--plot", default=None, metavar="FILE", help="PNG: accuracy vs parameters")

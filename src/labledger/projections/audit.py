@@ -78,7 +78,7 @@ class AuditProjection(Projection):
     """Per command id: command, verification, effects, field report, reward."""
 
     name = "audit"
-    version = 2  # 2: the reward is esper_training.reward (v2, with the parameter rent; #16)
+    version = 3  # 2: the reward is esper_training.reward (with the rent; #16); 3: reward v3
     handles: ClassVar[tuple[type[Event], ...]] = (
         AdaptationCommand,
         CommandAccepted,

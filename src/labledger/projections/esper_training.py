@@ -26,9 +26,12 @@ decision-time one; ``next_state_position`` says which report it came from.
 
 **Reward**: :func:`reward` — the one reward definition (:data:`REWARD_VERSION`),
 shared by the field reports that write it, this training set, ``audit`` and
-``esper evaluate``: ``accuracy_delta - 0.5 * loss_delta - param_rent`` of the
-report (accuracy up and loss down are both good; the rent charges a seed for
-the parameters it adds). The rent is read from the report's
+``esper evaluate``: ``accuracy_delta - param_rent`` of the report (the rent
+charges a seed for the parameters it adds). Version 3 dropped v2's
+``- 0.5 * loss_delta``: a report judged at the episode's end (``--window
+end``) then gives a decision exactly its share of the evaluation metric
+(final accuracy minus the rent), where the loss term had credited a wide seed
+for lower loss the metric never sees (issue #16, round 4). The rent is read from the report's
 ``extra_metrics["param_rent"]``; a report written before the rent existed has
 none and pays 0. The raw deltas are kept beside it to recompute other rewards.
 Since field reports are counterfactual (issue #16), the deltas are those of the
@@ -92,14 +95,15 @@ from labledger.projections.seeds import (
     run_key,
 )
 
-REWARD_LOSS_WEIGHT = 0.5
+REWARD_LOSS_WEIGHT = 0.0
+"""0.5 up to v2; 0 since v3 (module docstring)."""
 RENT = 0.01
 """A seed as large as the host pays 0.01 of reward (one point of accuracy). It was 0.02
 in the field reports before v2: on the narrow spirals host (81 parameters) that made
 every seed cost more than it could earn in an episode (issue #16); reports keep the
 rent they were written with in ``extra_metrics["param_rent"]``."""
-REWARD_VERSION = 2
-REWARD_FORMULA = f"accuracy_delta - {REWARD_LOSS_WEIGHT} * loss_delta - param_rent"
+REWARD_VERSION = 3
+REWARD_FORMULA = "accuracy_delta - param_rent"
 
 _METRICS = (
     "present",
@@ -234,7 +238,7 @@ class EsperTrainingProjection(Projection):
     """One (state, action, reward, next state, terminated, truncated) row per command."""
 
     name = "esper_training"
-    version = 2
+    version = 3  # 3: reward v3 (no loss term)
     handles: ClassVar[tuple[type[Event], ...]] = (
         AdaptationCommand,
         FieldReport,

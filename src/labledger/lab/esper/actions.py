@@ -80,3 +80,40 @@ def as_action(op: str, slot: str | None, blueprint: str | None) -> Action:
     if operation is LifecycleOp.WAIT:
         return Action(operation, None)
     return Action(operation, slot, blueprint if operation is LifecycleOp.GERMINATE else None)
+
+
+def grown(stages: Mapping[str, str]) -> bool:
+    """Whether any slot ever left DORMANT (a once run has had its germination)."""
+    return any(stage != SeedStage.DORMANT.value for stage in stages.values())
+
+
+def once_action(stages: Mapping[str, str], epoch: int, at: int, grow: Action) -> Action:
+    """What the once behaviour does: ``grow`` at epoch ``at``, FOSSILIZE what HOLDS, else WAIT."""
+    for slot, stage in sorted(stages.items()):
+        if stage == SeedStage.HOLDING.value:
+            return Action(LifecycleOp.FOSSILIZE, slot)
+    if epoch == at and not grown(stages):
+        return grow
+    return Action(LifecycleOp.WAIT, None)
+
+
+def once_probabilities(
+    legal: Sequence[Action], stages: Mapping[str, str], epoch: int, last_epoch: int
+) -> list[float]:
+    """The once behaviour's probability of each of ``legal`` in a state, from the state alone.
+
+    Before its germination, the chance to germinate at ``epoch`` is the hazard
+    ``1 / (last_epoch + 1 − epoch)`` of a uniform epoch, split evenly over the
+    slot × blueprint choices; afterwards it is deterministic.
+    """
+    grows = [a for a in legal if a.op is LifecycleOp.GERMINATE]
+    holding = [a for a in legal if a.op is LifecycleOp.FOSSILIZE]
+    if holding:
+        return [1.0 if a == holding[0] else 0.0 for a in legal]
+    if grown(stages) or epoch > last_epoch or not grows:
+        return [1.0 if a.op is LifecycleOp.WAIT else 0.0 for a in legal]
+    hazard = 1.0 / (last_epoch + 1 - epoch)
+    return [
+        1.0 - hazard if a.op is LifecycleOp.WAIT else (hazard / len(grows) if a in grows else 0.0)
+        for a in legal
+    ]

@@ -8,6 +8,11 @@ is an explicit ``WAIT`` command, which makes it the behaviour policy of
 ``fixed:BLUEPRINT:SLOT`` is a hand-written reference (issue #16): germinate
 ``BLUEPRINT`` in ``SLOT`` at the first decision, fossilize it once HOLDING,
 nothing else — what a learned policy has to match at least.
+``once`` (or ``once:LAST``) is the behaviour policy of a clean collect: it
+germinates at most once per episode, at an (epoch, slot, blueprint) drawn
+uniformly from the run's seed (epoch 0…LAST), fossilizes the seed once
+HOLDING, and otherwise waits explicitly — so no later growth leaks into a
+germination's control branch, and every epoch is a transition.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ from labledger.lab.esper.policy import Decision, LiveState
 NOOP_VERSION = "tamiyo-noop-1"
 RANDOM_VERSION = "tamiyo-random-1"
 FIXED_VERSION = "tamiyo-fixed-1"
+ONCE_VERSION = "tamiyo-once-1"
+ONCE_LAST_EPOCH = 5
+"""The once policy's latest germination epoch by default (half a 12-epoch episode)."""
 
 
 @dataclass
@@ -113,3 +121,51 @@ class FixedPolicy:
                 keep = actions.Action(LifecycleOp.FOSSILIZE, slot)
                 return decision(keep, self.version, risk=0.1, reason="fixed: keep it")
         return None
+
+
+def once_version(last_epoch: int) -> str:
+    """The once policy's version: it names ``last_epoch``, so μ can be recomputed."""
+    return f"{ONCE_VERSION}-l{last_epoch}"
+
+
+def once_last_epoch(version: str) -> int | None:
+    """The ``last_epoch`` of a once policy's version; None for any other policy."""
+    prefix = f"{ONCE_VERSION}-l"
+    if not version.startswith(prefix) or not version.removeprefix(prefix).isdigit():
+        return None
+    return int(version.removeprefix(prefix))
+
+
+def once_plan(
+    seed: int, last_epoch: int, slots: list[str], blueprints: tuple[str, ...]
+) -> tuple[int, actions.Action]:
+    """The one germination of a once run — (epoch, action), uniform, drawn from ``seed`` alone."""
+    rng = random.Random(f"tamiyo-once/{seed}")
+    epoch = rng.randrange(last_epoch + 1)
+    slot = rng.choice(sorted(slots))
+    return epoch, actions.Action(LifecycleOp.GERMINATE, slot, rng.choice(blueprints))
+
+
+@dataclass
+class OncePolicy:
+    """Germinates once at a random (epoch, slot, blueprint); fossilizes it; else waits."""
+
+    seed: int
+    blueprints: tuple[str, ...]
+    last_epoch: int = ONCE_LAST_EPOCH
+    version: str = ""
+    """Set from ``last_epoch`` (see :func:`once_version`)."""
+
+    def __post_init__(self) -> None:
+        self.version = once_version(self.last_epoch)
+
+    def decide(self, state: LiveState, slots: list[str]) -> Decision | None:
+        """One command every epoch (after the first metrics); stateless, so resumes replay."""
+        if state.metrics is None:
+            return None
+        stages = stages_of(state, slots)
+        action = actions.once_action(stages, state.metrics.epoch, *self._plan(slots))
+        return decision(action, self.version, risk=0.5, reason=f"once: {action.key}")
+
+    def _plan(self, slots: list[str]) -> tuple[int, actions.Action]:
+        return once_plan(self.seed, self.last_epoch, slots, self.blueprints)

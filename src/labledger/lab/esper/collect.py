@@ -28,6 +28,7 @@ EPISODE_EPOCHS = 12
 EPISODE_WINDOW = 6
 """Field reports judge a decision 6 epochs later: a germinated seed trains one
 epoch alone and blends in over two, so a shorter window sees only its cost."""
+EPISODE_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class EpisodeSpec:
     epochs: int = EPISODE_EPOCHS
     window: int = EPISODE_WINDOW
     blueprints: tuple[str, ...] = SPIRALS_BLUEPRINTS
+    batch: int = EPISODE_BATCH
 
     def config(self, seed: int, policy: str) -> SessionConfig:
         """The session of one episode."""
@@ -48,7 +50,24 @@ class EpisodeSpec:
             task=self.task,
             window=self.window,
             blueprints=self.blueprints,
+            batch=self.batch,
         )
+
+    @property
+    def label(self) -> str:
+        """The task, plus every setting that differs from the default episode.
+
+        ``spirals`` for the default; ``spirals-e20-b16-w20`` for 20 epochs of
+        batch 16 judged over 20 epochs: runs of other settings never share an id.
+        """
+        parts = [self.task]
+        if self.epochs != EPISODE_EPOCHS:
+            parts.append(f"e{self.epochs}")
+        if self.batch != EPISODE_BATCH:
+            parts.append(f"b{self.batch}")
+        if self.window != EPISODE_WINDOW:
+            parts.append(f"w{self.window}")
+        return "-".join(parts)
 
 
 @dataclass
@@ -64,11 +83,10 @@ class Collected:
 def run_id(spec: EpisodeSpec, tag: str, policy: str, seed: int) -> str:
     """The deterministic run id of one episode (``:`` of a spec becomes ``-``).
 
-    Episodes of another length than :data:`EPISODE_EPOCHS` carry ``-e<epochs>``,
-    so they are never read back as the default length's.
+    Episodes of other settings carry them (:attr:`EpisodeSpec.label`: ``-e<epochs>``,
+    ``-b<batch>``, ``-w<window>``), so they are never read back as the default's.
     """
-    task = spec.task if spec.epochs == EPISODE_EPOCHS else f"{spec.task}-e{spec.epochs}"
-    return f"{tag}-{task}-{policy.replace(':', '-')[:40]}-s{seed}"
+    return f"{tag}-{spec.label}-{policy.replace(':', '-')[:40]}-s{seed}"
 
 
 def state_of(store: EventStore, run: str) -> str:

@@ -12,7 +12,7 @@ the epochs that did happen, or is ``ABORTED`` when none did.
 
 **The reward rule** (written down here, tested in ``tests/lab``)::
 
-    reward     = accuracy_delta − 0.5 · loss_delta − param_rent
+    reward     = accuracy_delta − param_rent             (v3; v2 also had − 0.5 · loss_delta)
     param_rent = RENT · added_params / host_params        (RENT = 0.01)
 
 This is the one reward definition, :func:`labledger.projections.esper_training.reward`

@@ -36,6 +36,8 @@ from labledger.projections.esper_training import FEATURE_NAMES, REWARD_VERSION, 
 from labledger.store import NO_STREAM, EventStore
 
 METHOD = "advantage-weighted regression (one-step, counterfactual reward) of a graph policy"
+Q_METHOD = "fitted Q (one-step, counterfactual reward) of a graph policy, behaviour support"
+METHODS = ("awr", "q")
 
 
 class AwrConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,6 +54,13 @@ class AwrConfig(msgspec.Struct, frozen=True, kw_only=True):
     clean_window: int = 0
     """When > 0: leave out a GERMINATE followed by another GERMINATE of the same run within
     this many epochs — its counterfactual reward would also carry the later seed's effect."""
+    method: str = "awr"
+    """``awr``, or ``q``: the logits regress each taken action's reward (γ = 0) and the
+    policy takes the best supported action."""
+    temperature: float = 1.0
+    """``q`` only: p(action) = softmax(Q / temperature), which sets the recorded risk."""
+    support: str = ""
+    """``q`` only: ``once:LAST`` — act only where the once behaviour could have."""
 
 
 class AwrReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,8 +73,14 @@ class AwrReport(msgspec.Struct, frozen=True, kw_only=True):
     metrics: PolicyUpdateMetrics
 
 
+def behaviour(version: str) -> bool:
+    """Whether ``version`` is a behaviour policy whose probabilities the log lets us recompute."""
+    return version == baselines.RANDOM_VERSION or baselines.once_last_epoch(version) is not None
+
+
 def usable(rows: Sequence[Transition], blueprints: Sequence[str]) -> list[Transition]:
-    """Transitions of ``esper collect``'s random behaviour on the graph's slots and blueprints.
+    """Transitions of ``esper collect``'s behaviour (random or once) on the graph's slots and
+    blueprints.
 
     Only collected runs (``collect-…``): the random baseline's *evaluation* runs
     are on held-out seeds and must never become training data.
@@ -75,7 +90,7 @@ def usable(rows: Sequence[Transition], blueprints: Sequence[str]) -> list[Transi
         t
         for t in rows
         if t.run_id.startswith("collect-")
-        and t.policy_version == baselines.RANDOM_VERSION
+        and behaviour(t.policy_version)
         and (t.slot in slots)
         and (t.blueprint is None or t.blueprint in blueprints)
     ]
@@ -131,11 +146,16 @@ def train(
         UsageError: no usable transitions (run ``esper collect`` first).
     """
     config = config or AwrConfig()
+    if config.method not in METHODS:
+        raise UsageError(f"method {config.method!r}: use one of {', '.join(METHODS)}")
+    last = config.support.removeprefix("once:")
+    if config.support and not (config.support.startswith("once:") and last.isdigit()):
+        raise UsageError(f"support {config.support!r}: use once:LAST (e.g. once:5) or nothing")
     data = usable(rows, blueprints)
     if config.clean_window > 0:
         data = clean(data, config.clean_window)
     if not data:
-        raise UsageError("no transitions of the random policy: run `labledger esper collect`")
+        raise UsageError("no transitions of a behaviour policy: run `labledger esper collect`")
     x, mask, a, r = _tensors(data, blueprints, config.horizon)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -143,7 +163,8 @@ def train(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             model = GraphTamiyo(config.hidden, len(blueprints))
-            stats = _fit(model, x, mask, a, r, config, progress)
+            fit = _fit_q if config.method == "q" else _fit
+            stats = fit(model, x, mask, a, r, config, progress)
     finally:
         torch.set_num_threads(threads)
     model.eval()
@@ -154,10 +175,10 @@ def train(
         horizon=config.horizon,
         hidden=config.hidden,
         training={
-            "method": METHOD,
+            "method": Q_METHOD if config.method == "q" else METHOD,
             "transitions": len(data),
             "reward_version": REWARD_VERSION,
-            **msgspec.to_builtins(config),
+            **{k: v for k, v in msgspec.to_builtins(config).items() if k != "method"},
         },
     )
     report = AwrReport(
@@ -210,6 +231,45 @@ def _fit(
     )
 
 
+def _fit_q(
+    model: GraphTamiyo,
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    a: torch.Tensor,
+    r: torch.Tensor,
+    config: AwrConfig,
+    progress: Callable[[int, int], None] | None,
+) -> PolicyUpdateMetrics:
+    """The logits regress the taken action's reward; the value head the state's mean reward."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    q_loss = value_loss = 0.0
+    for step in range(config.steps):
+        logits, value = model(x)
+        taken = logits.gather(1, a.unsqueeze(1)).squeeze(1)
+        loss_q = ((taken - r) ** 2).mean()
+        loss_v = ((value - r) ** 2).mean()
+        optimizer.zero_grad()
+        (loss_q + loss_v).backward()
+        optimizer.step()
+        q_loss, value_loss = float(loss_q.detach()), float(loss_v.detach())
+        if progress is not None and (step + 1) % 20 == 0:
+            progress(step + 1, config.steps)
+    with torch.no_grad():
+        logits, _ = model(x)
+        taken = logits.gather(1, a.unsqueeze(1)).squeeze(1)
+        logp = tamiyo_graph.masked_log_probs(logits / config.temperature, mask)
+        ent = -(logp.exp() * logp.masked_fill(~mask, 0.0)).sum(1)
+    explained = 1.0 - float(((r - taken).var()) / r.var().clamp(min=1e-12))
+    return PolicyUpdateMetrics(
+        policy_loss=round(q_loss, 9),
+        value_loss=round(value_loss, 9),
+        entropy=round(float(ent.mean()), 9),
+        approx_kl=0.0,
+        clip_fraction=0.0,
+        explained_variance=round(explained, 9),
+    )
+
+
 def record(
     store: EventStore, checkpoint: bytes, report: AwrReport, config: AwrConfig
 ) -> tuple[str, int]:
@@ -224,7 +284,7 @@ def record(
         checkpoint_sha256=sha,
         transitions=report.transitions,
         metrics=report.metrics,
-        hyperparameters={"method": "awr", **msgspec.to_builtins(config)},
+        hyperparameters=msgspec.to_builtins(config),
     )
     expected = store.stream_version(POLICY_STREAM)
     result = store.append(

@@ -132,13 +132,14 @@ def to_command(
 
 
 POLICY_SPECS = (
-    "'heuristic', 'noop', 'random', 'fixed:BLUEPRINT:SLOT', 'learned:SHA256' (graph policy)"
-    " or 'ckpt:SHA256'"
+    "'heuristic', 'noop', 'random', 'once[:LAST]', 'fixed:BLUEPRINT:SLOT',"
+    " 'learned:SHA256' (graph policy) or 'ckpt:SHA256'"
 )
 
 
 def load_policy(spec: str, store: EventStore, blueprints: tuple[str, ...], seed: int = 0) -> Policy:
     """A policy by spec: ``heuristic``, ``noop``, ``random`` (seeded by the run's ``seed``),
+    ``once[:LAST]`` (grow once at a random epoch ≤ LAST, the clean behaviour of a collect),
     ``fixed:BLUEPRINT:SLOT`` (grow once at epoch 0, a hand-written reference),
     ``learned:SHA`` (a graph policy checkpoint blob) or ``ckpt:SHA`` (the older MLP policy).
 
@@ -153,6 +154,11 @@ def load_policy(spec: str, store: EventStore, blueprints: tuple[str, ...], seed:
         if spec == "noop":
             return baselines.NoopPolicy()
         return baselines.RandomPolicy(seed=seed, blueprints=blueprints)
+    if spec == "once" or (spec.startswith("once:") and spec.removeprefix("once:").isdigit()):
+        from labledger.lab.esper import baselines
+
+        last = int(spec.removeprefix("once:")) if ":" in spec else baselines.ONCE_LAST_EPOCH
+        return baselines.OncePolicy(seed=seed, blueprints=blueprints, last_epoch=last)
     if spec.startswith("fixed:") and spec.count(":") == 2:
         from labledger.lab.esper import baselines, tolaria
 

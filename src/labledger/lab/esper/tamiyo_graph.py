@@ -15,7 +15,11 @@ of all nodes. Illegal actions (:mod:`labledger.lab.esper.actions`) are masked.
 
 **Acting**: the most probable legal action (deterministic, so the same seed
 and checkpoint give the same commands); ``WAIT`` issues no command. The risk
-recorded with a decision is ``1 − p(action)``, the policy's own doubt.
+recorded with a decision is ``1 − p(action)``, the policy's own doubt. A
+policy trained by fitted Q (``simic_awr``, ``method = "q"``) has action values
+for logits: its header's ``training.temperature`` turns them into ``p``, and
+``training.support`` (``once:LAST``) keeps it to the actions its behaviour
+policy could take — an offline policy must not act where the data never went.
 
 **Checkpoint**: :func:`labledger.lab.esper.tolaria.encode_checkpoint` bytes
 (raw tensors + a JSON header: format, blueprints, horizon, hidden size,
@@ -232,13 +236,26 @@ class GraphPolicy:
         self.header, self.model = header, model
         self.version = header.policy_version
         self._layout = layout(header.blueprints)
+        self._temperature = float(header.training.get("temperature", 1.0))
+        support = str(header.training.get("support", ""))
+        self._support = int(support.removeprefix("once:")) if support.startswith("once:") else None
+
+    def _supported(self, state: GraphState) -> list[bool]:
+        """Which outputs the behaviour could have taken in ``state`` (all, without a support)."""
+        if self._support is None:
+            return [True] * len(self._layout)
+        legal = actions.legal(state.stages(), self.header.blueprints)
+        mu = actions.once_probabilities(legal, state.stages(), state.epoch, self._support)
+        allowed = {a.key for a, p in zip(legal, mu, strict=True) if p > 0.0}
+        return [a.key in allowed for a in self._layout]
 
     def choose(self, state: GraphState) -> tuple[actions.Action, float]:
-        """The most probable legal action and its probability."""
+        """The most probable legal (and supported) action and its probability."""
         x, mask = batch([state], self.header.blueprints, self.header.horizon)
+        mask = mask & torch.tensor([self._supported(state)], dtype=torch.bool)
         with torch.no_grad():
             logits, _ = self.model(x)
-            probs = masked_log_probs(logits, mask)[0].exp()
+            probs = masked_log_probs(logits / self._temperature, mask)[0].exp()
         best = int(probs.argmax())
         return self._layout[best], float(probs[best])
 
