@@ -214,7 +214,7 @@ def test_one_reward_everywhere_and_slot_counts_from_the_start_issue_16(store: Ev
     with engine.read(audit.AuditProjection.name) as tx:
         for command_id, value in reports.items():
             (link,) = [x for x in audit.trail(tx, command_id) if x["step"] == "reward"]
-            assert link["value"] == value and link["reward_version"] == REWARD_VERSION == 3
+            assert link["value"] == value and link["reward_version"] == REWARD_VERSION == 4
     first = dict(zip(FEATURE_NAMES, rows[0].obs, strict=True))
     assert rows[0].heads["op"] == "GERMINATE"
     assert first["slots.count.DORMANT"] == 2.0  # both slots, though no lifecycle event yet

@@ -21,7 +21,7 @@ from labledger.events.esper import (
     TrainingMetrics,
 )
 from labledger.events.security import CommandSecurity, RejectReason
-from labledger.lab.esper import field_reports, kasmina, tolaria, urza
+from labledger.lab.esper import counterfactual, field_reports, kasmina, tolaria, urza
 from labledger.lab.esper.slots import SeedSlot
 from labledger.projections.esper_training import reward as projection_reward
 from labledger.security import KeyRing, sign
@@ -62,7 +62,7 @@ def test_reward_rule_is_the_one_reward_definition_with_the_rent() -> None:
     assert report.extra_metrics["param_rent"] == pytest.approx(rent)
     assert report.extra_metrics["reward"] == pytest.approx(0.10 - rent)  # v3: no loss term
     assert report.extra_metrics["reward"] == projection_reward(report)
-    assert report.extra_metrics["reward_version"] == 3.0
+    assert report.extra_metrics["reward_version"] == 4.0
     assert report.outcome is FieldOutcome.SUCCESS
     worse = field_reports.report(pending, metrics(2, 0.9, 0.69))
     assert worse.outcome is FieldOutcome.REGRESSION
@@ -234,3 +234,40 @@ def test_sweep_tasks_are_made_from_the_seed_with_their_own_shape() -> None:
     twisted = tolaria.load_data(3, task_name="spirals_t2_w4").x_train
     assert not torch.equal(twisted, tolaria.load_data(3, task_name="spirals").x_train)
     assert tolaria.Host(0, tolaria.task("rings_w2")).host_parameter_count() == 21
+
+
+def test_the_control_branch_replays_the_divergence_rollback_issue_16() -> None:
+    # at lr 50 plain SGD blows the spirals host up: the session would roll back, so must the control
+    shape = tolaria.task("spirals")
+    data = tolaria.load_data(5, task_name="spirals")
+    host = tolaria.Host(5, shape)
+    start_loss, _ = tolaria.evaluate(host, data)
+    start = {k: v.clone() for k, v in host.state_dict().items()}
+    fork = counterfactual.fork_host(host, {}, urza.KernelCache(1 << 20))
+    control = counterfactual.control_branch(
+        fork,
+        {},
+        data,
+        seed=5,
+        lr=50.0,
+        batch=32,
+        first_epoch=0,
+        epochs=3,
+        last_good_loss=start_loss,
+    )
+    assert control.rollbacks == 3  # every epoch diverged and was undone
+    assert all(loss == pytest.approx(start_loss) for loss, _ in control.epochs.values())
+    assert all(torch.equal(start[k], v) for k, v in fork.state_dict().items())
+    # at the lr of an episode nothing diverges: no rollback, and the control learns
+    calm = counterfactual.control_branch(
+        counterfactual.fork_host(host, {}, urza.KernelCache(1 << 20)),
+        {},
+        data,
+        seed=5,
+        lr=0.3,
+        batch=32,
+        first_epoch=0,
+        epochs=2,
+        last_good_loss=start_loss,
+    )
+    assert calm.rollbacks == 0 and calm.epochs[1][0] < start_loss

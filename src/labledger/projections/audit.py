@@ -38,7 +38,7 @@ from labledger.events.esper import (
 from labledger.events.security import CommandAccepted, CommandRejected, SignedCommand
 from labledger.events.typed import Typed
 from labledger.projections.base import Projection, TableSet, Tx
-from labledger.projections.esper_training import REWARD_FORMULA, REWARD_VERSION, reward
+from labledger.projections.esper_training import REWARD_FORMULA, reward
 from labledger.projections.seeds import run_key
 from labledger.security.gate import GATE_ACTOR
 
@@ -78,7 +78,9 @@ class AuditProjection(Projection):
     """Per command id: command, verification, effects, field report, reward."""
 
     name = "audit"
-    version = 3  # 2: the reward is esper_training.reward (with the rent; #16); 3: reward v3
+    # 2: the reward is esper_training.reward (with the rent; #16); 3: reward v3;
+    # 4: each report keeps the reward version it was measured under (v4: a new control)
+    version = 4
     handles: ClassVar[tuple[type[Event], ...]] = (
         AdaptationCommand,
         CommandAccepted,
@@ -122,6 +124,7 @@ class AuditProjection(Projection):
             sa.Column("outcome", text),
             *(sa.Column(n, sa.Double) for n in ("loss_delta", "accuracy_delta", "reward")),
             sa.Column("observation_window_epochs", sa.BigInteger),
+            sa.Column("reward_version", sa.BigInteger),
         )
 
     def apply(self, tx: Tx, item: Typed[Event]) -> None:
@@ -167,6 +170,7 @@ class AuditProjection(Projection):
                     accuracy_delta=event.delta.accuracy_delta,
                     reward=reward(event),
                     observation_window_epochs=event.delta.observation_window_epochs,
+                    reward_version=_reward_version(event),
                 )
             case _:
                 assert isinstance(event, EffectEvent)
@@ -214,11 +218,21 @@ def trail(tx: Tx, command_id: str) -> list[dict[str, Any]]:
                 "position": report["position"],
                 "value": report["reward"],
                 "formula": REWARD_FORMULA,
-                "reward_version": REWARD_VERSION,
+                "reward_version": report["reward_version"],
             }
         )
     order = {"command": 0, "verification": 1, "effect": 2, "field_report": 3, "reward": 4}
     return sorted(links, key=lambda link: (link["position"], order[link["step"]]))
+
+
+def _reward_version(report: FieldReport) -> int | None:
+    """The version a report was written under; None (absent) before reports recorded it.
+
+    The formula is today's (:data:`REWARD_FORMULA`), but the deltas it is applied to
+    were measured against the control of that version (v4 replays rollbacks).
+    """
+    value = report.extra_metrics.get("reward_version")
+    return None if value is None else int(value)
 
 
 def rejected(tx: Tx) -> list[dict[str, Any]]:

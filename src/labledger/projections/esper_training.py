@@ -102,7 +102,10 @@ RENT = 0.01
 in the field reports before v2: on the narrow spirals host (81 parameters) that made
 every seed cost more than it could earn in an episode (issue #16); reports keep the
 rent they were written with in ``extra_metrics["param_rent"]``."""
-REWARD_VERSION = 3
+REWARD_VERSION = 4
+"""v4: the formula of v3, judged against a control branch that replays the divergence
+rollbacks of the treatment (``lab/esper/counterfactual.py``); v3's control kept a
+diverged loss as measured."""
 REWARD_FORMULA = "accuracy_delta - param_rent"
 
 _METRICS = (

@@ -200,14 +200,15 @@ def execute(
             added_params=added,
             host_params=run.host.host_parameter_count(),
             latency_ms=latency,
-            control=control,
+            control=None if control is None else control.epochs,
+            control_rollbacks=0 if control is None else control.rollbacks,
             unchanged=unchanged and run.config.counterfactual,
         )
     )
     return out
 
 
-def _control(run: Run, epoch: int) -> dict[int, tuple[float, float]] | None:
+def _control(run: Run, epoch: int) -> counterfactual.Control | None:
     """The control branch over the command's window (see ``counterfactual``); None at the end."""
     cfg = run.config
     epochs = min(cfg.window, cfg.epochs - 1 - epoch)
@@ -222,6 +223,7 @@ def _control(run: Run, epoch: int) -> dict[int, tuple[float, float]] | None:
         batch=cfg.batch,
         first_epoch=epoch + 1,
         epochs=epochs,
+        last_good_loss=run.state.last_good_loss,
     )
 
 

@@ -180,11 +180,7 @@ class Run:
 
     def roll_back(self) -> None:
         """Restore the last good parameters (those of tensors still in the host)."""
-        current = self.host.state_dict()
-        with torch.no_grad():
-            for name, value in self.last_good.items():
-                if name in current and current[name].shape == value.shape:
-                    current[name].copy_(value)
+        tolaria.restore(self.host, self.last_good)
 
 
 def set_mode(slot: Any, s: SlotState) -> None:

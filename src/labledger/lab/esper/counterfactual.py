@@ -10,16 +10,22 @@ shuffles (they depend on ``(seed, epoch)`` only), the same plain SGD (no
 optimizer state), the same lifecycle ticks for the other seeds. The report's
 deltas are then *treatment minus control* at the same epoch.
 
-What the fork leaves out: a divergence rollback inside the control branch
-(the treatment's rollback machinery is not replayed there; its loss is kept
-as measured). Commands that change nothing (``WAIT``, a command that does not
-apply) have the treatment as their control, so their deltas are exactly 0 and
-nothing is trained twice.
+The control replays the treatment's divergence rule (since reward v4): an
+epoch whose validation loss diverges from the last good one
+(:func:`labledger.lab.esper.tolaria.diverged`) restores the last good
+parameters, as the session does. Before v4 it kept a diverged loss as
+measured, so a FOSSILIZE (which changes no training) was credited with the
+treatment's rollback (issue #16: 184 of 539 such reports). What it still
+leaves out: injected faults (``diverge_epoch``) and the emergency halt; a
+halted treatment is judged at the epoch it stopped. Commands that change
+nothing (``WAIT``, a command that does not apply) have the treatment as their
+control, so their deltas are exactly 0 and nothing is trained twice.
 """
 
 from __future__ import annotations
 
 import msgspec
+import torch
 
 from labledger.events.esper import SeedStage
 from labledger.lab.esper import kasmina, tolaria
@@ -57,21 +63,31 @@ def control_branch(
     batch: int,
     first_epoch: int,
     epochs: int,
-) -> dict[int, tuple[float, float]]:
+    last_good_loss: float | None,
+) -> Control:
     """Train a fork of ``host`` for ``epochs`` epochs from ``first_epoch``; (loss, accuracy) each.
 
-    ``host`` (already forked by :func:`fork_host`) is trained; ``slots`` is copied.
+    ``host`` (already forked by :func:`fork_host`, so its parameters are the
+    treatment's last good ones) is trained; ``slots`` is copied.
+    ``last_good_loss`` is the treatment's, for the divergence rule.
     """
     from labledger.lab.esper._run import set_mode  # the torch slot modes, one definition
 
     fork = host
     states = {n: msgspec.structs.replace(s) for n, s in slots.items()}
-    out: dict[int, tuple[float, float]] = {}
+    out = Control()
+    good = _snapshot(fork)
     for epoch in range(first_epoch, first_epoch + epochs):
         for name in tolaria.SLOT_NAMES:
             fork.slot(name).failures_this_epoch = 0
         stats = tolaria.train_epoch(fork, data, epoch=epoch, seed=seed, lr=lr, batch=batch)
         loss, accuracy = tolaria.evaluate(fork, data)
+        if tolaria.diverged(loss, last_good_loss):
+            tolaria.restore(fork, good)
+            loss, accuracy = tolaria.evaluate(fork, data)
+            out.rollbacks += 1
+        else:
+            last_good_loss, good = loss, _snapshot(fork)
         broken = {
             n: fork.slot(n).breaker.last_error
             for n in tolaria.SLOT_NAMES
@@ -83,5 +99,18 @@ def control_branch(
             if prune_reason is not None:
                 s.stage, s.alpha = SeedStage.PRUNED, 0.0
             set_mode(fork.slot(name), s)
-        out[epoch] = (loss, accuracy)
+        out.epochs[epoch] = (loss, accuracy)
     return out
+
+
+class Control(msgspec.Struct, kw_only=True):
+    """What a control branch measured."""
+
+    epochs: dict[int, tuple[float, float]] = msgspec.field(default_factory=dict)
+    """(loss, accuracy) per epoch of the window."""
+    rollbacks: int = 0
+    """Divergence rollbacks the control performed."""
+
+
+def _snapshot(host: tolaria.Host) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in host.state_dict().items()}

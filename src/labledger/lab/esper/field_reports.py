@@ -12,7 +12,7 @@ the epochs that did happen, or is ``ABORTED`` when none did.
 
 **The reward rule** (written down here, tested in ``tests/lab``)::
 
-    reward     = accuracy_delta − param_rent             (v3; v2 also had − 0.5 · loss_delta)
+    reward     = accuracy_delta − param_rent             (v3, v4; v2 also had − 0.5 · loss_delta)
     param_rent = RENT · added_params / host_params        (RENT = 0.01)
 
 This is the one reward definition, :func:`labledger.projections.esper_training.reward`
@@ -21,7 +21,8 @@ evaluate`` read back from the report; the rent charges a seed for the
 parameters it adds (a seed as large as the host pays 0.01, i.e. one point
 of accuracy). The report carries ``added_params``, ``host_params``,
 ``param_rent`` and ``reward`` in ``extra_metrics`` so a consumer can apply
-the rent without this module.
+the rent without this module. v4 changed the control, not the formula: it
+replays the treatment's divergence rollbacks (``control_rollbacks`` counts them).
 
 Outcome: ``SUCCESS`` when the reward is above +``NEUTRAL_BAND``,
 ``REGRESSION`` below −``NEUTRAL_BAND``, else ``NEUTRAL``.
@@ -56,6 +57,8 @@ class PendingReport(msgspec.Struct, kw_only=True):
     latency_ms: float
     control: dict[int, tuple[float, float]] | None = None
     """(loss, accuracy) of the control branch per epoch of the window."""
+    control_rollbacks: int = 0
+    """Divergence rollbacks the control branch performed (see ``counterfactual``)."""
     unchanged: bool = False
     """The command changed nothing: the treatment is its own control."""
 
@@ -109,7 +112,12 @@ def _baseline(pending: PendingReport, now: TrainingMetrics) -> tuple[float, floa
 def _control_metrics(pending: PendingReport, loss: float, accuracy: float) -> dict[str, float]:
     if not (pending.unchanged or pending.control):
         return {"counterfactual": 0.0}
-    return {"counterfactual": 1.0, "control_loss": loss, "control_accuracy": accuracy}
+    return {
+        "counterfactual": 1.0,
+        "control_loss": loss,
+        "control_accuracy": accuracy,
+        "control_rollbacks": float(pending.control_rollbacks),
+    }
 
 
 def _aborted(pending: PendingReport) -> FieldReport:

@@ -273,6 +273,18 @@ def diverged(loss: float, last_good_loss: float | None, factor: float = DIVERGEN
     return last_good_loss is not None and loss > factor * max(last_good_loss, 1e-3)
 
 
+def restore(host: Host, good: dict[str, torch.Tensor]) -> None:
+    """A divergence rollback: copy ``good`` into the tensors still in ``host``, by name and shape.
+
+    A seed pruned or germinated since ``good`` was taken keeps its own tensors.
+    """
+    current = host.state_dict()
+    with torch.no_grad():
+        for name, value in good.items():
+            if name in current and current[name].shape == value.shape:
+                current[name].copy_(value)
+
+
 def inject_divergence(host: Host) -> None:
     """Fault injection: blow up a host layer the way an exploding gradient would."""
     with torch.no_grad():
