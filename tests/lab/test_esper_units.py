@@ -217,6 +217,9 @@ def test_a_counterfactual_report_judges_against_the_control_branch_issue_16() ->
     assert report.extra_metrics["control_accuracy"] == 0.55
     cut = field_reports.report(pending, metrics(2, 0.65, 0.52))  # the run ended after epoch 2
     assert cut.delta.accuracy_delta == pytest.approx(0.02)
+    # an emergency halt after epoch 2 freezes the run there: the control is read at its window's end
+    halted = field_reports.report(pending, metrics(2, 0.65, 0.52), halted=True)
+    assert halted.delta.accuracy_delta == pytest.approx(0.52 - 0.55)
     unchanged = msgspec.structs.replace(pending, control=None, unchanged=True)
     same = field_reports.report(unchanged, metrics(3, 0.5, 0.60))
     assert (same.delta.accuracy_delta, same.delta.loss_delta) == (0.0, 0.0)
@@ -271,3 +274,20 @@ def test_the_control_branch_replays_the_divergence_rollback_issue_16() -> None:
         last_good_loss=start_loss,
     )
     assert calm.rollbacks == 0 and calm.epochs[1][0] < start_loss
+
+
+def test_the_mixed_task_draws_easy_or_hard_spirals_from_the_seed_issue_16() -> None:
+    mix = tolaria.task("spirals_mix")
+    turns = [mix.turns_of(seed) for seed in range(100, 130)]
+    assert set(turns) == {0.5, 1.5} and turns == [mix.turns_of(s) for s in range(100, 130)]
+    easy = next(s for s in range(100, 130) if mix.turns_of(s) == 0.5)
+    hard = next(s for s in range(100, 130) if mix.turns_of(s) == 1.5)
+    for seed, half_turns in ((easy, 0.5), (hard, 1.5)):
+        x, _ = tolaria.spirals(seed, turns=half_turns)
+        data = tolaria.load_data(seed, task_name="spirals_mix")
+        both = torch.cat([data.x_train, data.x_val]).flatten()
+        assert torch.equal(torch.sort(both).values, torch.sort(x.flatten()).values)
+    assert (
+        tolaria.Host(0, mix).host_parameter_count()
+        == tolaria.Host(0, tolaria.task("spirals")).host_parameter_count()
+    )

@@ -54,7 +54,7 @@ def _spec(args: argparse.Namespace) -> Any:
     epochs = spec.epochs if args.epochs is None else args.epochs
     window = spec.window if args.window is None else args.window
     window = epochs if window == "end" else int(window)
-    return collect.EpisodeSpec(epochs=epochs, batch=args.batch, window=window)
+    return collect.EpisodeSpec(task=args.task, epochs=epochs, batch=args.batch, window=window)
 
 
 def _window(value: str) -> str:
@@ -65,6 +65,12 @@ def _window(value: str) -> str:
 
 
 def _episode_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--task",
+        default="spirals",
+        choices=["spirals", "spirals_mix"],
+        help="spirals (default), or spirals_mix: easy and hard spirals drawn per seed",
+    )
     p.add_argument(
         "--epochs",
         type=positive,

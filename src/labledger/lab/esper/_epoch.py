@@ -133,10 +133,12 @@ def _tolaria_packet(run: Run, m: TrainingMetrics, stats: tolaria.EpochStats, rol
     return _acting.packet("tolaria", run.priority, run.health, metrics, events)
 
 
-def due(run: Run, epoch: int, now: TrainingMetrics, *, all_: bool = False) -> list[Any]:
+def due(
+    run: Run, epoch: int, now: TrainingMetrics, *, all_: bool = False, halted: bool = False
+) -> list[Any]:
     due = [p for p in run.state.pending if all_ or p.due_epoch <= epoch]
     run.state.pending = [p for p in run.state.pending if p not in due]
-    reports = [field_reports.report(p, now) for p in due]
+    reports = [field_reports.report(p, now, halted=halted) for p in due]
     run.tally.reports += len(reports)
     run.state.rewards += sum(r.extra_metrics["reward"] for r in reports)
     return reports

@@ -22,7 +22,9 @@ parameters it adds (a seed as large as the host pays 0.01, i.e. one point
 of accuracy). The report carries ``added_params``, ``host_params``,
 ``param_rent`` and ``reward`` in ``extra_metrics`` so a consumer can apply
 the rent without this module. v4 changed the control, not the formula: it
-replays the treatment's divergence rollbacks (``control_rollbacks`` counts them).
+replays the treatment's divergence rollbacks (``control_rollbacks`` counts them),
+and a run stopped by an emergency halt is judged against the control at the end
+of the window, since the halted run's metrics stay where they stopped.
 
 Outcome: ``SUCCESS`` when the reward is above +``NEUTRAL_BAND``,
 ``REGRESSION`` below −``NEUTRAL_BAND``, else ``NEUTRAL``.
@@ -77,12 +79,18 @@ def outcome(value: float) -> FieldOutcome:
     return FieldOutcome.NEUTRAL
 
 
-def report(pending: PendingReport, now: TrainingMetrics) -> FieldReport:
-    """The report of ``pending`` judged on the metrics ``now`` (a cut window: fewer epochs)."""
+def report(pending: PendingReport, now: TrainingMetrics, *, halted: bool = False) -> FieldReport:
+    """The report of ``pending`` judged on the metrics ``now`` (a cut window: fewer epochs).
+
+    ``halted``: the run stopped on an emergency halt at ``now``, so its metrics stay
+    ``now``'s to the end of the window, and the control is read there (v4): a halt
+    costs the decision what the control went on to learn.
+    """
     epochs = now.epoch - pending.epoch
     if epochs < 1:
         return _aborted(pending)
-    base_loss, base_accuracy = _baseline(pending, now)
+    judged_at = max(now.epoch, pending.due_epoch) if halted else now.epoch
+    base_loss, base_accuracy = _baseline(pending, now, judged_at)
     accuracy_delta = max(-1.0, min(1.0, now.accuracy - base_accuracy))
     loss_delta = now.loss - base_loss
     value = reward(accuracy_delta, loss_delta, pending.added_params, pending.host_params)
@@ -99,12 +107,12 @@ def report(pending: PendingReport, now: TrainingMetrics) -> FieldReport:
     )
 
 
-def _baseline(pending: PendingReport, now: TrainingMetrics) -> tuple[float, float]:
-    """(loss, accuracy) the command is judged against at ``now``'s epoch."""
+def _baseline(pending: PendingReport, now: TrainingMetrics, at: int) -> tuple[float, float]:
+    """(loss, accuracy) the command is judged against at epoch ``at``."""
     if pending.unchanged:
         return now.loss, now.accuracy
     if pending.control:
-        epoch = max((e for e in pending.control if e <= now.epoch), default=min(pending.control))
+        epoch = max((e for e in pending.control if e <= at), default=min(pending.control))
         return pending.control[epoch]
     return pending.baseline.loss, pending.baseline.accuracy
 

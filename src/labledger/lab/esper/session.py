@@ -351,7 +351,7 @@ def _finish(run: Run, *, truncated: bool = False) -> None:
     m = run.state.metrics
     assert m is not None
     end = m.epoch + 1 if truncated else run.config.epochs
-    reports = _epoch.due(run, end, m, all_=True)
+    reports = _epoch.due(run, end, m, all_=True, halted=run.state.halted)
     ended = EpisodeEnded(
         episode=0,
         steps=run.state.steps,

@@ -1,10 +1,13 @@
 """Tolaria: trains the host network on the CPU — a task built in code, nothing downloaded.
 
-Two tasks (:data:`TASKS`): ``digits`` (the 8×8 digits of scikit-learn, the
-default: a host of width 32 solves it alone, so growth hardly matters) and
+Three tasks (:data:`TASKS`): ``digits`` (the 8×8 digits of scikit-learn, the
+default: a host of width 32 solves it alone, so growth hardly matters),
 ``spirals`` (three interleaved spiral arms in the plane, generated from the
 seed: the host of width 6 is too small to separate them in a short
-episode — but growth adds only +0.05…+0.10 accuracy there, issue #16).
+episode — but growth adds only +0.05…+0.10 accuracy there, issue #16), and
+``spirals_mix``, where each seed draws easy or hard spirals: growth pays on
+half the seeds and only costs rent on the other half, so a policy has to
+read the host's first epochs to know which.
 :data:`SWEEP_TASKS` are harder variants (narrower hosts, more half-turns,
 concentric rings) measured and found no better for growth.
 
@@ -30,6 +33,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import math
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,12 +63,27 @@ class Task:
     classes: int
     turns: float = 1.25
     """Spiral tasks only: half-turns of each arm."""
+    mix: tuple[float, ...] = ()
+    """Spiral tasks only: when set, each seed draws its half-turns from these
+    (:meth:`turns_of`), so one task holds workloads that need growth and workloads
+    the host solves alone."""
+
+    def turns_of(self, seed: int) -> float:
+        """The half-turns of ``seed``'s spirals: :attr:`turns`, or a draw from :attr:`mix`."""
+        if not self.mix:
+            return self.turns
+        return random.Random(f"tolaria-mix/{self.name}/{seed}").choice(self.mix)
 
 
 TASKS = {
     "digits": Task("digits", 64, HIDDEN, 10),
     "spirals": Task("spirals", 2, 6, 3),
+    "spirals_mix": Task("spirals_mix", 2, 6, 3, mix=(0.5, 1.5)),
 }
+"""``spirals_mix`` (issue #16, round 5): half the seeds draw easy spirals (0.5
+half-turns: the host reaches 0.99 alone and any seed only pays rent), half hard
+ones (1.5: growth in r0 adds about +0.1 accuracy at 20 epochs). What the host
+shows in its first epochs is all a policy has to tell them apart."""
 SWEEP_TASKS = {
     t.name: t
     for t in (
@@ -115,7 +134,7 @@ def load_data(seed: int, val_fraction: float = 0.2, task_name: str = "digits") -
     if task_name.startswith("rings"):
         return _split(*rings(seed), seed, val_fraction)
     if task_name.startswith("spirals"):
-        x, y = spirals(seed, turns=task(task_name).turns)
+        x, y = spirals(seed, turns=task(task_name).turns_of(seed))
         return _split(x, y, seed, val_fraction)
     spec = importlib.util.find_spec("sklearn")
     if spec is None or spec.origin is None:
