@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import torch
 
 from labledger import EventStore
 from labledger.cli._engine import caught_up
@@ -288,3 +289,107 @@ def test_the_once_behaviour_grows_once_is_judged_at_the_end_and_q_stays_in_its_s
     with pytest.raises(UsageError):
         simic_awr.train(rows, spec.blueprints, simic_awr.AwrConfig(method="q", support="x"))
     assert collect.EpisodeSpec(batch=16, window=12).label == "spirals-b16-w12"
+
+
+class _TableQ(torch.nn.Module):
+    """Q as a free table (row × action): the backup itself, without a network's generalisation."""
+
+    def __init__(self, rows: int, actions: int) -> None:
+        super().__init__()
+        self.q = torch.nn.Parameter(torch.zeros(rows, actions))
+        self.v = torch.nn.Parameter(torch.zeros(rows))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x @ self.q, x @ self.v
+
+
+def test_fitted_q_iteration_backs_the_next_decision_up_into_waiting_issue_16() -> None:
+    from labledger.lab.esper import simic_fqi
+
+    # one run: WAIT (r 0) → GERMINATE (r +0.1, the only supported action there) → FOSSILIZE (r 0)
+    x = torch.eye(3)
+    allowed = torch.tensor([[True, True], [True, False], [False, True]])
+    a, r = torch.tensor([1, 0, 1]), torch.tensor([0.0, 0.1, 0.0])
+    following = [1, 2, -1]
+
+    def fitted(iterations: int) -> torch.Tensor:
+        model = _TableQ(3, 2)
+        simic_fqi.fit(
+            model,
+            x,
+            allowed,
+            a,
+            r,
+            following,  # type: ignore[arg-type]
+            iterations=iterations,
+            steps=300,
+            lr=0.05,
+            temperature=1.0,
+        )
+        return model.q.detach()
+
+    one, three = fitted(1), fitted(3)
+    assert one[0, 1] == pytest.approx(0.0, abs=1e-3)  # one-step: waiting is worth its reward
+    assert three[0, 1] == pytest.approx(0.1, abs=1e-3)  # …and with backups what it leads to
+    assert three[1, 0] == pytest.approx(0.1, abs=1e-3) and three[2, 1] == pytest.approx(
+        0.0, abs=1e-3
+    )
+
+
+def test_fqi_trains_from_a_once_collect_is_deterministic_and_may_wait_anywhere(
+    store: EventStore,
+) -> None:
+    from labledger.lab.esper import simic_fqi, tamiyo_graph
+    from labledger.lab.esper.tamiyo_graph import GraphState
+
+    spec = collect.EpisodeSpec(epochs=5, window=5)
+    collect.collect(store, [0, 1, 2, 3], policy="once:2", spec=spec)
+    rows = simic_fqi.in_log_order(_rows(store))
+    following = simic_fqi.next_decisions(rows)
+    for i, j in enumerate(following):
+        if j >= 0:
+            assert rows[j].run_id == rows[i].run_id
+            assert rows[j].command_position > rows[i].command_position
+    assert following.count(-1) == 4  # each run's last decision
+    config = simic_awr.AwrConfig(
+        steps=20,
+        iterations=3,
+        horizon=spec.epochs,
+        method="fqi",
+        temperature=0.01,
+        support="once:2",
+    )
+    blob, report = simic_awr.train(rows, spec.blueprints, config)
+    assert simic_awr.train(rows, spec.blueprints, config)[0] == blob
+    header, _ = tamiyo_graph.load_bytes(blob)
+    assert header.training["wait_anywhere"] is True
+    assert header.training["iterations"] == 3 and header.training["method"] == simic_fqi.FQI_METHOD
+    # past the behaviour's last germination epoch only WAIT is supported; WAIT is supported anywhere
+    late = GraphState(
+        epoch=4,
+        accuracy=0.5,
+        loss=1.0,
+        critical=False,
+        slots={"r0": ("DORMANT", 0.0), "r1": ("DORMANT", 0.0)},
+    )
+    mask = tamiyo_graph.supported_mask(late, spec.blueprints, 2, wait_anywhere=True)
+    keys = [k.key for k, ok in zip(tamiyo_graph.layout(spec.blueprints), mask, strict=True) if ok]
+    assert keys == [actions_wait_key()]
+    early = GraphState(epoch=2, accuracy=0.5, loss=1.0, critical=False, slots=late.slots)
+    forced = tamiyo_graph.supported_mask(early, spec.blueprints, 2, wait_anywhere=False)
+    assert not forced[
+        [k.key for k in tamiyo_graph.layout(spec.blueprints)].index(actions_wait_key())
+    ]
+    sha, _ = simic_awr.record(store, blob, report, config)
+    scores = evaluate.run_all(store, [f"learned:{sha}"], [100, 101], spec=spec, tag="fqi")
+    for score in scores[f"learned:{sha}"]:
+        done = commands(store, score.run_id)
+        assert sum(c[0] == "GERMINATE" for c in done) <= 1 and all(c[0] != "PRUNE" for c in done)
+    with pytest.raises(UsageError, match="support"):
+        simic_awr.train(rows, spec.blueprints, simic_awr.AwrConfig(method="fqi"))
+
+
+def actions_wait_key() -> str:
+    from labledger.lab.esper import actions
+
+    return actions.Action(LifecycleOp.WAIT, None).key

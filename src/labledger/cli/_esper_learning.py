@@ -127,6 +127,7 @@ def cmd_learn(args: argparse.Namespace, store: EventStore) -> int:
         method=args.method,
         temperature=args.temperature,
         support=args.support,
+        iterations=args.iterations,
     )
     bar = ProgressLine(f"esper learn ({args.method})", unit="steps")
     checkpoint, trained = simic_awr.train(rows, collect.SPIRALS_BLUEPRINTS, config, progress=bar)
@@ -280,7 +281,13 @@ def add_verbs(verbs: argparse._SubParsersAction[Any]) -> None:
         help="drop germinations followed by another within EPOCHS (their reward is mixed)",
     )
     p.add_argument(
-        "--method", choices=("awr", "q"), default="awr", help="AWR (default) or fitted Q"
+        "--method",
+        choices=("awr", "q", "fqi"),
+        default="awr",
+        help="AWR (default), one-step fitted Q, or fitted Q iteration (fqi: values waiting)",
+    )
+    p.add_argument(
+        "--iterations", type=positive, default=8, help="fqi: backups of --steps steps each"
     )
     p.add_argument(
         "--temperature", type=float, default=1.0, help="q: p = softmax(Q / T), the risk's source"
@@ -289,7 +296,7 @@ def add_verbs(verbs: argparse._SubParsersAction[Any]) -> None:
         "--support",
         default="",
         metavar="once:LAST",
-        help="q: act only where the once behaviour could have (e.g. once:5)",
+        help="q, fqi: act only where the once behaviour could have (e.g. once:5)",
     )
     p.add_argument(
         "--horizon", type=positive, default=12, help="episode length the policy sees (epochs)"

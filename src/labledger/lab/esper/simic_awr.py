@@ -30,14 +30,15 @@ import torch
 
 from labledger.errors import UsageError
 from labledger.events.esper import PolicyUpdated, PolicyUpdateMetrics
-from labledger.lab.esper import actions, baselines, tamiyo_graph, tolaria
+from labledger.lab.esper import actions, baselines, simic_fqi, tamiyo_graph, tolaria
 from labledger.lab.esper.tamiyo_graph import GraphHeader, GraphState, GraphTamiyo
 from labledger.projections.esper_training import FEATURE_NAMES, REWARD_VERSION, Transition
 from labledger.store import NO_STREAM, EventStore
 
 METHOD = "advantage-weighted regression (one-step, counterfactual reward) of a graph policy"
 Q_METHOD = "fitted Q (one-step, counterfactual reward) of a graph policy, behaviour support"
-METHODS = ("awr", "q")
+METHODS = ("awr", "q", "fqi")
+_METHODS = {"awr": METHOD, "q": Q_METHOD, "fqi": simic_fqi.FQI_METHOD}
 
 
 class AwrConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -60,7 +61,10 @@ class AwrConfig(msgspec.Struct, frozen=True, kw_only=True):
     temperature: float = 1.0
     """``q`` only: p(action) = softmax(Q / temperature), which sets the recorded risk."""
     support: str = ""
-    """``q`` only: ``once:LAST`` — act only where the once behaviour could have."""
+    """``q`` and ``fqi``: ``once:LAST`` — act only where the once behaviour could have
+    (``fqi`` needs it, and may also WAIT anywhere: see ``simic_fqi``)."""
+    iterations: int = 8
+    """``fqi`` only: backups; each runs ``steps`` gradient steps."""
 
 
 class AwrReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -151,11 +155,17 @@ def train(
     last = config.support.removeprefix("once:")
     if config.support and not (config.support.startswith("once:") and last.isdigit()):
         raise UsageError(f"support {config.support!r}: use once:LAST (e.g. once:5) or nothing")
+    if config.method == "fqi" and not config.support:
+        raise UsageError(
+            "method fqi backs up over the behaviour's support: give --support once:LAST"
+        )
     data = usable(rows, blueprints)
     if config.clean_window > 0:
         data = clean(data, config.clean_window)
     if not data:
         raise UsageError("no transitions of a behaviour policy: run `labledger esper collect`")
+    if config.method == "fqi":
+        data = simic_fqi.in_log_order(data)
     x, mask, a, r = _tensors(data, blueprints, config.horizon)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -163,22 +173,42 @@ def train(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             model = GraphTamiyo(config.hidden, len(blueprints))
-            fit = _fit_q if config.method == "q" else _fit
-            stats = fit(model, x, mask, a, r, config, progress)
+            if config.method == "fqi":
+                states = [GraphState.from_transition(t) for t in data]
+                allowed = simic_fqi.support(states, blueprints, int(last)) & mask
+                stats = simic_fqi.fit(
+                    model,
+                    x,
+                    allowed,
+                    a,
+                    r,
+                    simic_fqi.next_decisions(data),
+                    iterations=config.iterations,
+                    steps=config.steps,
+                    lr=config.lr,
+                    temperature=config.temperature,
+                    progress=progress,
+                )
+            else:
+                fit = _fit_q if config.method == "q" else _fit
+                stats = fit(model, x, mask, a, r, config, progress)
     finally:
         torch.set_num_threads(threads)
     model.eval()
     version = tamiyo_graph.weights_version(model)
+    # fqi's own settings stay out of the other methods' headers: their checkpoint bytes are kept
+    skip = {"method"} if config.method == "fqi" else {"method", "iterations"}
     header = GraphHeader(
         policy_version=version,
         blueprints=list(blueprints),
         horizon=config.horizon,
         hidden=config.hidden,
         training={
-            "method": Q_METHOD if config.method == "q" else METHOD,
+            "method": _METHODS[config.method],
+            **({"wait_anywhere": True} if config.method == "fqi" else {}),
             "transitions": len(data),
             "reward_version": REWARD_VERSION,
-            **{k: v for k, v in msgspec.to_builtins(config).items() if k != "method"},
+            **{k: v for k, v in msgspec.to_builtins(config).items() if k not in skip},
         },
     )
     report = AwrReport(

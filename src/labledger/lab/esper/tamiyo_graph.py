@@ -148,6 +148,26 @@ def legal_mask(state: GraphState, blueprints: Sequence[str]) -> list[bool]:
     return [a.key in legal for a in layout(blueprints)]
 
 
+def supported_mask(
+    state: GraphState, blueprints: Sequence[str], last_epoch: int | None, *, wait_anywhere: bool
+) -> list[bool]:
+    """Which outputs of :func:`layout` the once behaviour (``once:last_epoch``) could take.
+
+    All of them without a support (``last_epoch`` None). ``wait_anywhere`` adds
+    WAIT everywhere: its counterfactual reward is 0 by construction (a command that
+    changes nothing is its own control), so acting on it extrapolates nothing.
+    """
+    out = layout(blueprints)
+    if last_epoch is None:
+        return [True] * len(out)
+    legal = actions.legal(state.stages(), blueprints)
+    mu = actions.once_probabilities(legal, state.stages(), state.epoch, last_epoch)
+    allowed = {a.key for a, p in zip(legal, mu, strict=True) if p > 0.0}
+    if wait_anywhere:
+        allowed.add(actions.Action(LifecycleOp.WAIT, None).key)
+    return [a.key in allowed for a in out]
+
+
 class GraphTamiyo(nn.Module):
     """Message passing over the host graph; action logits per slot, WAIT and value globally."""
 
@@ -239,15 +259,13 @@ class GraphPolicy:
         self._temperature = float(header.training.get("temperature", 1.0))
         support = str(header.training.get("support", ""))
         self._support = int(support.removeprefix("once:")) if support.startswith("once:") else None
+        self._wait_anywhere = bool(header.training.get("wait_anywhere", False))
 
     def _supported(self, state: GraphState) -> list[bool]:
         """Which outputs the behaviour could have taken in ``state`` (all, without a support)."""
-        if self._support is None:
-            return [True] * len(self._layout)
-        legal = actions.legal(state.stages(), self.header.blueprints)
-        mu = actions.once_probabilities(legal, state.stages(), state.epoch, self._support)
-        allowed = {a.key for a, p in zip(legal, mu, strict=True) if p > 0.0}
-        return [a.key in allowed for a in self._layout]
+        return supported_mask(
+            state, self.header.blueprints, self._support, wait_anywhere=self._wait_anywhere
+        )
 
     def choose(self, state: GraphState) -> tuple[actions.Action, float]:
         """The most probable legal (and supported) action and its probability."""
