@@ -380,6 +380,17 @@ def test_fqi_trains_from_a_once_collect_is_deterministic_and_may_wait_anywhere(
     assert not forced[
         [k.key for k in tamiyo_graph.layout(spec.blueprints)].index(actions_wait_key())
     ]
+    held = GraphState(
+        epoch=3,
+        accuracy=0.5,
+        loss=1.0,
+        critical=False,
+        slots={"r0": ("HOLDING", 1.0), "r1": ("DORMANT", 0.0)},
+    )
+    keep = tamiyo_graph.supported_mask(held, spec.blueprints, 2, wait_anywhere=True)
+    assert [
+        k.key for k, ok in zip(tamiyo_graph.layout(spec.blueprints), keep, strict=True) if ok
+    ] == ["FOSSILIZE:r0"]  # a HOLDING seed is fossilized, as the behaviour did
     sha, _ = simic_awr.record(store, blob, report, config)
     scores = evaluate.run_all(store, [f"learned:{sha}"], [100, 101], spec=spec, tag="fqi")
     for score in scores[f"learned:{sha}"]:

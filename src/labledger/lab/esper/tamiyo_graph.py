@@ -154,8 +154,10 @@ def supported_mask(
     """Which outputs of :func:`layout` the once behaviour (``once:last_epoch``) could take.
 
     All of them without a support (``last_epoch`` None). ``wait_anywhere`` adds
-    WAIT everywhere: its counterfactual reward is 0 by construction (a command that
-    changes nothing is its own control), so acting on it extrapolates nothing.
+    WAIT wherever the behaviour would grow: its counterfactual reward is 0 by
+    construction (a command that changes nothing is its own control), so acting on
+    it extrapolates nothing. A HOLDING seed is still fossilized, as the behaviour
+    did: a seed left HOLDING would lead to states the log never saw.
     """
     out = layout(blueprints)
     if last_epoch is None:
@@ -163,7 +165,8 @@ def supported_mask(
     legal = actions.legal(state.stages(), blueprints)
     mu = actions.once_probabilities(legal, state.stages(), state.epoch, last_epoch)
     allowed = {a.key for a, p in zip(legal, mu, strict=True) if p > 0.0}
-    if wait_anywhere:
+    holding = any(stage == SeedStage.HOLDING.value for stage in state.stages().values())
+    if wait_anywhere and not holding:
         allowed.add(actions.Action(LifecycleOp.WAIT, None).key)
     return [a.key in allowed for a in out]
 
