@@ -270,33 +270,22 @@ def _fit_q(
     config: AwrConfig,
     progress: Callable[[int, int], None] | None,
 ) -> PolicyUpdateMetrics:
-    """The logits regress the taken action's reward; the value head the state's mean reward."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    q_loss = value_loss = 0.0
-    for step in range(config.steps):
-        logits, value = model(x)
-        taken = logits.gather(1, a.unsqueeze(1)).squeeze(1)
-        loss_q = ((taken - r) ** 2).mean()
-        loss_v = ((value - r) ** 2).mean()
-        optimizer.zero_grad()
-        (loss_q + loss_v).backward()
-        optimizer.step()
-        q_loss, value_loss = float(loss_q.detach()), float(loss_v.detach())
-        if progress is not None and (step + 1) % 20 == 0:
-            progress(step + 1, config.steps)
-    with torch.no_grad():
-        logits, _ = model(x)
-        taken = logits.gather(1, a.unsqueeze(1)).squeeze(1)
-        logp = tamiyo_graph.masked_log_probs(logits / config.temperature, mask)
-        ent = -(logp.exp() * logp.masked_fill(~mask, 0.0)).sum(1)
-    explained = 1.0 - float(((r - taken).var()) / r.var().clamp(min=1e-12))
-    return PolicyUpdateMetrics(
-        policy_loss=round(q_loss, 9),
-        value_loss=round(value_loss, 9),
-        entropy=round(float(ent.mean()), 9),
-        approx_kl=0.0,
-        clip_fraction=0.0,
-        explained_variance=round(explained, 9),
+    """The logits regress the taken action's reward; the value head the state's mean reward.
+
+    One round of fitted Q iteration without a backup (``simic_fqi.fit``), over the legal actions.
+    """
+    return simic_fqi.fit(
+        model,
+        x,
+        mask,
+        a,
+        r,
+        [-1] * len(r),
+        iterations=1,
+        steps=config.steps,
+        lr=config.lr,
+        temperature=config.temperature,
+        progress=progress,
     )
 
 
