@@ -398,6 +398,10 @@ def test_fqi_trains_from_a_once_collect_is_deterministic_and_may_wait_anywhere(
         assert sum(c[0] == "GERMINATE" for c in done) <= 1 and all(c[0] != "PRUNE" for c in done)
     with pytest.raises(UsageError, match="support"):
         simic_awr.train(rows, spec.blueprints, simic_awr.AwrConfig(method="fqi"))
+    learn = ["--db", store.url, "esper", "learn", "--method", "fqi", "--support", "once:2"]
+    learn += ["--steps", "5", "--iterations", "2", "--horizon", "5", "--dry-run"]
+    assert cli([*learn, "--task", "spirals_mix"]) == 2  # these episodes are plain spirals
+    assert cli([*learn, "--task", "spirals"]) == 0
 
 
 def actions_wait_key() -> str:

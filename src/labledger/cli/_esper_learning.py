@@ -118,6 +118,9 @@ def cmd_learn(args: argparse.Namespace, store: EventStore) -> int:
     engine = caught_up(store, name, until=report.head)
     with engine.read(name) as tx:
         rows = completed(tx, as_of=report.head)
+    if args.task is not None:
+        # run ids are collect-<task>[-settings]-…: the dash keeps spirals apart from spirals_mix
+        rows = [t for t in rows if t.run_id.startswith(f"collect-{args.task}-")]
     config = simic_awr.AwrConfig(
         steps=args.steps,
         seed=args.seed,
@@ -300,6 +303,12 @@ def add_verbs(verbs: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument(
         "--horizon", type=positive, default=12, help="episode length the policy sees (epochs)"
+    )
+    p.add_argument(
+        "--task",
+        default=None,
+        choices=["spirals", "spirals_mix"],
+        help="learn only from the episodes collected on this task (default: every collect)",
     )
     p.add_argument("--dry-run", action="store_true", help="store the blob, record no event")
     p.set_defaults(store_handler=cmd_learn)
