@@ -16,8 +16,9 @@ epoch whose validation loss diverges from the last good one
 parameters, as the session does. Before v4 it kept a diverged loss as
 measured, so a FOSSILIZE (which changes no training) was credited with the
 treatment's rollback (issue #16: 184 of 539 such reports). What it still
-leaves out: injected faults (``diverge_epoch``) and the emergency halt; a
-halted treatment is judged at the epoch it stopped. Commands that change
+leaves out: injected faults (``diverge_epoch``) and the emergency halt (the
+control never halts; a halted treatment's decisions are judged against the
+control at their window's end, see ``field_reports``). Commands that change
 nothing (``WAIT``, a command that does not apply) have the treatment as their
 control, so their deltas are exactly 0 and nothing is trained twice.
 """
