@@ -3,7 +3,8 @@
     OMP_NUM_THREADS=1 PYTHONPATH=src python scripts/analysis/esper_mix_sweep.py 0.5,0.75,1.0,1.25,1.5,1.75 12 \\
         noop,heuristic,fixed:residual_mlp:r0,fixed:wide_mlp:r0,fixed:low_rank:r0,fixed:residual_mlp:r1,fixed:wide_mlp:r1
 
-Seeds 300…300+N-1, 20 epochs, no counterfactual (speed). LR=0.15 in the environment changes the SGD rate.
+Seeds 300…300+N-1, 20 epochs, no counterfactual (speed). In the environment, LR=0.15 changes the SGD rate,
+EP=30 the epochs and W=4 the host width.
 Prints mean metric per policy, and the paired difference to the first policy (± standard error, sd).
 """
 import os, sys, uuid, tempfile, statistics as st
@@ -12,12 +13,12 @@ from labledger.store import init_store
 from labledger.security import KeyRing
 from labledger.lab.esper import session, collect, tolaria
 from labledger.lab.esper.evaluate import score_run
-turns = [float(t) for t in sys.argv[1].split(",")]; LR = float(os.environ.get("LR", "0.3")); EP = int(os.environ.get("EP", "20"))
+turns = [float(t) for t in sys.argv[1].split(",")]; LR = float(os.environ.get("LR", "0.3")); EP = int(os.environ.get("EP", "20")); W = int(os.environ.get("W", "6"))
 seeds = range(300, 300 + int(sys.argv[2]))
 pols = sys.argv[3].split(",")
 for t in turns:
-    name = f"spirals_x{t}"
-    tolaria.TASKS[name] = tolaria.Task(name, 2, 6, 3, t)
+    name = f"spirals_x{t}_w{W}"
+    tolaria.TASKS[name] = tolaria.Task(name, 2, W, 3, t)
     db = f"{tempfile.gettempdir()}/sweep-{uuid.uuid4().hex[:6]}.db"; url = "sqlite:///" + db; init_store(url)
     store = open_ledger(url, keyring=KeyRing({"lab": b"k" * 32}), strict=False)
     spec = collect.EpisodeSpec(task=name, epochs=EP, window=EP)
@@ -34,4 +35,4 @@ for t in turns:
     for p, v in res.items():
         d = [a - b for a, b in zip(v, base)]; sd = st.stdev(d)
         line.append(f"{p} {st.mean(v):.3f} (Δ{pols[0]} {st.mean(d):+.3f}±{st.stdev(d)/len(d)**.5:.3f} sd {sd:.3f})")
-    print(f"lr {LR} ep {EP}", " | ".join(line), flush=True)
+    print(f"lr {LR} ep {EP} w {W}", " | ".join(line), flush=True)

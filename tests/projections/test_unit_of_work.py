@@ -204,3 +204,54 @@ def test_update_where_refuses_a_key_column(db: tuple[sa.Engine, TableSet]) -> No
         assert tx.update_where("counts", tables["counts"].c.n > 0, refreshes=2) == 1
         row = tx.get("counts", k="a")
         assert row is not None and row.refreshes == 2
+
+
+def _found(rows: list[Any]) -> list[tuple[Any, ...]]:
+    return sorted((r.a, r.b, r.note) for r in rows)
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_find_answers_like_sql_from_memory_when_fresh(
+    db: tuple[sa.Engine, TableSet], fresh: bool
+) -> None:
+    """Issue #19: ``Tx.find`` (a lookup off the key) reads no SQL on a fresh table and
+    follows inserts, upserts and updates of the indexed column; otherwise it is a SELECT."""
+    engine, tables = db
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    with engine.begin() as conn:
+        tx = Tx(conn, tables, fresh=fresh)
+        probes = len(statements)
+        tx.insert("pairs", a="x", b=1, note="p")
+        tx.insert("pairs", a="x", b=2, note="p")
+        assert _found(tx.find("pairs", note="p")) == [("x", 1, "p"), ("x", 2, "p")]
+        tx.insert("pairs", a="y", b=1, note="p")  # after the index exists
+        tx.update("pairs", {"a": "x", "b": 1}, note="q")  # moves between index buckets
+        tx.upsert("pairs", {"a": "x", "b": 2}, note="q")
+        tx.upsert("pairs", {"a": "z", "b": 9}, note="q")  # a new row through upsert
+        assert _found(tx.find("pairs", note="p")) == [("y", 1, "p")]
+        assert _found(tx.find("pairs", note="q")) == [("x", 1, "q"), ("x", 2, "q"), ("z", 9, "q")]
+        assert _found(tx.find("pairs", a="x", note="q")) == [("x", 1, "q"), ("x", 2, "q")]
+        assert tx.find("pairs", note="none") == []
+        if fresh:
+            assert len(statements) == probes  # all of it from the map
+        tx.flush()
+    with engine.connect() as conn:
+        tx = Tx(conn, tables)
+        assert _found(tx.find("pairs", note="q")) == [("x", 1, "q"), ("x", 2, "q"), ("z", 9, "q")]
+
+
+def test_find_reads_sql_once_the_map_no_longer_holds_the_table(
+    db: tuple[sa.Engine, TableSet],
+) -> None:
+    engine, tables = db
+    pairs = tables["pairs"]
+    with engine.begin() as conn:
+        tx = Tx(conn, tables, fresh=True)
+        tx.insert("pairs", a="x", b=1, note="p")
+        assert len(tx.find("pairs", note="p")) == 1
+        tx.conn.execute(sa.insert(pairs).values(a="raw", b=1, note="p"))  # behind the map
+        tx.insert("pairs", a="x", b=2, note="p")  # pending: find must flush it first
+        assert _found(tx.find("pairs", note="p")) == [("raw", 1, "p"), ("x", 1, "p"), ("x", 2, "p")]
+        assert tx.delete_where("pairs", pairs.c.a == "x") == 2
+        assert _found(tx.find("pairs", note="p")) == [("raw", 1, "p")]

@@ -147,13 +147,36 @@ class _Open:
     tables only) the hashes of every key written to it. One dict probe per call
     finds all three."""
 
-    __slots__ = ("dirty", "name", "rows", "shape", "written")
+    __slots__ = ("complete", "dirty", "finders", "indexes", "name", "rows", "shape", "written")
 
     def __init__(self, name: str, shape: TableShape, written: set[int] | None) -> None:
         self.name, self.shape = name, shape
         self.rows: dict[tuple[Any, ...], _Cached] = {}
         self.dirty: list[_Cached] = []  # rows written since the last flush, in order
         self.written = written
+        # The map holds every row of the table: it was empty, and nothing was dropped since.
+        self.complete = written is not None
+        # Tx.find's in-memory indexes: columns -> their values -> the rows holding them.
+        self.indexes: dict[tuple[str, ...], dict[tuple[Any, ...], list[_Cached]]] = {}
+        self.finders: dict[tuple[str, ...], sa.Select[Any]] = {}  # Tx.find's SELECTs
+
+    def index(self, entry: _Cached) -> None:
+        """Add a row that just came to exist to every index."""
+        values = entry.values
+        assert values is not None
+        for columns, index in self.indexes.items():
+            index.setdefault(tuple([values[c] for c in columns]), []).append(entry)
+
+    def reindex(self, entry: _Cached, changes: Mapping[str, Any]) -> None:
+        """Move a row whose indexed columns ``changes`` is about to set (call before setting)."""
+        values = entry.values
+        assert values is not None
+        for columns, index in self.indexes.items():
+            if changes.keys().isdisjoint(columns):
+                continue
+            index[tuple([values[c] for c in columns])].remove(entry)
+            moved = tuple([changes.get(c, values[c]) for c in columns])
+            index.setdefault(moved, []).append(entry)
 
 
 MAX_CACHED_ROWS = 100_000
@@ -285,6 +308,33 @@ class Tx:
     def table(self, name: str) -> sa.Table:
         return self.tables[name]
 
+    def find(self, name: str, **equal: Any) -> list[RowLike]:
+        """The rows of ``name`` whose columns equal ``equal``, in no particular order.
+
+        When the map holds the whole table (a fresh table, nothing dropped since),
+        they come from an index on ``equal``'s columns, built on first use and kept
+        by every write, so a rebuild asks SQL nothing; otherwise from one SELECT on
+        the flushed table. Issue #19: a lookup off the key was a query per event.
+        """
+        table = self._open.get(name) or self._table(name)
+        columns = tuple(sorted(equal))
+        if table.complete:
+            index = table.indexes.get(columns)
+            if index is None:
+                index = table.indexes[columns] = {}
+                for entry in table.rows.values():
+                    if (values := entry.values) is not None:
+                        index.setdefault(tuple([values[c] for c in columns]), []).append(entry)
+            found = index.get(tuple([equal[c] for c in columns]), ())
+            return [RowView(entry.values) for entry in found if entry.values is not None]
+        statement = table.finders.get(columns)
+        if statement is None:
+            sa_table = table.shape.table
+            where = [sa_table.c[c] == sa.bindparam(f"f_{c}") for c in columns]
+            statement = table.finders[columns] = sa.select(sa_table).where(*where)
+        self.flush(frozenset((name,)))
+        return list(self._conn.execute(statement, {f"f_{c}": v for c, v in equal.items()}))
+
     def get(self, name: str, **key: Any) -> RowLike | None:
         table = self._open.get(name) or self._table(name)
         pk = table.shape.key_of(key)
@@ -308,6 +358,8 @@ class Tx:
         if entry is None:  # unknown: written as an insert; a stored duplicate fails at flush
             entry = self._remember(table, pk, _Cached(None, stored=False))
         entry.values = row
+        if table.indexes:
+            table.index(entry)
         if table.written is not None:
             table.written.add(hash(pk))
         if not entry.dirty:
@@ -329,10 +381,16 @@ class Tx:
                 self._upsert_now(name, key, values)
                 return
             entry.values = row
+            if table.indexes:
+                table.index(entry)
             if table.written is not None:
                 table.written.add(hash(pk))
         else:
-            current.update(shape.coerce_owned(values) if shape.coerce else values)
+            if shape.coerce:
+                values = shape.coerce_owned(values)
+            if table.indexes:
+                table.reindex(entry, values)
+            current.update(values)
         if not entry.dirty:
             self._touch(table, entry)
 
@@ -350,7 +408,11 @@ class Tx:
         current = entry.values
         if current is None:
             return 0
-        current.update(shape.coerce_owned(values) if shape.coerce else values)
+        if shape.coerce:
+            values = shape.coerce_owned(values)
+        if table.indexes:
+            table.reindex(entry, values)
+        current.update(values)
         if not entry.dirty:
             self._touch(table, entry)
         return 1
@@ -399,11 +461,13 @@ class Tx:
             if name is None or table.name == name:
                 self._held -= len(table.rows)
                 table.rows = {}
+                table.complete, table.indexes = False, {}
 
     def _stop_fresh(self) -> None:
         self._written = None
         for table in self._open.values():
             table.written = None
+            table.complete, table.indexes = False, {}
 
     def _load(self, table: _Open, pk: tuple[Any, ...]) -> _Cached:
         """A key the map does not hold: absent without asking (fresh), else read once."""

@@ -44,6 +44,8 @@ Progress = Callable[[int, int], None]
 """Called with (events done, events to do) as a long operation advances."""
 
 DEFAULT_BATCH = 500
+REBUILD_BATCH = 5_000
+"""A rebuild's batches into its shadow tables (no checkpoint rides on them)."""
 READ_PAGE = 1000  # the store's own default page
 # A catch-up that loses a batch to another runner starts again from that runner's
 # checkpoint. Each loss follows someone else's commit, so this bound is only hit
@@ -226,17 +228,20 @@ class ProjectionEngine:
             progress(done, max(total, done))
         return cp
 
-    def _batches(self, start: int, until: int | None = None) -> Iterator[list[RecordedEvent]]:
-        """The log from ``start`` (up to ``until``) in batches of ``batch_size``.
+    def _batches(
+        self, start: int, until: int | None = None, *, size: int | None = None
+    ) -> Iterator[list[RecordedEvent]]:
+        """The log from ``start`` (up to ``until``) in batches of ``size`` (``batch_size``).
 
         Pages are read at least READ_PAGE long whatever the batch: a page is a
         query (two round trips on PostgreSQL), a batch only a commit. ``until``
         bounds the read too, so the last page stops there, not a page past it.
         """
+        size = size or self.batch_size
         limit = None if until is None else max(0, until - start + 1)
-        page = max(self.batch_size, READ_PAGE)
+        page = max(size, READ_PAGE)
         records = iter(self.source.read_all(start, batch_size=page, limit=limit))
-        while batch := list(islice(records, self.batch_size)):
+        while batch := list(islice(records, size)):
             if until is not None and batch[-1].position > until:  # a source with gaps
                 batch = [r for r in batch if r.position <= until]
                 if batch:
@@ -309,8 +314,9 @@ class ProjectionEngine:
         one = OnePass(list(folds.values()))
         head, done = self.source.head(), 0
         # The shadows are not in ll_projections yet: batches carry no checkpoint
-        # row, and an interrupted rebuild starts again from zero.
-        for records in self._batches(1):
+        # row, and an interrupted rebuild starts again from zero. So a batch is only
+        # a flush: larger ones fill the multi-row statements (issue #19).
+        for records in self._batches(1, size=max(self.batch_size, REBUILD_BATCH)):
             with self._write() as conn:
                 for name, fold in folds.items():
                     fold.begin(conn, shadows[name].position, fresh=True)  # just created

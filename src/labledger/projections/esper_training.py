@@ -174,14 +174,14 @@ def _slot_names(run: RowLike | None) -> list[str]:
     return [] if not names else list(msgspec.json.decode(names, type=list[str]))
 
 
-def slot_states(run: RowLike | None, slots: Sequence[sa.Row[Any]]) -> dict[str, tuple[str, float]]:
+def slot_states(run: RowLike | None, slots: Sequence[RowLike]) -> dict[str, tuple[str, float]]:
     """Every slot of the run (from its start) → (stage, alpha); untouched slots are DORMANT."""
     out = {name: (SeedStage.DORMANT.value, 0.0) for name in _slot_names(run)}
     out |= {s.slot: (s.stage, s.alpha) for s in slots}
     return dict(sorted(out.items()))
 
 
-def observation(run: RowLike | None, slots: Sequence[sa.Row[Any]], slot: str) -> list[float]:
+def observation(run: RowLike | None, slots: Sequence[RowLike], slot: str) -> list[float]:
     """The feature vector (:data:`FEATURE_NAMES`) of ``slot`` given a run row and its slots."""
     metrics = [0.0] * len(_METRICS)
     if run is not None and run.state_position is not None:
@@ -316,39 +316,19 @@ class EsperTrainingProjection(Projection):
                 apply_seed_event(tx, run_id, event, position)
 
 
-# Per-event statements, built once per table set (TableSet.prepare).
+def _pending(tx: Tx, **equal: str) -> list[RowLike]:
+    """The pending transitions with ``equal`` (a command id or a run), in command order.
 
-
-def _slots_of_run(tables: TableSet) -> sa.Select[Any]:
-    slots = tables["slots"]
-    return sa.select(slots).where(slots.c.run_id == sa.bindparam("run_id"))
-
-
-def _pending_command(tables: TableSet) -> sa.Select[Any]:
-    """The earliest pending transition of a command id."""
-    table = tables["transitions"]
-    return (
-        sa.select(table)
-        .where(table.c.command_id == sa.bindparam("command_id"), table.c.status == "pending")
-        .order_by(table.c.command_position)
-        .limit(1)
-    )
-
-
-def _pending_of_run(tables: TableSet) -> sa.Select[Any]:
-    """The pending transitions of a run (and whether their window already ended), in order."""
-    table = tables["transitions"]
-    return (
-        sa.select(table.c.command_position, table.c.slot, table.c.done_position)
-        .where(table.c.run_id == sa.bindparam("run_id"), table.c.status == "pending")
-        .order_by(table.c.command_position)
-    )
+    ``Tx.find`` serves them from memory during a rebuild (issue #19).
+    """
+    rows = [row for row in tx.find("transitions", **equal) if row.status == "pending"]
+    return sorted(rows, key=lambda row: row.command_position)
 
 
 def _state(tx: Tx, run_id: str, slot: str) -> dict[str, Any]:
     """The features of ``slot`` now, with the positions of the events they came from."""
     run = tx.get("runs", run_id=run_id)
-    slots = list(tx.query(tx.tables.prepare("slots_of_run", _slots_of_run), {"run_id": run_id}))
+    slots = tx.find("slots", run_id=run_id)
     return {
         "obs": _encode(observation(run, slots, slot)).decode(),
         "slots": _encode(slot_states(run, slots)).decode(),
@@ -385,10 +365,10 @@ def _open(tx: Tx, run_id: str, cmd: AdaptationCommand, position: int) -> None:
 
 
 def _complete(tx: Tx, report: FieldReport, position: int) -> None:
-    pending = tx.tables.prepare("pending_command", _pending_command)
-    row = tx.query(pending, {"command_id": report.command_id}).first()
-    if row is None:
+    earliest = _pending(tx, command_id=report.command_id)[:1]
+    if not earliest:
         return  # unknown command, or already reported: the first report counts
+    row = earliest[0]
     aborted = report.outcome is FieldOutcome.ABORTED
     changes: dict[str, Any] = {
         "status": "complete",
@@ -415,12 +395,11 @@ def _end_window(tx: Tx, run_id: str, flag: str, position: int) -> None:
     """
     # Each open transition is updated through the unit of work (one UPDATE WHERE per
     # window end was a statement, and it dropped the mapped transitions; issue #19).
-    pending = tx.tables.prepare("pending_of_run", _pending_of_run)
-    for command_position, slot, done_position in tx.query(pending, {"run_id": run_id}).all():
+    for row in _pending(tx, run_id=run_id):
         changes: dict[str, Any] = {flag: True}
-        if done_position is None:
-            changes |= {"done_position": position, **_next_state(tx, run_id, slot)}
-        tx.update("transitions", {"command_position": command_position}, **changes)
+        if row.done_position is None:
+            changes |= {"done_position": position, **_next_state(tx, run_id, row.slot)}
+        tx.update("transitions", {"command_position": row.command_position}, **changes)
 
 
 def completed(tx: Tx, as_of: int | None = None) -> list[Transition]:

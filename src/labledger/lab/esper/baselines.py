@@ -5,9 +5,9 @@ one command every epoch, drawn from :mod:`labledger.lab.esper.actions` with a
 generator seeded by the run's seed, so a random run replays exactly; waiting
 is an explicit ``WAIT`` command, which makes it the behaviour policy of
 ``esper collect`` too (its decisions, waits included, become transitions).
-``fixed:BLUEPRINT:SLOT`` is a hand-written reference (issue #16): germinate
-``BLUEPRINT`` in ``SLOT`` at the first decision, fossilize it once HOLDING,
-nothing else — what a learned policy has to match at least.
+``fixed:BLUEPRINT:SLOT[:EPOCH]`` is a hand-written reference (issue #16):
+germinate ``BLUEPRINT`` in ``SLOT`` at epoch ``EPOCH`` (default 0), fossilize it
+once HOLDING, nothing else — what a learned policy has to match at least.
 ``once`` (or ``once:LAST``) is the behaviour policy of a clean collect: it
 germinates at most once per episode, at an (epoch, slot, blueprint) drawn
 uniformly from the run's seed (epoch 0…LAST), fossilizes the seed once
@@ -102,18 +102,24 @@ class RandomPolicy:
 
 @dataclass
 class FixedPolicy:
-    """Germinates ``blueprint`` in ``slot`` at epoch 0, fossilizes what is HOLDING, else waits."""
+    """Germinates ``blueprint`` in ``slot`` at ``epoch``, fossilizes what is HOLDING, else waits."""
 
     blueprint: str
     slot: str
+    epoch: int = 0
     version: str = FIXED_VERSION
 
+    def __post_init__(self) -> None:
+        # epoch 0 keeps the original version, so earlier fixed runs still replay as theirs
+        if self.epoch:
+            self.version = f"{FIXED_VERSION}-e{self.epoch}"
+
     def decide(self, state: LiveState, slots: list[str]) -> Decision | None:
-        """The one germination at epoch 0; a FOSSILIZE for a HOLDING seed; otherwise nothing."""
+        """The one germination at ``epoch``; a FOSSILIZE for a HOLDING seed; otherwise nothing."""
         if state.metrics is None:
             return None
         stages = stages_of(state, slots)
-        if state.metrics.epoch == 0 and stages.get(self.slot) == SeedStage.DORMANT.value:
+        if state.metrics.epoch == self.epoch and stages.get(self.slot) == SeedStage.DORMANT.value:
             grow = actions.Action(LifecycleOp.GERMINATE, self.slot, self.blueprint)
             return decision(grow, self.version, risk=0.1, reason="fixed: grow once")
         for slot, stage in stages.items():

@@ -132,7 +132,7 @@ def to_command(
 
 
 POLICY_SPECS = (
-    "'heuristic', 'noop', 'random', 'once[:LAST]', 'fixed:BLUEPRINT:SLOT',"
+    "'heuristic', 'noop', 'random', 'once[:LAST]', 'fixed:BLUEPRINT:SLOT[:EPOCH]',"
     " 'learned:SHA256' (graph policy) or 'ckpt:SHA256'"
 )
 
@@ -140,7 +140,7 @@ POLICY_SPECS = (
 def load_policy(spec: str, store: EventStore, blueprints: tuple[str, ...], seed: int = 0) -> Policy:
     """A policy by spec: ``heuristic``, ``noop``, ``random`` (seeded by the run's ``seed``),
     ``once[:LAST]`` (grow once at a random epoch ≤ LAST, the clean behaviour of a collect),
-    ``fixed:BLUEPRINT:SLOT`` (grow once at epoch 0, a hand-written reference),
+    ``fixed:BLUEPRINT:SLOT[:EPOCH]`` (grow once at EPOCH, default 0, a hand-written reference),
     ``learned:SHA`` (a graph policy checkpoint blob) or ``ckpt:SHA`` (the older MLP policy).
 
     Raises:
@@ -159,12 +159,13 @@ def load_policy(spec: str, store: EventStore, blueprints: tuple[str, ...], seed:
 
         last = int(spec.removeprefix("once:")) if ":" in spec else baselines.ONCE_LAST_EPOCH
         return baselines.OncePolicy(seed=seed, blueprints=blueprints, last_epoch=last)
-    if spec.startswith("fixed:") and spec.count(":") == 2:
+    if spec.startswith("fixed:") and spec.count(":") in (2, 3):
         from labledger.lab.esper import baselines, tolaria
 
-        _, blueprint, slot = spec.split(":")
-        if blueprint in blueprints and slot in tolaria.SLOT_NAMES:
-            return baselines.FixedPolicy(blueprint=blueprint, slot=slot)
+        _, blueprint, slot, *at = spec.split(":")
+        epoch = at[0] if at else "0"
+        if blueprint in blueprints and slot in tolaria.SLOT_NAMES and epoch.isdigit():
+            return baselines.FixedPolicy(blueprint=blueprint, slot=slot, epoch=int(epoch))
     if spec.startswith("learned:") and len(spec) > 8:
         from labledger.lab.esper import tamiyo_graph
 
