@@ -4,7 +4,7 @@
         noop,heuristic,fixed:residual_mlp:r0,fixed:wide_mlp:r0,fixed:low_rank:r0,fixed:residual_mlp:r1,fixed:wide_mlp:r1
 
 Seeds 300…300+N-1, 20 epochs, no counterfactual (speed). In the environment, LR=0.15 changes the SGD rate,
-EP=30 the epochs and W=4 the host width.
+EP=30 the epochs and W=4 the host width; DIGITS=1 sweeps the digits at width W instead.
 Prints mean metric per policy, and the paired difference to the first policy (± standard error, sd).
 """
 import os, sys, uuid, tempfile, statistics as st
@@ -17,8 +17,12 @@ turns = [float(t) for t in sys.argv[1].split(",")]; LR = float(os.environ.get("L
 seeds = range(300, 300 + int(sys.argv[2]))
 pols = sys.argv[3].split(",")
 for t in turns:
-    name = f"spirals_x{t}_w{W}"
-    tolaria.TASKS[name] = tolaria.Task(name, 2, W, 3, t)
+    if os.environ.get("DIGITS"):  # the digits at host width W (the half-turns are ignored)
+        name = f"digits_w{W}"
+        tolaria.TASKS[name] = tolaria.Task(name, 64, W, 10)
+    else:
+        name = f"spirals_x{t}_w{W}"
+        tolaria.TASKS[name] = tolaria.Task(name, 2, W, 3, t)
     db = f"{tempfile.gettempdir()}/sweep-{uuid.uuid4().hex[:6]}.db"; url = "sqlite:///" + db; init_store(url)
     store = open_ledger(url, keyring=KeyRing({"lab": b"k" * 32}), strict=False)
     spec = collect.EpisodeSpec(task=name, epochs=EP, window=EP)

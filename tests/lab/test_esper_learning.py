@@ -108,6 +108,22 @@ def test_the_fixed_reference_grows_once_at_epoch_0_and_keeps_it(store: EventStor
         load_policy("fixed:no_such:r0", store, spec.blueprints)
     with pytest.raises(UsageError):
         load_policy("fixed:wide_mlp:r9", store, spec.blueprints)
+    with pytest.raises(UsageError):
+        load_policy("fixed:wide_mlp:r0:soon", store, spec.blueprints)
+
+
+def test_the_fixed_reference_can_grow_at_a_later_epoch(store: EventStore) -> None:
+    spec = collect.EpisodeSpec(epochs=6, window=2)
+    run_session(store, spec.config(0, "fixed:wide_mlp:r0:2"), run_id="late")
+    assert commands(store, "late") == [("GERMINATE", "r0", "wide_mlp"), ("FOSSILIZE", "r0", None)]
+    seen_epoch = None
+    for item in typed(store.read_all()):
+        if isinstance(item.event, SystemStateReported) and item.record.run_id == "late":
+            seen_epoch = item.event.metrics.epoch
+        if isinstance(item.event, AdaptationCommand):
+            break
+    assert isinstance(item.event, AdaptationCommand) and seen_epoch == 2  # after epoch 2
+    assert item.event.metadata.policy_version == "tamiyo-fixed-1-e2"  # not the epoch-0 policy's
 
 
 def test_a_risky_command_puts_kasmina_into_conservative_mode(store: EventStore) -> None:
