@@ -4,7 +4,7 @@
         noop,heuristic,fixed:residual_mlp:r0,fixed:wide_mlp:r0,fixed:low_rank:r0,fixed:residual_mlp:r1,fixed:wide_mlp:r1
 
 Seeds 300…300+N-1, 20 epochs, no counterfactual (speed). In the environment, LR=0.15 changes the SGD rate,
-EP=30 the epochs and W=4 the host width; DIGITS=1 sweeps the digits at width W instead.
+EP=30 the epochs, BATCH=8 the batch and W=4 the host width; DIGITS=1 sweeps the digits at width W instead.
 Prints mean metric per policy, and the paired difference to the first policy (± standard error, sd).
 """
 import os, sys, uuid, tempfile, statistics as st
@@ -13,7 +13,7 @@ from labledger.store import init_store
 from labledger.security import KeyRing
 from labledger.lab.esper import session, collect, tolaria
 from labledger.lab.esper.evaluate import score_run
-turns = [float(t) for t in sys.argv[1].split(",")]; LR = float(os.environ.get("LR", "0.3")); EP = int(os.environ.get("EP", "20")); W = int(os.environ.get("W", "6"))
+turns = [float(t) for t in sys.argv[1].split(",")]; LR = float(os.environ.get("LR", "0.3")); EP = int(os.environ.get("EP", "20")); W = int(os.environ.get("W", "6")); B = int(os.environ.get("BATCH", "32"))
 seeds = range(300, 300 + int(sys.argv[2]))
 pols = sys.argv[3].split(",")
 for t in turns:
@@ -29,7 +29,7 @@ for t in turns:
     res = {p: [] for p in pols}
     for seed in seeds:
         for p in pols:
-            import dataclasses; cfg = dataclasses.replace(spec.config(seed, p), counterfactual=False, lr=LR)
+            import dataclasses; cfg = dataclasses.replace(spec.config(seed, p), counterfactual=False, lr=LR, batch=B)
             rid = f"{p}-{seed}"
             session.run_session(store, cfg, run_id=rid)
             r = score_run(store, spec, p, seed, rid)
@@ -39,4 +39,4 @@ for t in turns:
     for p, v in res.items():
         d = [a - b for a, b in zip(v, base)]; sd = st.stdev(d)
         line.append(f"{p} {st.mean(v):.3f} (Δ{pols[0]} {st.mean(d):+.3f}±{st.stdev(d)/len(d)**.5:.3f} sd {sd:.3f})")
-    print(f"lr {LR} ep {EP} w {W}", " | ".join(line), flush=True)
+    print(f"lr {LR} ep {EP} w {W} batch {B}", " | ".join(line), flush=True)

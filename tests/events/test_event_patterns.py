@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labledger.errors import EventDecodeError
-from labledger.events import TelemetryPacket, all_types, encode, validate_payload
+from labledger.events import TelemetryPacket, all_types, class_of, encode, validate_payload
 from labledger.events import _base as registry
 from labledger.events._patterns import _EXACT
 from labledger.testing.event_strategies import events_of
@@ -68,6 +68,58 @@ def test_the_twin_accepts_exactly_what_the_class_accepts(
         elif registry._fast(cls).active:
             assert fast is not None
             assert _ENCODE(fast) == strict
+
+
+@pytest.mark.parametrize("cls", CURRENT, ids=IDS)
+@settings(max_examples=examples(40), deadline=None)
+@given(data=st.data())
+def test_a_read_twin_is_its_class_to_every_reader(
+    cls: type[registry.Event], data: st.DataObject
+) -> None:
+    """Issue #19: the log's read path decodes into read twins (subclasses without the
+    patterns); they accept what the class accepts, and equal, hash, print and encode
+    like the strictly decoded event."""
+    event = data.draw(events_of(cls))
+    payload = _ENCODE(_mutate(msgspec.to_builtins(event), data))
+    strict = _strict(cls, payload)
+    for _ in range(2):
+        if strict is None:
+            assert registry._read(cls).decode(payload) is None
+            with pytest.raises(EventDecodeError):
+                registry.decode(cls.TYPE, cls.VERSION, payload, twins=True)
+            continue
+        real = msgspec.json.Decoder(cls).decode(payload)
+        read = registry.decode(cls.TYPE, cls.VERSION, payload, twins=True)
+        assert isinstance(read, cls) and type(read).__name__ == cls.__name__
+        assert read == real and real == read
+        assert (read != real, real != read) == (False, False)  # __ne__ too, not only __eq__
+        assert repr(read) == repr(real)
+        assert _ENCODE(read) == strict and encode(read) == encode(real)
+        try:
+            expected_hash = hash(real)
+        except TypeError:  # a field holds a list or a dict: unhashable either way
+            continue
+        assert hash(read) == expected_hash
+
+
+def test_a_read_twin_differs_from_a_different_event() -> None:
+    packet = TelemetryPacket(
+        source="rig-1",
+        priority="NORMAL",  # type: ignore[arg-type]
+        health={"status": "HEALTHY", "indicators": {}},  # type: ignore[arg-type]
+        metrics=[],
+        events=[],
+    )
+    _, version, payload = encode(packet)
+    packet = msgspec.json.Decoder(TelemetryPacket).decode(payload)  # enums and structs, not str
+    read = registry.decode(TelemetryPacket.TYPE, version, payload, twins=True)
+    assert type(read) is not TelemetryPacket  # the twin: the strict path was not taken
+    assert class_of(read) is TelemetryPacket
+    assert type(registry.decode(TelemetryPacket.TYPE, version, payload)) is TelemetryPacket
+    other = msgspec.structs.replace(packet, source="rig-2")
+    assert read == packet and read != other and other != read
+    assert (read == other, other == read) == (False, False)
+    assert read != "rig-1" and read != msgspec.to_builtins(packet)
 
 
 @pytest.mark.parametrize("pattern", sorted(_EXACT))

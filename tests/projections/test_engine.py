@@ -374,13 +374,13 @@ def test_one_pass_decodes_each_event_once(
     from labledger.projections import engine as engine_module
 
     calls: list[int] = []
-    real = engine_module.decode_record
+    real = engine_module.decode_for_fold
 
     def counting(record: RecordedEvent) -> Typed[Event]:
         calls.append(record.position)
         return real(record)
 
-    monkeypatch.setattr(engine_module, "decode_record", counting)
+    monkeypatch.setattr(engine_module, "decode_for_fold", counting)
     with fresh_ledger(backend) as store:
         _lab_shaped_log(store, rounds_=2)
         ProjectionEngine(store, all_projections()).run()

@@ -91,8 +91,42 @@ def _without_pattern(meta: msgspec.Meta) -> msgspec.Meta:
     return msgspec.Meta(**kept)
 
 
+READ_TWINS: dict[type, type] = {}
+"""Each read twin (a subclass, see :class:`_Twins`) → the real class it stands for."""
+
+
+def _alike(real: type[msgspec.Struct]) -> dict[str, Any]:
+    """Equality and hash of a read twin: those of the real class, field for field."""
+    astuple = msgspec.structs.astuple
+
+    def __eq__(self: Any, other: object) -> bool:
+        if isinstance(other, real):
+            return astuple(self) == astuple(other)
+        return NotImplemented
+
+    def __ne__(self: Any, other: object) -> bool:
+        if isinstance(other, real):
+            return astuple(self) != astuple(other)
+        return NotImplemented
+
+    def __hash__(self: Any) -> int:  # msgspec's own hash depends on the type
+        return hash(real(**msgspec.structs.asdict(self)))
+
+    return {"__eq__": __eq__, "__ne__": __ne__, "__hash__": __hash__}
+
+
 class _Twins:
-    def __init__(self) -> None:
+    """Builds twins without patterns.
+
+    ``subclass``: each twin is a *read twin*, a subclass of its real class that
+    only re-declares the patterned fields: ``isinstance``, ``match``, the
+    name, the repr, equality, hash and encoding are the real class's, so a
+    reader cannot tell it apart (the log's read path, issue #19). Otherwise a
+    twin is a free-standing struct, for validation (its value is only encoded).
+    """
+
+    def __init__(self, *, subclass: bool = False) -> None:
+        self.subclass = subclass
         self.structs: dict[type, tuple[Any, Check | None]] = {}
 
     def annotation(self, tp: Any) -> tuple[Any, Check | None]:
@@ -171,24 +205,37 @@ class _Twins:
         config = cls.__struct_config__
         specs: list[Any] = []
         for f, (twin, _) in zip(fields, twins, strict=True):
+            if self.subclass and twin is f.type:
+                continue  # inherited as it is
             if f.default is not msgspec.NODEFAULT:
                 specs.append((f.name, twin, f.default))
             elif f.default_factory is not msgspec.NODEFAULT:
                 specs.append((f.name, twin, msgspec.field(default_factory=f.default_factory)))
             else:
                 specs.append((f.name, twin))
-        twin_cls = msgspec.defstruct(
-            f"{cls.__name__}Twin",
-            specs,
-            tag_field=config.tag_field,
-            tag=config.tag,
-            rename={f.name: f.encode_name for f in fields},
-            omit_defaults=config.omit_defaults,
-            forbid_unknown_fields=config.forbid_unknown_fields,
-            frozen=config.frozen,
-            kw_only=True,
-            array_like=config.array_like,
-        )
+        options: dict[str, Any] = {
+            "tag_field": config.tag_field,
+            "tag": config.tag,
+            "rename": {f.name: f.encode_name for f in fields},
+            "omit_defaults": config.omit_defaults,
+            "forbid_unknown_fields": config.forbid_unknown_fields,
+            "frozen": config.frozen,
+            "kw_only": True,
+            "array_like": config.array_like,
+        }
+        if self.subclass:
+            twin_cls = msgspec.defstruct(
+                cls.__name__,
+                specs,
+                bases=(cls,),
+                module=cls.__module__,
+                namespace=_alike(cls),
+                **options,
+            )
+            twin_cls.__qualname__ = cls.__qualname__
+            READ_TWINS[twin_cls] = cls
+        else:
+            twin_cls = msgspec.defstruct(f"{cls.__name__}Twin", specs, **options)
 
         def check(value: Any) -> bool:
             for name, field_check in checks:  # noqa: SIM110  (a loop: no generator per call)
@@ -239,11 +286,12 @@ class FastDecoder:
 
     __slots__ = ("_check", "_decode")
 
-    def __init__(self, cls: type[msgspec.Struct]) -> None:
+    def __init__(self, cls: type[msgspec.Struct], *, subclass: bool = False) -> None:
+        """``subclass``: decode into read twins (:class:`_Twins`), for readers of the log."""
         self._decode: Callable[[bytes], Any] | None = None
         self._check: Check | None = None
         try:
-            twin, check = _Twins().struct(cls)
+            twin, check = _Twins(subclass=subclass).struct(cls)
         except _Unsupported:
             return
         if check is not None:

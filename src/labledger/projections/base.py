@@ -509,4 +509,8 @@ class Projection(abc.ABC):
 
     @abc.abstractmethod
     def apply(self, tx: Tx, item: Typed[Event]) -> None:
-        """Fold one event (of a handled type) into the tables."""
+        """Fold one event (of a handled type) into the tables.
+
+        The event may be a read twin of its class (``events.decode``): dispatch
+        with ``match`` or ``isinstance``, not on ``type(event)``.
+        """

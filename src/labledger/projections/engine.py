@@ -20,7 +20,7 @@ import msgspec
 from sqlalchemy import Connection
 
 from labledger.errors import ProjectionError
-from labledger.events.typed import decode_record
+from labledger.events.typed import decode_for_fold
 from labledger.projections import checkpoint as cps
 from labledger.projections._pass import Fold, OnePass
 from labledger.projections.base import Projection, TableSet, Tx
@@ -179,7 +179,7 @@ class ProjectionEngine:
                     cp = points[name]
                     _still_at(conn, cp)
                     fold.begin(conn, cp.position, fresh=cp.position == 0)
-                one.fold(records, decode_record)
+                one.fold(records, decode_for_fold)
                 for name, fold in folds.items():
                     cp = points[name]
                     if last > cp.position:  # the batch had events past this checkpoint
@@ -255,7 +255,7 @@ class ProjectionEngine:
         wanted, apply, applied = proj.type_names(), proj.apply, 0
         for record in records:
             if record.type in wanted:
-                apply(tx, decode_record(record))
+                apply(tx, decode_for_fold(record))
                 applied += 1
         return applied
 
@@ -320,7 +320,7 @@ class ProjectionEngine:
             with self._write() as conn:
                 for name, fold in folds.items():
                     fold.begin(conn, shadows[name].position, fresh=True)  # just created
-                one.fold(records, decode_record)
+                one.fold(records, decode_for_fold)
                 for name, fold in folds.items():
                     assert fold.tx is not None
                     fold.tx.flush()
