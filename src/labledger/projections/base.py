@@ -95,8 +95,8 @@ class Prepared:
     flush pending writes before running one. A prepared statement is built
     once (values go in as bound parameters), and a query with it flushes only
     the tables it reads, worked out once from the statement, instead of every
-    table of the projection (issue #19: esper_training queries its transitions
-    and slots a few times per command; each query flushed its runs as well).
+    table of the projection (issue #19). A lookup by equal columns needs none
+    of this: :meth:`Tx.find` serves it, from memory during a rebuild.
     """
 
     __slots__ = ("reads", "statement")
@@ -159,6 +159,15 @@ class _Open:
         # Tx.find's in-memory indexes: columns -> their values -> the rows holding them.
         self.indexes: dict[tuple[str, ...], dict[tuple[Any, ...], list[_Cached]]] = {}
         self.finders: dict[tuple[str, ...], sa.Select[Any]] = {}  # Tx.find's SELECTs
+
+    def build_index(self, columns: tuple[str, ...]) -> dict[tuple[Any, ...], list[_Cached]]:
+        """A new index on ``columns`` over every mapped row (the map holds them all)."""
+        index: dict[tuple[Any, ...], list[_Cached]] = {}
+        for entry in self.rows.values():
+            if (values := entry.values) is not None:
+                index.setdefault(tuple([values[c] for c in columns]), []).append(entry)
+        self.indexes[columns] = index
+        return index
 
     def index(self, entry: _Cached) -> None:
         """Add a row that just came to exist to every index."""
@@ -321,10 +330,7 @@ class Tx:
         if table.complete:
             index = table.indexes.get(columns)
             if index is None:
-                index = table.indexes[columns] = {}
-                for entry in table.rows.values():
-                    if (values := entry.values) is not None:
-                        index.setdefault(tuple([values[c] for c in columns]), []).append(entry)
+                index = table.build_index(columns)
             found = index.get(tuple([equal[c] for c in columns]), ())
             return [RowView(entry.values) for entry in found if entry.values is not None]
         statement = table.finders.get(columns)
