@@ -4,7 +4,7 @@
         noop,heuristic,fixed:residual_mlp:r0,fixed:wide_mlp:r0,fixed:low_rank:r0,fixed:residual_mlp:r1,fixed:wide_mlp:r1
 
 Seeds 300…300+N-1, 20 epochs, no counterfactual (speed). In the environment, LR=0.15 changes the SGD rate,
-EP=30 the epochs, BATCH=8 the batch and W=4 the host width; DIGITS=1 sweeps the digits at width W instead.
+EP=30 the epochs, BATCH=8 the batch, W=4 the host width and PRE=1 slots before the ReLU; DIGITS=1 sweeps the digits at width W instead.
 Prints mean metric per policy, and the paired difference to the first policy (± standard error, sd).
 """
 import os, sys, uuid, tempfile, statistics as st
@@ -21,8 +21,9 @@ for t in turns:
         name = f"digits_w{W}"
         tolaria.TASKS[name] = tolaria.Task(name, 64, W, 10)
     else:
-        name = f"spirals_x{t}_w{W}"
-        tolaria.TASKS[name] = tolaria.Task(name, 2, W, 3, t)
+        pre = bool(os.environ.get("PRE"))
+        name = f"spirals_x{t}_w{W}" + ("_pre" if pre else "")
+        tolaria.TASKS[name] = tolaria.Task(name, 2, W, 3, t, pre_activation=pre)
     db = f"{tempfile.gettempdir()}/sweep-{uuid.uuid4().hex[:6]}.db"; url = "sqlite:///" + db; init_store(url)
     store = open_ledger(url, keyring=KeyRing({"lab": b"k" * 32}), strict=False)
     spec = collect.EpisodeSpec(task=name, epochs=EP, window=EP)

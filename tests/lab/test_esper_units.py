@@ -291,3 +291,26 @@ def test_the_mixed_task_draws_easy_or_hard_spirals_from_the_seed_issue_16() -> N
         tolaria.Host(0, mix).host_parameter_count()
         == tolaria.Host(0, tolaria.task("spirals")).host_parameter_count()
     )
+
+
+def test_the_pre_activation_task_puts_the_seed_before_the_relu_issue_16() -> None:
+    pre, post = tolaria.task("spirals_mix_pre"), tolaria.task("spirals_mix")
+    assert pre.pre_activation and not post.pre_activation
+    assert set(pre.turns_of(s) for s in range(100, 130)) == {0.5, 1.5}
+    x = torch.randn(16, 2, generator=torch.Generator().manual_seed(3))
+    a, b = tolaria.Host(0, pre), tolaria.Host(0, post)
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))  # empty slots: the same network either way
+        kernel = urza.ResidualMLP(pre.hidden)
+        for p in kernel.parameters():
+            p.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(p.numel()))
+        for host in (a, b):
+            host.slot("r0").attach(kernel)
+            host.slot("r0").mode, host.slot("r0").alpha = "blend", 1.0
+        z = a.fc1(x)
+        before = torch.relu(z + kernel(z))  # the seed widens the first layer
+        after = torch.relu(z) + kernel(torch.relu(z))  # the seed refines rectified features
+        expect_pre = a.out(torch.relu(a.fc2(before)))
+        expect_post = b.out(torch.relu(b.fc2(after)))
+        assert torch.allclose(a(x), expect_pre) and torch.allclose(b(x), expect_post)
+        assert not torch.allclose(a(x), b(x))

@@ -57,6 +57,10 @@ def _spec(args: argparse.Namespace) -> Any:
     return collect.EpisodeSpec(task=args.task, epochs=epochs, batch=args.batch, window=window)
 
 
+LEARNING_TASKS = ["spirals", "spirals_mix", "spirals_mix_pre"]
+"""The tasks the learning verbs (collect, learn, evaluate) accept."""
+
+
 def _window(value: str) -> str:
     """``end`` or a positive number of epochs (argparse exits 2 otherwise)."""
     if value == "end" or (value.isdigit() and int(value) > 0):
@@ -68,8 +72,9 @@ def _episode_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--task",
         default="spirals",
-        choices=["spirals", "spirals_mix"],
-        help="spirals (default), or spirals_mix: easy and hard spirals drawn per seed",
+        choices=LEARNING_TASKS,
+        help="spirals (default); spirals_mix: easy and hard spirals drawn per seed;"
+        " spirals_mix_pre: the same, seed slots before each ReLU",
     )
     p.add_argument(
         "--epochs",
@@ -307,7 +312,7 @@ def add_verbs(verbs: argparse._SubParsersAction[Any]) -> None:
     p.add_argument(
         "--task",
         default=None,
-        choices=["spirals", "spirals_mix"],
+        choices=LEARNING_TASKS,
         help="learn only from the episodes collected on this task (default: every collect)",
     )
     p.add_argument("--dry-run", action="store_true", help="store the blob, record no event")

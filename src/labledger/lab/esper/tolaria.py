@@ -67,6 +67,10 @@ class Task:
     """Spiral tasks only: when set, each seed draws its half-turns from these
     (:meth:`turns_of`), so one task holds workloads that need growth and workloads
     the host solves alone."""
+    pre_activation: bool = False
+    """Slots sit before each hidden ReLU, not after it. A seed in r0 then reads a linear
+    image of the input, so a wide seed there widens the host's first layer (more ReLU
+    regions in the input plane) instead of refining six already-rectified features."""
 
     def turns_of(self, seed: int) -> float:
         """The half-turns of ``seed``'s spirals: :attr:`turns`, or a draw from :attr:`mix`."""
@@ -79,11 +83,18 @@ TASKS = {
     "digits": Task("digits", 64, HIDDEN, 10),
     "spirals": Task("spirals", 2, 6, 3),
     "spirals_mix": Task("spirals_mix", 2, 6, 3, mix=(0.5, 1.5)),
+    "spirals_mix_pre": Task("spirals_mix_pre", 2, 6, 3, mix=(0.5, 1.5), pre_activation=True),
 }
 """``spirals_mix`` (issue #16, round 5): half the seeds draw easy spirals (0.5
 half-turns: the host reaches 0.99 alone and any seed only pays rent), half hard
 ones (1.5: growth in r0 adds about +0.1 accuracy at 20 epochs). What the host
-shows in its first epochs is all a policy has to tell them apart."""
+shows in its first epochs is all a policy has to tell them apart.
+
+``spirals_mix_pre`` (round 7) is the same mix with the slots before each ReLU. Round 6
+found that a residual seed on r0's rectified six features speeds training but barely lifts
+capacity; before the ReLU it widens the first layer. On seeds 300–311 (20 epochs), a seed
+germinated in r0 at epoch 0 adds about +0.2 to the metric on hard spirals (noop 0.707) and
+costs only its rent on easy ones (``scripts/analysis/esper_mix_sweep.py`` with ``PRE=1``)."""
 SWEEP_TASKS = {
     t.name: t
     for t in (
@@ -201,8 +212,12 @@ class Host(nn.Module):
         return module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.slot("r0")(torch.relu(self.fc1(x)))
-        h = self.slot("r1")(torch.relu(self.fc2(h)))
+        if self.shape.pre_activation:
+            h = torch.relu(self.slot("r0")(self.fc1(x)))
+            h = torch.relu(self.slot("r1")(self.fc2(h)))
+        else:
+            h = self.slot("r0")(torch.relu(self.fc1(x)))
+            h = self.slot("r1")(torch.relu(self.fc2(h)))
         out: torch.Tensor = self.out(h)
         return out
 
