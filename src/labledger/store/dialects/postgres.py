@@ -295,17 +295,31 @@ def _pg(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
-@lru_cache(maxsize=256)
-def _write_sql(n_rows: int, n_streams: int) -> str:
-    """Insert ``n_rows`` events, upsert ``n_streams`` versions and NOTIFY, as one statement."""
-    event_values = ", ".join(["(" + ", ".join(["%s"] * 15) + ")"] * n_rows)
-    stream_values = ", ".join(["(%s, %s, %s)"] * n_streams)
-    events = f"e AS (INSERT INTO ll_events ({schema.ROW_COLUMNS}) VALUES {event_values}), "
+_EVENT_ARRAYS = (
+    "bigint[]", "text[]", "bigint[]", "text[]", "text[]", "int[]", "bigint[]",
+    "text[]", "text[]", "text[]", "text[]", "bytea[]", "bytea[]", "bytea[]", "bytea[]",
+)  # fmt: skip
+"""The type of each column of ``schema.ROW_COLUMNS``, as the array unnest() reads."""
+
+
+@lru_cache(maxsize=2)
+def _write_sql(with_events: bool) -> str:
+    """Insert the events, upsert the stream versions and NOTIFY, as one statement.
+
+    Each column goes as one array parameter through ``unnest``, so the text is the same
+    for any number of rows: psycopg parses it once and the server prepares it. A
+    ``VALUES`` list of 15 placeholders a row was parsed anew on every append (the
+    driver caches no query of more than 50 parameters), about 1.5 ms of client CPU
+    per flush of 32 requests (issue #19).
+    """
+    arrays = ", ".join(f"%b::{t}" for t in _EVENT_ARRAYS)
+    events = f"e AS (INSERT INTO ll_events ({schema.ROW_COLUMNS}) SELECT * FROM unnest({arrays})), "
     return (
         "WITH "
-        + (events if n_rows else "")
+        + (events if with_events else "")
         + "s AS (INSERT INTO ll_streams (stream, version, last_position) "
-        f"VALUES {stream_values} ON CONFLICT (stream) DO UPDATE SET "
+        "SELECT * FROM unnest(%b::text[], %b::bigint[], %b::bigint[]) "
+        "ON CONFLICT (stream) DO UPDATE SET "
         "version = excluded.version, last_position = excluded.last_position) "
         f"SELECT pg_notify({CHANNEL_SQL}, %s)"
     )
@@ -371,11 +385,15 @@ class PostgresTxn(RawTxn):
         inline = len(rows) < COPY_FROM
         if not inline:
             self.executemany(schema.INSERT, rows)
-        params: list[Any] = [v for row in rows for v in row] if inline else []
-        for stream, (version, position) in planned.versions.items():
-            params += (stream, version, position)
+        params: list[Any] = [list(column) for column in zip(*rows, strict=True)] if inline else []
+        versions = planned.versions
+        params += [
+            list(versions),
+            [v for v, _ in versions.values()],
+            [p for _, p in versions.values()],
+        ]
         params.append(str(rows[-1][schema.POSITION]))
-        sql = _write_sql(len(rows) if inline else 0, len(planned.versions))
+        sql = _write_sql(inline)
         with self.pg.pipeline():
             self.pg.execute(sql, params)
             self.pg.commit()
