@@ -1,17 +1,18 @@
 """Per-difficulty means of evaluated policies on spirals_mix (issue #16, round 5).
 
     PYTHONPATH=src python scripts/analysis/esper_per_seed.py sqlite:///esper.db noop,heuristic,learned:SHA 100 130 eval
-    (seeds FIRST…LAST-1 of the runs tagged TAG: eval, confirm)
+    (seeds FIRST…LAST-1 of the runs tagged TAG: eval, confirm); TASK=spirals_mix_pre for round 7.
 """
-import sys, statistics as st
+import os, sys, statistics as st
 from labledger.ledger import open_ledger
 from labledger.security import KeyRing
 from labledger.lab.esper import collect, tolaria
 from labledger.lab.esper.evaluate import score_run
 url, pols = sys.argv[1], sys.argv[2].split(",")
 store = open_ledger(url, keyring=KeyRing({"lab": b"k"*32}), strict=False)
-spec = collect.EpisodeSpec(task="spirals_mix", epochs=20, window=20)
-mix = tolaria.task("spirals_mix")
+TASK = os.environ.get("TASK", "spirals_mix")
+spec = collect.EpisodeSpec(task=TASK, epochs=20, window=20)
+mix = tolaria.task(TASK)
 rows = {}
 for seed in range(int(sys.argv[3]), int(sys.argv[4])):
     rows[seed] = {p: score_run(store, spec, p, seed, collect.run_id(spec, sys.argv[5], p, seed)).metric for p in pols}

@@ -424,3 +424,22 @@ def actions_wait_key() -> str:
     from labledger.lab.esper import actions
 
     return actions.Action(LifecycleOp.WAIT, None).key
+
+
+def test_growth_decides_a_hard_seed_of_the_pre_activation_task_issue_16(store: EventStore) -> None:
+    from labledger.lab.esper import tolaria
+
+    mix = tolaria.task("spirals_mix_pre")
+    hard = next(s for s in range(300, 320) if mix.turns_of(s) == max(mix.mix))
+    easy = next(s for s in range(300, 320) if mix.turns_of(s) == min(mix.mix))
+    spec = collect.EpisodeSpec(task="spirals_mix_pre", epochs=20, window=20)
+    policies = ["noop", "fixed:wide_mlp:r0"]
+    scores = evaluate.run_all(store, policies, [hard, easy], spec=spec, tag="pre")
+    (noop_hard, noop_easy), (grown_hard, grown_easy) = scores["noop"], scores["fixed:wide_mlp:r0"]
+    # the seed widens the host's first layer: far above what the host reaches alone
+    assert grown_hard.final_accuracy > noop_hard.final_accuracy + 0.1
+    assert grown_hard.metric > noop_hard.metric + 0.05  # net of the rent
+    # easy spirals: the host solves them alone, and growth only costs its rent
+    assert noop_easy.final_accuracy > 0.97 and grown_easy.metric < noop_easy.metric
+    grow = ["esper", "collect", "--task", "spirals_mix_pre", "--seeds", "500", "--policy", "once:2"]
+    assert cli(["--db", store.url, *grow, "--epochs", "3", "--window", "end"]) == 0
