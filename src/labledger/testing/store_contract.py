@@ -147,6 +147,27 @@ class AppendContract(BackendFixtures):
         assert [r.data for r in read] == [e.data for e in batch]
         assert store.verify().ok
 
+    @pytest.mark.parametrize("size", [1, 32, 250])
+    def test_every_write_path_stores_every_field(self, store: EventStore, size: int) -> None:
+        """Issue #19: one row, a multi-row statement and COPY (PostgreSQL, binary) store alike."""
+        batch = [
+            ev(n, correlation_id=f"c-{n}", run_id="rün-✓", actor="ä/b") if n % 2 else ev(n)
+            for n in range(size)
+        ]
+        store.append("strëam/ü", batch, NO_STREAM)
+        read = list(store.read_stream("strëam/ü"))
+        assert [r.stream_version for r in read] == list(range(size))
+        for record, sent in zip(read, batch, strict=True):
+            assert (record.id, record.type, record.schema_version) == (sent.id, sent.type, 1)
+            assert (record.data, record.metadata) == (sent.data, sent.metadata)
+            assert (record.correlation_id, record.causation_id, record.run_id, record.actor) == (
+                sent.correlation_id,
+                None,
+                sent.run_id,
+                sent.actor,
+            )
+        assert store.verify().ok
+
     def test_mixed_batch_names_the_stored_id(self, store: EventStore) -> None:
         """Issue #12: the message named a new id as "already appended"."""
         stored = ev(0)
