@@ -211,13 +211,15 @@ class Host(nn.Module):
         assert isinstance(module, SeedSlot)
         return module
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _hidden(self, slot: str, z: torch.Tensor) -> torch.Tensor:
+        """One hidden layer's ReLU and its slot, in the order the task puts them."""
         if self.shape.pre_activation:
-            h = torch.relu(self.slot("r0")(self.fc1(x)))
-            h = torch.relu(self.slot("r1")(self.fc2(h)))
-        else:
-            h = self.slot("r0")(torch.relu(self.fc1(x)))
-            h = self.slot("r1")(torch.relu(self.fc2(h)))
+            return torch.relu(self.slot(slot)(z))
+        out: torch.Tensor = self.slot(slot)(torch.relu(z))
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self._hidden("r1", self.fc2(self._hidden("r0", self.fc1(x))))
         out: torch.Tensor = self.out(h)
         return out
 
