@@ -117,10 +117,15 @@ class PostgresDialect(Dialect):
         raw = engine.raw_connection()
         try:
             pg: Any = raw.driver_connection
+            # One statement is its own snapshot: in autocommit it is one round trip,
+            # where a transaction costs a BEGIN and a ROLLBACK more (a subscriber's
+            # wake-up to delivery, issue #19).
+            pg.autocommit = True
             try:
                 rows: list[tuple[Any, ...]] = pg.execute(_pg(sql), params).fetchall()
             finally:
-                pg.rollback()  # end the read transaction
+                if not pg.closed:  # a broken connection keeps its own error
+                    pg.autocommit = False
             return rows
         finally:
             raw.close()
